@@ -1,0 +1,2 @@
+//! ferroconv: a from-scratch convolutional-network engine.
+pub mod cpu;
