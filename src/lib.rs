@@ -1,2 +1,38 @@
-//! ferroconv: a from-scratch convolutional-network engine.
+//! # ferroconv
+//!
+//! A from-scratch convolutional-network engine: tensors, im2col convolution, max-pooling,
+//! dense layers, softmax cross-entropy, backpropagation and SGD, on hand-written CPU
+//! kernels (SIMD + rayon).
+//!
+//! Layout: [`tensor`] holds data; [`cpu`] the kernels, which know nothing of layers;
+//! [`backend`] is the one seam through which [`layers`] reach kernels; [`model`] chains
+//! layers; [`loss`], [`optim`], [`data`] and [`train`] complete a training loop.
+#![warn(missing_docs)]
+
+pub mod backend;
 pub mod cpu;
+pub mod data;
+pub mod error;
+pub mod layers;
+pub mod loss;
+pub mod model;
+pub mod models;
+pub mod optim;
+pub mod tensor;
+pub mod train;
+
+pub use error::{Error, Result};
+pub use layers::{Layer, Mode};
+pub use loss::SoftmaxCrossEntropy;
+pub use model::Sequential;
+pub use optim::Sgd;
+pub use tensor::Tensor;
+
+/// Sets the number of worker threads used by the kernels (rayon's global pool).
+/// Call once, before any training; results do not depend on the count.
+pub fn set_threads(threads: usize) -> Result<()> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .map_err(|e| Error::Invalid(format!("cannot set {threads} threads: {e}")))
+}

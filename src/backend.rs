@@ -1,0 +1,14 @@
+//! The one seam between layers and kernels.
+//!
+//! Layers call kernels only through this module, never `crate::cpu` directly. Today it
+//! re-exports the CPU kernels; a second backend (the `wgpu` path) slots in here by
+//! providing the same functions, and the layers do not change.
+
+pub use crate::cpu::elementwise::{
+    add_bias_cols, add_bias_rows, relu_backward, relu_forward, sgd_update, sum_cols, sum_rows,
+};
+pub use crate::cpu::gemm::gemm;
+pub use crate::cpu::im2col::{col2im, im2col};
+pub use crate::cpu::pool::{maxpool_backward, maxpool_forward, pooled};
+pub use crate::cpu::softmax::softmax_xent;
+pub use crate::cpu::worth_parallel;

@@ -1,0 +1,86 @@
+//! Element-wise kernels: ReLU, bias add and its gradient, the SGD update.
+//!
+//! All loops are written so LLVM vectorises them; they are memory-bound, so wider
+//! hand-written SIMD buys nothing here.
+
+/// `y = max(x, 0)`.
+pub fn relu_forward(x: &[f32], y: &mut [f32]) {
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = if v > 0.0 { v } else { 0.0 };
+    }
+}
+
+/// `dx = dy · [y > 0]`, from the forward *output* `y`.
+pub fn relu_backward(y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    for ((d, &g), &v) in dx.iter_mut().zip(dy).zip(y) {
+        *d = if v > 0.0 { g } else { 0.0 };
+    }
+}
+
+/// Adds `bias[r]` to every element of row `r` of `y[rows][cols]` (conv: rows are channels).
+pub fn add_bias_rows(y: &mut [f32], bias: &[f32], cols: usize) {
+    for (row, &b) in y.chunks_exact_mut(cols).zip(bias) {
+        for v in row {
+            *v += b;
+        }
+    }
+}
+
+/// Adds `bias[j]` to column `j` of every row of `y[rows][cols]` (dense: rows are samples).
+pub fn add_bias_cols(y: &mut [f32], bias: &[f32]) {
+    for row in y.chunks_exact_mut(bias.len()) {
+        for (v, &b) in row.iter_mut().zip(bias) {
+            *v += b;
+        }
+    }
+}
+
+/// `db[j] (+)= Σ_rows dy[row][j]` for `dy[rows][cols]`; overwrites unless `accumulate`.
+pub fn sum_cols(dy: &[f32], db: &mut [f32], accumulate: bool) {
+    if !accumulate {
+        db.fill(0.0);
+    }
+    for row in dy.chunks_exact(db.len()) {
+        for (d, &g) in db.iter_mut().zip(row) {
+            *d += g;
+        }
+    }
+}
+
+/// `db[r] (+)= Σ_cols dy[r][col]` for `dy[rows][cols]`; overwrites unless `accumulate`.
+pub fn sum_rows(dy: &[f32], cols: usize, db: &mut [f32], accumulate: bool) {
+    for (d, row) in db.iter_mut().zip(dy.chunks_exact(cols)) {
+        let s: f32 = row.iter().sum();
+        *d = if accumulate { *d + s } else { s };
+    }
+}
+
+/// SGD with momentum and weight decay, PyTorch's rule (dampening 0):
+/// `g = grad + wd·p; buf = μ·buf + g` (`buf = g` on the first step);
+/// `p −= lr · (nesterov ? g + μ·buf : buf)`.
+#[allow(clippy::too_many_arguments)]
+pub fn sgd_update(
+    p: &mut [f32],
+    grad: &[f32],
+    buf: &mut [f32],
+    lr: f32,
+    momentum: f32,
+    weight_decay: f32,
+    nesterov: bool,
+    first_step: bool,
+) {
+    for ((w, &g0), b) in p.iter_mut().zip(grad).zip(buf.iter_mut()) {
+        let g = if weight_decay != 0.0 {
+            g0 + weight_decay * *w
+        } else {
+            g0
+        };
+        let step = if momentum != 0.0 {
+            *b = if first_step { g } else { momentum * *b + g };
+            if nesterov { g + momentum * *b } else { *b }
+        } else {
+            g
+        };
+        *w -= lr * step;
+    }
+}

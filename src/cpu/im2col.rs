@@ -1,0 +1,198 @@
+//! im2col / col2im: turn a convolution into one matrix multiply.
+//!
+//! For one image `x[C][H][W]`, a kernel `KH×KW`, stride `S` and zero padding `P`, the output
+//! has `OH = (H + 2P - KH)/S + 1` rows and `OW` columns of positions. `im2col` writes the
+//! matrix `col[C·KH·KW][OH·OW]`: row `r = (c·KH + kh)·KW + kw` holds, for every output
+//! position `(oh, ow)`, the input pixel that kernel tap `(c, kh, kw)` sees there:
+//! `x[c][oh·S − P + kh][ow·S − P + kw]`, or 0 where that falls in the padding.
+//! The convolution is then `y[Cout][OH·OW] = W[Cout][C·KH·KW] · col`.
+//!
+//! `col2im` is its adjoint, used by the backward pass: it scatters `dcol` back onto
+//! `dx[C][H][W]`, summing where receptive fields overlap.
+
+/// Geometry of a 2-D convolution (or pooling) window over one image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Input channels `C`.
+    pub channels: usize,
+    /// Input height `H`.
+    pub height: usize,
+    /// Input width `W`.
+    pub width: usize,
+    /// Kernel height `KH`.
+    pub kernel_h: usize,
+    /// Kernel width `KW`.
+    pub kernel_w: usize,
+    /// Stride `S` (both directions).
+    pub stride: usize,
+    /// Zero padding `P` on every side.
+    pub padding: usize,
+}
+
+impl ConvGeometry {
+    /// Output height `OH = (H + 2P − KH)/S + 1`.
+    pub fn out_h(&self) -> usize {
+        (self.height + 2 * self.padding - self.kernel_h) / self.stride + 1
+    }
+    /// Output width `OW = (W + 2P − KW)/S + 1`.
+    pub fn out_w(&self) -> usize {
+        (self.width + 2 * self.padding - self.kernel_w) / self.stride + 1
+    }
+    /// Rows of the column matrix: `C·KH·KW`.
+    pub fn col_rows(&self) -> usize {
+        self.channels * self.kernel_h * self.kernel_w
+    }
+    /// Columns of the column matrix: `OH·OW`.
+    pub fn col_cols(&self) -> usize {
+        self.out_h() * self.out_w()
+    }
+    /// Input pixels per image: `C·H·W`.
+    pub fn input_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+}
+
+/// Reference im2col, one element at a time: `col[C·KH·KW][OH·OW]` from `x[C][H][W]`.
+pub fn im2col_naive(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
+    let (oh_n, ow_n) = (g.out_h(), g.out_w());
+    for c in 0..g.channels {
+        for kh in 0..g.kernel_h {
+            for kw in 0..g.kernel_w {
+                let r = (c * g.kernel_h + kh) * g.kernel_w + kw;
+                for oh in 0..oh_n {
+                    for ow in 0..ow_n {
+                        let ih = (oh * g.stride + kh) as isize - g.padding as isize;
+                        let iw = (ow * g.stride + kw) as isize - g.padding as isize;
+                        let inside = ih >= 0
+                            && iw >= 0
+                            && (ih as usize) < g.height
+                            && (iw as usize) < g.width;
+                        col[r * oh_n * ow_n + oh * ow_n + ow] = if inside {
+                            x[(c * g.height + ih as usize) * g.width + iw as usize]
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Range of output columns `ow` whose input column `ow·S − P + kw` lies inside `0..W`.
+fn valid_ow(g: &ConvGeometry, kw: usize, ow_n: usize) -> (usize, usize) {
+    // first ow with ow·S + kw ≥ P, last with ow·S + kw − P ≤ W − 1
+    let lo = g.padding.saturating_sub(kw).div_ceil(g.stride);
+    let hi = if g.width + g.padding > kw {
+        ((g.width + g.padding - kw - 1) / g.stride + 1).min(ow_n)
+    } else {
+        0
+    };
+    (lo.min(hi), hi)
+}
+
+/// im2col, row by row: zero edges, then a straight copy (stride 1) or a strided gather.
+pub fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
+    let (oh_n, ow_n) = (g.out_h(), g.out_w());
+    let p = oh_n * ow_n;
+    debug_assert!(x.len() >= g.input_len() && col.len() >= g.col_rows() * p);
+    for c in 0..g.channels {
+        let plane = &x[c * g.height * g.width..(c + 1) * g.height * g.width];
+        for kh in 0..g.kernel_h {
+            for kw in 0..g.kernel_w {
+                let r = (c * g.kernel_h + kh) * g.kernel_w + kw;
+                let row = &mut col[r * p..(r + 1) * p];
+                let (lo, hi) = valid_ow(g, kw, ow_n);
+                for oh in 0..oh_n {
+                    let out = &mut row[oh * ow_n..(oh + 1) * ow_n];
+                    let ih = (oh * g.stride + kh) as isize - g.padding as isize;
+                    if ih < 0 || ih as usize >= g.height {
+                        out.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[ih as usize * g.width..(ih as usize + 1) * g.width];
+                    out[..lo].fill(0.0);
+                    out[hi..].fill(0.0);
+                    if lo == hi {
+                        continue;
+                    }
+                    let iw0 = lo * g.stride + kw - g.padding;
+                    if g.stride == 1 {
+                        out[lo..hi].copy_from_slice(&src[iw0..iw0 + (hi - lo)]);
+                    } else {
+                        for (o, v) in out[lo..hi]
+                            .iter_mut()
+                            .zip(src[iw0..].iter().step_by(g.stride))
+                        {
+                            *o = *v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reference col2im: `dx[C][H][W] = Σ` of `dcol[C·KH·KW][OH·OW]` over the taps that saw each pixel.
+pub fn col2im_naive(g: &ConvGeometry, dcol: &[f32], dx: &mut [f32]) {
+    let (oh_n, ow_n) = (g.out_h(), g.out_w());
+    dx[..g.input_len()].fill(0.0);
+    for c in 0..g.channels {
+        for kh in 0..g.kernel_h {
+            for kw in 0..g.kernel_w {
+                let r = (c * g.kernel_h + kh) * g.kernel_w + kw;
+                for oh in 0..oh_n {
+                    for ow in 0..ow_n {
+                        let ih = (oh * g.stride + kh) as isize - g.padding as isize;
+                        let iw = (ow * g.stride + kw) as isize - g.padding as isize;
+                        if ih >= 0 && iw >= 0 && (ih as usize) < g.height && (iw as usize) < g.width
+                        {
+                            dx[(c * g.height + ih as usize) * g.width + iw as usize] +=
+                                dcol[r * oh_n * ow_n + oh * ow_n + ow];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// col2im, row by row, the adjoint of [`im2col`]. Overwrites `dx`.
+///
+/// Sums in the same (c, kh, kw, oh, ow) order as [`col2im_naive`], so the two agree bit for bit.
+pub fn col2im(g: &ConvGeometry, dcol: &[f32], dx: &mut [f32]) {
+    let (oh_n, ow_n) = (g.out_h(), g.out_w());
+    let p = oh_n * ow_n;
+    dx[..g.input_len()].fill(0.0);
+    for c in 0..g.channels {
+        let plane = &mut dx[c * g.height * g.width..(c + 1) * g.height * g.width];
+        for kh in 0..g.kernel_h {
+            for kw in 0..g.kernel_w {
+                let r = (c * g.kernel_h + kh) * g.kernel_w + kw;
+                let row = &dcol[r * p..(r + 1) * p];
+                let (lo, hi) = valid_ow(g, kw, ow_n);
+                for oh in 0..oh_n {
+                    let ih = (oh * g.stride + kh) as isize - g.padding as isize;
+                    if ih < 0 || ih as usize >= g.height {
+                        continue;
+                    }
+                    let dst = &mut plane[ih as usize * g.width..(ih as usize + 1) * g.width];
+                    if lo == hi {
+                        continue;
+                    }
+                    let src = &row[oh * ow_n + lo..oh * ow_n + hi];
+                    let iw0 = lo * g.stride + kw - g.padding;
+                    if g.stride == 1 {
+                        for (d, s) in dst[iw0..iw0 + (hi - lo)].iter_mut().zip(src) {
+                            *d += *s;
+                        }
+                    } else {
+                        for (d, s) in dst[iw0..].iter_mut().step_by(g.stride).zip(src) {
+                            *d += *s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Data: the CIFAR-10 reader, normalisation, seeded shuffling and mini-batches.
+mod batches;
+mod cifar10;
+
+pub use batches::{Batch, Batches, epoch_permutation};
+pub use cifar10::{CLASSES, Cifar10, IMAGE_BYTES, RECORD_BYTES, Split, read_batch_file};

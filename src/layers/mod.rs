@@ -1,0 +1,102 @@
+//! Layers: one file each, every one a forward/backward pair.
+//!
+//! The verbs are uniform: [`Layer::forward`] computes the output and keeps what backward
+//! needs; [`Layer::backward`] takes `∂L/∂output`, sets `∂L/∂parameter` for every
+//! parameter (overwriting last step's), and returns `∂L/∂input`. Optimizers then read
+//! values and gradients through [`Layer::visit_params`].
+//!
+//! Shapes in comments: `N` batch, `C` channels, `H×W` spatial, `F` features.
+
+mod conv2d;
+mod dense;
+mod flatten;
+mod maxpool2d;
+mod relu;
+
+pub use conv2d::Conv2d;
+pub use dense::Dense;
+pub use flatten::Flatten;
+pub use maxpool2d::MaxPool2d;
+pub use relu::ReLU;
+
+use crate::tensor::Tensor;
+use rand::Rng;
+
+/// Training or evaluation: layers such as dropout and batch norm behave differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Training: keep what backward needs, use batch statistics.
+    Train,
+    /// Inference: nothing kept for backward.
+    Eval,
+}
+
+/// What a parameter is, so optimizers can treat weights and biases differently
+/// (e.g. no weight decay on biases).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamKind {
+    /// A multiplicative weight (conv kernel, dense matrix).
+    Weight,
+    /// An additive bias.
+    Bias,
+}
+
+/// A parameter's values and gradient, lent to an optimizer or a checkpoint writer.
+pub struct Param<'a> {
+    /// Name inside its layer: `weight`, `bias`.
+    pub name: &'static str,
+    /// Shape, PyTorch's layout (`[out, in, kh, kw]` for conv, `[out, in]` for dense).
+    pub shape: Vec<usize>,
+    /// The values.
+    pub value: &'a mut [f32],
+    /// `∂L/∂value` from the last backward pass.
+    pub grad: &'a mut [f32],
+    /// Weight or bias.
+    pub kind: ParamKind,
+}
+
+/// A network layer: a forward/backward pair plus its parameters.
+pub trait Layer: Send {
+    /// One-line description, e.g. `Conv2d(3→6, 5×5, stride 1, pad 0)`.
+    fn describe(&self) -> String;
+
+    /// Output shape of one item (no batch dimension) for input shape `input`, or a
+    /// message saying why that input does not fit this layer.
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String>;
+
+    /// Draws initial parameters (PyTorch's defaults). Layers without parameters ignore it.
+    fn init(&mut self, _rng: &mut dyn Rng) {}
+
+    /// `x[N, ...] → output[N, ...]`. The input's item shape was checked when the model was
+    /// built; the returned tensor lives in the layer and is reused next step.
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> &Tensor;
+
+    /// `∂L/∂output → ∂L/∂input`, setting every parameter's gradient on the way.
+    /// When `need_input_grad` is false (first layer) the input gradient may be skipped and
+    /// the returned tensor is then meaningless.
+    fn backward(&mut self, grad_out: &Tensor, need_input_grad: bool) -> &Tensor;
+
+    /// Lends each parameter with its gradient, in a fixed order.
+    fn visit_params(&mut self, _f: &mut dyn FnMut(Param<'_>)) {}
+
+    /// Number of trainable scalars.
+    fn num_params(&self) -> usize {
+        0
+    }
+}
+
+/// PyTorch's default initialisation for conv and dense layers: weights from
+/// Kaiming-uniform with `a = √5`, which is `U(−1/√fan_in, 1/√fan_in)`, and biases from
+/// the same range.
+pub(crate) fn init_uniform(values: &mut [f32], fan_in: usize, rng: &mut dyn Rng) {
+    let bound = 1.0 / (fan_in as f32).sqrt();
+    for v in values {
+        *v = uniform(rng, -bound, bound);
+    }
+}
+
+/// A uniform sample in `[lo, hi)` from 24 random bits.
+pub(crate) fn uniform(rng: &mut dyn Rng, lo: f32, hi: f32) -> f32 {
+    let u = (rng.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32);
+    lo + (hi - lo) * u
+}

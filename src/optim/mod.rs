@@ -1,0 +1,3 @@
+//! Optimizers: they read each parameter's gradient and update its value.
+mod sgd;
+pub use sgd::Sgd;
