@@ -22,6 +22,11 @@ pub mod tensor;
 pub mod train;
 
 pub use error::{Error, Result};
+
+/// The README's code samples, compiled and run as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 pub use layers::{Layer, Mode};
 pub use loss::SoftmaxCrossEntropy;
 pub use model::Sequential;

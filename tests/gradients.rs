@@ -140,7 +140,7 @@ fn conv_ref(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
     fn conv2d_gradients(

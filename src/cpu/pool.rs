@@ -20,6 +20,22 @@ pub fn maxpool_forward(
     y: &mut [f32],
     argmax: &mut [u32],
 ) {
+    if kernel == 2 && stride == 2 {
+        return maxpool_forward_2x2(x, planes, (h, w), y, argmax);
+    }
+    maxpool_forward_naive(x, planes, (h, w), kernel, stride, y, argmax)
+}
+
+/// Reference max-pool, any window and stride.
+pub fn maxpool_forward_naive(
+    x: &[f32],
+    planes: usize,
+    (h, w): (usize, usize),
+    kernel: usize,
+    stride: usize,
+    y: &mut [f32],
+    argmax: &mut [u32],
+) {
     let (oh_n, ow_n) = (pooled(h, kernel, stride), pooled(w, kernel, stride));
     for pl in 0..planes {
         let xp = &x[pl * h * w..(pl + 1) * h * w];
@@ -31,17 +47,49 @@ pub fn maxpool_forward(
                     let row = (oh * stride + kh) * w + ow * stride;
                     for kw in 0..kernel {
                         let v = xp[row + kw];
-                        if v > best || v.is_nan() {
+                        // NaN wins and then stays: nothing compares greater than it.
+                        if v > best || (v.is_nan() && !best.is_nan()) {
                             best = v;
                             best_i = row + kw;
-                            if v.is_nan() {
-                                break;
-                            }
                         }
                     }
                 }
                 y[base + oh * ow_n + ow] = best;
                 argmax[base + oh * ow_n + ow] = best_i as u32;
+            }
+        }
+    }
+}
+
+/// The common 2×2, stride-2 case: two input rows at a time, the four candidates compared
+/// in the same order as the reference, so the result is the same.
+fn maxpool_forward_2x2(
+    x: &[f32],
+    planes: usize,
+    (h, w): (usize, usize),
+    y: &mut [f32],
+    argmax: &mut [u32],
+) {
+    let (oh_n, ow_n) = (h / 2, w / 2);
+    for pl in 0..planes {
+        let xp = &x[pl * h * w..(pl + 1) * h * w];
+        let base = pl * oh_n * ow_n;
+        for oh in 0..oh_n {
+            let (r0, r1) = (2 * oh * w, (2 * oh + 1) * w);
+            let ys = &mut y[base + oh * ow_n..base + (oh + 1) * ow_n];
+            let am = &mut argmax[base + oh * ow_n..base + (oh + 1) * ow_n];
+            for (ow, (yo, ao)) in ys.iter_mut().zip(am.iter_mut()).enumerate() {
+                let i = [r0 + 2 * ow, r0 + 2 * ow + 1, r1 + 2 * ow, r1 + 2 * ow + 1];
+                let (mut best, mut bi) = (xp[i[0]], i[0]);
+                for &j in &i[1..] {
+                    let v = xp[j];
+                    if v > best || (v.is_nan() && !best.is_nan()) {
+                        best = v;
+                        bi = j;
+                    }
+                }
+                *yo = best;
+                *ao = bi as u32;
             }
         }
     }

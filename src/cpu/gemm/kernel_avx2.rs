@@ -1,0 +1,157 @@
+//! The AVX2 + FMA microkernel: a 6×16 tile held in 12 `ymm` accumulators.
+//!
+//! Register budget (16 `ymm` registers on x86-64 without AVX-512):
+//!
+//! ```text
+//!   12  accumulators  c[i][0..8], c[i][8..16]   for i in 0..6
+//!    2  B row         b[p][0..8], b[p][8..16]
+//!    1  broadcast     a[p][i] splatted to 8 lanes
+//!   --
+//!   15
+//! ```
+//!
+//! Per step `p`: 2 loads of B, 6 broadcast-loads of A, 12 FMAs. Zen and Haswell-class
+//! cores issue 2 FMAs and 2 loads per cycle, so the 12 FMAs take 6 cycles while the 8
+//! loads fit in 4, and 12 independent accumulator chains cover the FMA latency
+//! (4–5 cycles × 2 pipes = 8–10 chains needed).
+//!
+//! `wide::f32x8` cannot be used here: `wide` picks its implementation at *compile* time,
+//! and a default build targets baseline x86-64 (SSE2, no FMA). The intrinsics below are
+//! compiled for AVX2+FMA via `#[target_feature]`, and [`Avx2Fma::detect`] checks the CPU
+//! at run time before any of them can be reached.
+
+use super::kernel::{MicroKernel, check_tile};
+use std::arch::x86_64::{
+    __m256, _mm256_add_ps, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps,
+    _mm256_setzero_ps, _mm256_storeu_ps,
+};
+
+/// Capability token for the AVX2+FMA 6×16 microkernel: only [`Avx2Fma::detect`] makes one,
+/// and only on a CPU that has both features.
+#[derive(Clone, Copy, Debug)]
+pub struct Avx2Fma {
+    _proof: (),
+}
+
+impl Avx2Fma {
+    /// Returns the kernel if the running CPU supports AVX2 and FMA.
+    pub fn detect() -> Option<Self> {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            Some(Self { _proof: () })
+        } else {
+            None
+        }
+    }
+}
+
+impl MicroKernel for Avx2Fma {
+    const MR: usize = 6;
+    const NR: usize = 16;
+
+    fn name(&self) -> &'static str {
+        "avx2+fma 6x16"
+    }
+
+    #[inline]
+    fn run(
+        &self,
+        k: usize,
+        a: &[f32],
+        b: &[f32],
+        rsb: usize,
+        c: &mut [f32],
+        rsc: usize,
+        load_c: bool,
+    ) {
+        check_tile(Self::MR, Self::NR, k, a.len(), b.len(), rsb, c.len(), rsc);
+        // SAFETY: `self` exists only if `detect` saw AVX2 and FMA on this CPU, so the
+        // `target_feature` function may be called. `check_tile` asserted that
+        // a[..k*6], b[..(k-1)*rsb+16] and c[..5*rsc+16] are in bounds, which covers every
+        // address the kernel forms (see `kernel_6x16`).
+        unsafe {
+            if rsb == Self::NR {
+                kernel_6x16::<true>(k, a.as_ptr(), b.as_ptr(), rsb, c.as_mut_ptr(), rsc, load_c)
+            } else {
+                kernel_6x16::<false>(k, a.as_ptr(), b.as_ptr(), rsb, c.as_mut_ptr(), rsc, load_c)
+            }
+        }
+    }
+}
+
+/// The 6×16 kernel proper. `PACKED_B` makes the B row stride the constant 16 so the
+/// unrolled loop uses immediate offsets; otherwise `rsb` is B's row stride in memory.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA; `a` must be valid for `k*6` reads, `b` for reads
+/// of `b[p*rsb + j]` (`p < k`, `j < 16`), `c` for reads and writes of `c[i*rsc + j]`
+/// (`i < 6`, `j < 16`).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kernel_6x16<const PACKED_B: bool>(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    rsb: usize,
+    c: *mut f32,
+    rsc: usize,
+    load_c: bool,
+) {
+    let rsb = if PACKED_B { 16 } else { rsb };
+    let mut acc: [[__m256; 2]; 6] = [[_mm256_setzero_ps(); 2]; 6];
+
+    // One k-step: acc[i][h] += a[p][i] * b[p][8h..8h+8]. `$ap`/`$bp` point at A column p
+    // and B row p.
+    macro_rules! step {
+        ($ap:expr, $bp:expr) => {{
+            // SAFETY: the caller guarantees A column p (6 floats) and B row p (16
+            // floats) are readable.
+            let (b0, b1) = unsafe { (_mm256_loadu_ps($bp), _mm256_loadu_ps($bp.add(8))) };
+            for i in 0..6 {
+                // SAFETY: i < 6, inside A column p.
+                let ai = unsafe { _mm256_broadcast_ss(&*$ap.add(i)) };
+                acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+            }
+        }};
+    }
+
+    let (mut ap, mut bp) = (a, b);
+    // Main loop unrolled by 4 (the order of the FMAs into each accumulator is unchanged:
+    // p increases by one per step).
+    let mut left = k;
+    while left >= 4 {
+        // 4 more steps exist (left >= 4), so all offsets below stay within the k*6
+        // floats of A and the k rows of B.
+        step!(ap, bp);
+        step!(ap.wrapping_add(6), bp.wrapping_add(rsb));
+        step!(ap.wrapping_add(12), bp.wrapping_add(2 * rsb));
+        step!(ap.wrapping_add(18), bp.wrapping_add(3 * rsb));
+        // Pointer bumps use `wrapping_add`: after the last step they may point past the
+        // panels, which is fine as long as nothing is read there.
+        ap = ap.wrapping_add(24);
+        bp = bp.wrapping_add(4 * rsb);
+        left -= 4;
+    }
+    while left > 0 {
+        step!(ap, bp);
+        ap = ap.wrapping_add(6);
+        bp = bp.wrapping_add(rsb);
+        left -= 1;
+    }
+
+    // Write back: c = c + acc (or c = acc), row by row.
+    for (i, row) in acc.iter().enumerate() {
+        for (h, &v) in row.iter().enumerate() {
+            // SAFETY: i < 6 and 8h+8 <= 16, inside the C tile the caller vouched for.
+            unsafe {
+                let cp = c.add(i * rsc + 8 * h);
+                let out = if load_c {
+                    _mm256_add_ps(_mm256_loadu_ps(cp), v)
+                } else {
+                    v
+                };
+                _mm256_storeu_ps(cp, out);
+            }
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! Single-precision matrix multiply: `C = A·B` or `C += A·B`.
+//!
+//! Operands are strided views, so the transposed forms the backward passes need
+//! (`Aᵀ·B`, `A·Bᵀ`) are the same call with the strides swapped: nothing is transposed
+//! in memory. Element `(i, j)` of a matrix with row stride `rs` and column stride `cs`
+//! lives at `data[i * rs + j * cs]`; `C` always has column stride 1.
+//!
+//! # Variants (same signature, all tested against [`gemm_naive`])
+//!
+//! | function                 | what it is                                               |
+//! |--------------------------|----------------------------------------------------------|
+//! | [`gemm_naive`]           | the reference triple loop                                |
+//! | [`gemm_blocked`]         | cache-blocked scalar loops, no packing                   |
+//! | [`gemm_packed`]          | BLIS design, best microkernel for this CPU, one thread   |
+//! | [`gemm_packed_portable`] | BLIS design, `wide::f32x8` microkernel forced            |
+//! | [`gemm_parallel`]        | BLIS design, best microkernel, rayon over row blocks     |
+//! | [`gemm`]                 | the entry point: picks serial or parallel by size        |
+//!
+//! # The BLIS design in five loops
+//!
+//! ```text
+//! for jc in 0..n step NC                 // 5th loop: NC columns of B and C
+//!   for pc in 0..k step KC               // 4th loop: a KC-deep slice of the product
+//!     pack B[pc.., jc..] (KC×NC)  →  B~   // NR-column micropanels, lives in L3
+//!     for ic in 0..m step MC             // 3rd loop: MC rows of A and C (parallel)
+//!       pack A[ic.., pc..] (MC×KC) →  A~  // MR-row micropanels, lives in L2
+//!       for jr in 0..NC step NR          // 2nd loop: one B~ micropanel, lives in L1
+//!         for ir in 0..MC step MR        // 1st loop: one A~ micropanel
+//!           C[ic+ir.., jc+jr..] (MR×NR) (=|+=) A~[ir] · B~[jr]    // the microkernel
+//! ```
+//!
+//! # Determinism
+//!
+//! Every element `C[i][j]` is computed as: for each KC block in increasing order,
+//! `acc = Σ_p a·b` by fused multiply-adds in increasing `p` inside the microkernel, then
+//! `C = C + acc` (or `C = acc` for the first block when not accumulating). The k range is
+//! never split across threads and `KC` is a constant, so which thread computes a tile,
+//! how the m range is cut into tasks, and whether the call ran serially or in parallel
+//! change nothing: results are bit-for-bit identical for any rayon thread count.
+//! (Different *microkernels* — AVX2 vs portable — may round differently; the choice
+//! depends only on the CPU.)
+
+mod blocked;
+mod kernel;
+#[cfg(target_arch = "x86_64")]
+mod kernel_avx2;
+mod kernel_portable;
+mod pack;
+
+pub use blocked::gemm_blocked;
+pub use kernel::MicroKernel;
+#[cfg(target_arch = "x86_64")]
+pub use kernel_avx2::Avx2Fma;
+pub use kernel_portable::Portable;
+
+use pack::{A_BUF, B_BUF, pack_a, pack_b, pack_b_panel, with_buffer};
+use rayon::prelude::*;
+use std::sync::OnceLock;
+
+/// Depth of one packed block (4th loop). A `KC × NR` B micropanel (256·16·4 = 16 KiB)
+/// plus an `MR × KC` A micropanel (6 KiB) sit in the 32 KiB L1d while the microkernel
+/// runs. Fixed, whatever the thread count: it sets the summation order (determinism).
+pub const KC: usize = 256;
+/// Rows of A packed at once (3rd loop): `MC × KC` floats (72·256·4 = 72 KiB) stay in the
+/// 512 KiB L2 while every B micropanel of the block streams past them. A multiple of
+/// every kernel's `MR` (6 and 4).
+pub const MC: usize = 72;
+/// Columns of B packed at once (5th loop): `KC × NC` floats (256·4080·4 ≈ 4 MiB) fit in
+/// the shared L3. A multiple of every kernel's `NR` (16 and 8).
+pub const NC: usize = 4080;
+/// Largest `m` for which a unit-column-stride B is read in place instead of packed:
+/// with few row tiles, each B micropanel is used only `⌈m/MR⌉` times and copying it
+/// would cost about as much as using it.
+const DIRECT_B_MAX_M: usize = 24;
+/// Below this many multiply-adds (`m·n·k`), [`gemm`] stays on the calling thread: rayon
+/// task overhead (a few µs) would eat the gain.
+const PAR_MIN_WORK: usize = 1 << 21;
+/// Largest microkernel tile (`MR·NR`) the edge-tile scratch can hold.
+const MAX_TILE: usize = 256;
+
+/// `C[m×n] (=|+=) A[m×k] · B[k×n]`; `C` is row-major with row stride `rsc`.
+///
+/// Naive triple loop in the reference order; every fast variant is tested against it.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_naive(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    rsb: usize,
+    csb: usize,
+    c: &mut [f32],
+    rsc: usize,
+    accumulate: bool,
+) {
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0.0f32;
+            for p in 0..k {
+                acc += a[i * rsa + p * csa] * b[p * rsb + j * csb];
+            }
+            let dst = &mut c[i * rsc + j];
+            *dst = if accumulate { *dst + acc } else { acc };
+        }
+    }
+}
+
+/// The microkernel [`gemm`], [`gemm_packed`] and [`gemm_parallel`] use on this CPU.
+#[derive(Clone, Copy, Debug)]
+enum Best {
+    #[cfg(target_arch = "x86_64")]
+    Avx2(Avx2Fma),
+    Portable(Portable),
+}
+
+/// Detects the CPU once and caches the choice.
+fn best() -> Best {
+    static BEST: OnceLock<Best> = OnceLock::new();
+    *BEST.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(k) = Avx2Fma::detect() {
+            return Best::Avx2(k);
+        }
+        Best::Portable(Portable)
+    })
+}
+
+/// Name of the microkernel the fast variants use on this CPU (for benches and logs).
+pub fn best_kernel_name() -> &'static str {
+    match best() {
+        #[cfg(target_arch = "x86_64")]
+        Best::Avx2(k) => k.name(),
+        Best::Portable(k) => k.name(),
+    }
+}
+
+/// Serial or rayon-parallel driver.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Threads {
+    Serial,
+    Parallel,
+}
+
+macro_rules! gemm_variant {
+    ($(#[$doc:meta])* $name:ident, |$($arg:ident),*| $body:expr) => {
+        $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
+        pub fn $name(
+            m: usize,
+            k: usize,
+            n: usize,
+            a: &[f32],
+            rsa: usize,
+            csa: usize,
+            b: &[f32],
+            rsb: usize,
+            csb: usize,
+            c: &mut [f32],
+            rsc: usize,
+            accumulate: bool,
+        ) {
+            let ($($arg),*) = (m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate);
+            $body
+        }
+    };
+}
+
+/// Runs the packed driver with the best kernel for this CPU.
+#[allow(clippy::too_many_arguments)]
+fn packed_best(
+    threads: Threads,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    rsb: usize,
+    csb: usize,
+    c: &mut [f32],
+    rsc: usize,
+    accumulate: bool,
+) {
+    match best() {
+        #[cfg(target_arch = "x86_64")]
+        Best::Avx2(kern) => packed_driver(
+            kern, threads, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+        ),
+        Best::Portable(kern) => packed_driver(
+            kern, threads, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+        ),
+    }
+}
+
+gemm_variant!(
+    /// `C[m×n] (=|+=) A[m×k] · B[k×n]`: the engine's GEMM entry point.
+    ///
+    /// Uses the packed BLIS driver with the best microkernel for this CPU; runs it on
+    /// the rayon pool when the product is large enough (`m·n·k ≥ 2²¹` and at least two
+    /// row tiles), otherwise on the calling thread. Both paths compute every element in
+    /// the same order, so the result does not depend on the thread count. Safe to call
+    /// from inside a rayon parallel loop. `m`, `n` or `k` may be 0 (`k = 0` without
+    /// `accumulate` writes zeros).
+    gemm,
+    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| {
+        let mr = match best() {
+            #[cfg(target_arch = "x86_64")]
+            Best::Avx2(_) => Avx2Fma::MR,
+            Best::Portable(_) => Portable::MR,
+        };
+        let big = m.saturating_mul(n).saturating_mul(k) >= PAR_MIN_WORK && m >= 2 * mr;
+        let threads = if big && rayon::current_num_threads() > 1 {
+            Threads::Parallel
+        } else {
+            Threads::Serial
+        };
+        packed_best(threads, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate)
+    }
+);
+
+gemm_variant!(
+    /// Packed BLIS-style GEMM with the best microkernel for this CPU, on the calling
+    /// thread only.
+    gemm_packed,
+    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| packed_best(
+        Threads::Serial, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate
+    )
+);
+
+gemm_variant!(
+    /// Packed BLIS-style GEMM forced onto the portable `wide::f32x8` microkernel, one
+    /// thread: the fallback for CPUs without AVX2+FMA, callable anywhere so it is tested.
+    gemm_packed_portable,
+    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| packed_driver(
+        Portable, Threads::Serial, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate
+    )
+);
+
+gemm_variant!(
+    /// Packed BLIS-style GEMM with the best microkernel, with the row blocks of `C`
+    /// (and the packing of B) spread over the current rayon pool whatever the size.
+    /// Bit-identical to [`gemm_packed`].
+    gemm_parallel,
+    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| packed_best(
+        Threads::Parallel, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate
+    )
+);
+
+/// Where the microkernel finds the B micropanels of the current `KC × NC` block.
+enum BPanels<'a> {
+    /// All panels packed: panel `q` at `packed[q·NR·kc ..]`, row stride `NR`.
+    Packed(&'a [f32]),
+    /// B has unit column stride and is read in place: full panel `q` starts at
+    /// `b[off + q·NR]` with row stride `rsb`; the ragged last panel (if any) is packed
+    /// in `edge`.
+    Direct {
+        b: &'a [f32],
+        off: usize,
+        rsb: usize,
+        full: usize,
+        edge: &'a [f32],
+    },
+}
+
+impl BPanels<'_> {
+    /// Panel `q` of an `NR`-wide kernel over depth `kc`: `(slice, row stride)`.
+    #[inline]
+    fn panel(&self, q: usize, nr: usize, kc: usize) -> (&[f32], usize) {
+        match *self {
+            BPanels::Packed(p) => (&p[q * nr * kc..(q + 1) * nr * kc], nr),
+            BPanels::Direct {
+                b,
+                off,
+                rsb,
+                full,
+                edge,
+            } => {
+                if q < full {
+                    (&b[off + q * nr..], rsb)
+                } else {
+                    (edge, nr)
+                }
+            }
+        }
+    }
+}
+
+/// The BLIS five-loop driver (see the module docs), generic over the microkernel.
+#[allow(clippy::too_many_arguments)]
+fn packed_driver<K: MicroKernel>(
+    kern: K,
+    threads: Threads,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    rsb: usize,
+    csb: usize,
+    c: &mut [f32],
+    rsc: usize,
+    accumulate: bool,
+) {
+    const { assert!(K::MR * K::NR <= MAX_TILE && MC.is_multiple_of(K::MR) && NC.is_multiple_of(K::NR)) };
+    if m == 0 || n == 0 {
+        return;
+    }
+    // With one row only row 0 is touched, so any row stride is equivalent to n.
+    let rsc = if m == 1 { n } else { rsc };
+    assert!(rsc >= n, "gemm: C row stride {rsc} < n = {n}");
+    let c = &mut c[..(m - 1) * rsc + n];
+    if k == 0 {
+        if !accumulate {
+            c.chunks_mut(rsc).for_each(|row| row[..n].fill(0.0));
+        }
+        return;
+    }
+    let (mr, nr) = (K::MR, K::NR);
+    let direct_b = csb == 1 && m <= DIRECT_B_MAX_M;
+    // Rows of C per task of the 3rd loop: MC serially; in parallel, smaller blocks
+    // (a multiple of MR) when m is small so both threads get work.
+    let rows_per_task = match threads {
+        Threads::Serial => MC,
+        Threads::Parallel => {
+            let tasks = 4 * rayon::current_num_threads();
+            m.div_ceil(tasks).next_multiple_of(mr).clamp(mr, MC)
+        }
+    };
+
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            // Accumulate into C for every KC block but (maybe) the first.
+            let load = accumulate || pc > 0;
+            let b_off = pc * rsb + jc * csb;
+
+            // The 3rd loop over row blocks of A and C, for given B micropanels.
+            let run_rows = |bp: &BPanels, c: &mut [f32]| {
+                let block = |(t, c_rows): (usize, &mut [f32])| {
+                    let ic = t * rows_per_task;
+                    let mc = rows_per_task.min(m - ic);
+                    let a_len = mc.div_ceil(mr) * mr * kc;
+                    with_buffer(&A_BUF, a_len, |ap| {
+                        pack_a::<K>(kc, mc, a, ic * rsa + pc * csa, rsa, csa, ap);
+                        macro_kernel(kern, mc, nc, kc, ap, bp, &mut c_rows[jc..], rsc, load);
+                    });
+                };
+                match threads {
+                    Threads::Serial => c
+                        .chunks_mut(rows_per_task * rsc)
+                        .enumerate()
+                        .for_each(block),
+                    Threads::Parallel => c
+                        .par_chunks_mut(rows_per_task * rsc)
+                        .enumerate()
+                        .for_each(block),
+                }
+            };
+
+            if direct_b {
+                let full = nc / nr;
+                let rem = nc - full * nr;
+                with_buffer(&B_BUF, if rem > 0 { nr * kc } else { 0 }, |edge| {
+                    if rem > 0 {
+                        pack_b_panel::<K>(kc, rem, b, b_off + full * nr, rsb, 1, edge);
+                    }
+                    let bp = BPanels::Direct {
+                        b,
+                        off: b_off,
+                        rsb,
+                        full,
+                        edge,
+                    };
+                    run_rows(&bp, &mut *c);
+                });
+            } else {
+                let len = nc.div_ceil(nr) * nr * kc;
+                with_buffer(&B_BUF, len, |packed| {
+                    pack_b::<K>(
+                        kc,
+                        nc,
+                        b,
+                        b_off,
+                        rsb,
+                        csb,
+                        packed,
+                        threads == Threads::Parallel,
+                    );
+                    run_rows(&BPanels::Packed(packed), &mut *c);
+                });
+            }
+        }
+    }
+}
+
+/// Loops 2 and 1 around the microkernel for one packed `mc × kc` block of A against the
+/// `kc × nc` block of B; `c` starts at the block's top-left element.
+///
+/// Edge tiles (fewer than `MR` rows or `NR` columns left) are computed whole into a
+/// scratch tile (the padding in the packed panels is zeros) and only the valid part is
+/// written back, with the same `c + acc` addition the kernel does for full tiles.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn macro_kernel<K: MicroKernel>(
+    kern: K,
+    mc: usize,
+    nc: usize,
+    kc: usize,
+    ap: &[f32],
+    bp: &BPanels,
+    c: &mut [f32],
+    rsc: usize,
+    load: bool,
+) {
+    let (mr, nr) = (K::MR, K::NR);
+    for (q, jr) in (0..nc).step_by(nr).enumerate() {
+        let ncols = nr.min(nc - jr);
+        let (b_panel, rsb) = bp.panel(q, nr, kc);
+        for (r, ir) in (0..mc).step_by(mr).enumerate() {
+            let nrows = mr.min(mc - ir);
+            let a_panel = &ap[r * mr * kc..(r + 1) * mr * kc];
+            if nrows == mr && ncols == nr {
+                kern.run(
+                    kc,
+                    a_panel,
+                    b_panel,
+                    rsb,
+                    &mut c[ir * rsc + jr..],
+                    rsc,
+                    load,
+                );
+            } else {
+                let mut tmp = [0.0f32; MAX_TILE];
+                kern.run(kc, a_panel, b_panel, rsb, &mut tmp, nr, false);
+                for i in 0..nrows {
+                    let dst = &mut c[(ir + i) * rsc + jr..(ir + i) * rsc + jr + ncols];
+                    for (d, &t) in dst.iter_mut().zip(&tmp[i * nr..]) {
+                        *d = if load { *d + t } else { t };
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! Every GEMM variant goes through one harness and is compared with `gemm_naive`.
+//!
+//! Tolerance: for each element, `|got − want| ≤ 2·(k+2)·ε·(Σ_p |a_ip·b_pj| + |c0_ij|) + 1e-30`
+//! with `ε = f32::EPSILON`: the classic floating-point summation bound `γ_k·(|A|·|B|)`
+//! (with slack 2 for the two differently-ordered computations being compared), scaled
+//! by the magnitude of the terms, so it holds for any `k` and any cancellation.
+
+use ferroconv::cpu::gemm::{
+    gemm, gemm_blocked, gemm_naive, gemm_packed, gemm_packed_portable, gemm_parallel,
+};
+use proptest::prelude::*;
+
+type GemmFn =
+    fn(usize, usize, usize, &[f32], usize, usize, &[f32], usize, usize, &mut [f32], usize, bool);
+
+const VARIANTS: &[(&str, GemmFn)] = &[
+    ("gemm", gemm),
+    ("blocked", gemm_blocked),
+    ("packed", gemm_packed),
+    ("packed_portable", gemm_packed_portable),
+    ("parallel", gemm_parallel),
+];
+
+/// Small deterministic generator (xorshift64*), values in [-1, 1).
+fn fill(seed: u64, len: usize) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            let r = s.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            ((r >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// One test case: shapes, memory layouts (transposed or not, padded strides), flag.
+#[derive(Clone, Debug)]
+struct Case {
+    m: usize,
+    k: usize,
+    n: usize,
+    a_trans: bool,
+    b_trans: bool,
+    /// Extra elements added to the leading dimension of A, B and C.
+    pad: (usize, usize, usize),
+    accumulate: bool,
+    seed: u64,
+}
+
+/// An operand in memory: data and (row stride, column stride) of the logical matrix.
+struct Operand {
+    data: Vec<f32>,
+    rs: usize,
+    cs: usize,
+}
+
+/// Lays out a `rows × cols` logical matrix row-major (or column-major when `trans`,
+/// i.e. the matrix is the transpose of a stored row-major one), padded leading dimension.
+fn operand(rows: usize, cols: usize, trans: bool, pad: usize, seed: u64) -> Operand {
+    let (rs, cs, len) = if trans {
+        let ld = rows + pad;
+        (1, ld, cols * ld)
+    } else {
+        let ld = cols + pad;
+        (ld, 1, rows * ld)
+    };
+    Operand {
+        data: fill(seed, len),
+        rs,
+        cs,
+    }
+}
+
+fn check(case: &Case, name: &str, f: GemmFn) {
+    let Case {
+        m,
+        k,
+        n,
+        a_trans,
+        b_trans,
+        pad,
+        accumulate,
+        seed,
+    } = *case;
+    let a = operand(m, k, a_trans, pad.0, seed);
+    let b = operand(k, n, b_trans, pad.1, seed + 1);
+    let rsc = n + pad.2;
+    let c0 = fill(seed + 2, m * rsc);
+
+    let mut want = c0.clone();
+    gemm_naive(
+        m, k, n, &a.data, a.rs, a.cs, &b.data, b.rs, b.cs, &mut want, rsc, accumulate,
+    );
+    // |A|·|B| for the error bound.
+    let abs = |v: &[f32]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
+    let mut mag = vec![0.0; m * rsc];
+    gemm_naive(
+        m,
+        k,
+        n,
+        &abs(&a.data),
+        a.rs,
+        a.cs,
+        &abs(&b.data),
+        b.rs,
+        b.cs,
+        &mut mag,
+        rsc,
+        false,
+    );
+
+    let mut got = c0.clone();
+    f(
+        m, k, n, &a.data, a.rs, a.cs, &b.data, b.rs, b.cs, &mut got, rsc, accumulate,
+    );
+    for i in 0..m {
+        for j in 0..rsc {
+            let idx = i * rsc + j;
+            if j >= n {
+                // Padding columns of C must be untouched.
+                assert_eq!(
+                    got[idx].to_bits(),
+                    c0[idx].to_bits(),
+                    "{name}: wrote padding at ({i},{j}) {case:?}"
+                );
+                continue;
+            }
+            let scale = mag[idx] + if accumulate { c0[idx].abs() } else { 0.0 };
+            let tol = 2.0 * (k as f32 + 2.0) * f32::EPSILON * scale + 1e-30;
+            assert!(
+                approx::abs_diff_eq!(got[idx], want[idx], epsilon = tol),
+                "{name}: C[{i}][{j}] = {} want {} (tol {tol}) {case:?}",
+                got[idx],
+                want[idx]
+            );
+        }
+    }
+}
+
+fn dim() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        1 => Just(0usize),
+        2 => Just(1usize),
+        4 => 2usize..24,
+        3 => 24usize..300,
+    ]
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        dim(),
+        dim(),
+        dim(),
+        any::<bool>(),
+        any::<bool>(),
+        (0usize..3, 0usize..3, 0usize..3),
+        any::<bool>(),
+        any::<u64>(),
+    )
+        .prop_filter("keep each case under ~4M multiply-adds", |t| {
+            t.0 * t.1 * t.2 <= 4_000_000
+        })
+        .prop_map(|(m, k, n, a_trans, b_trans, pad, accumulate, seed)| Case {
+            m,
+            k,
+            n,
+            a_trans,
+            b_trans,
+            pad,
+            accumulate,
+            seed,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #[test]
+    fn all_variants_match_naive(c in case()) {
+        for &(name, f) in VARIANTS {
+            check(&c, name, f);
+        }
+    }
+}
+
+/// Hand-picked shapes: the CNN's GEMMs (forward and the transposed backward forms),
+/// sizes straddling the block constants, degenerate dimensions.
+#[test]
+fn fixed_shapes() {
+    let shapes: &[(usize, usize, usize, bool, bool)] = &[
+        (6, 75, 784, false, false),
+        (16, 150, 100, false, false),
+        (4, 400, 120, false, false),
+        (4, 120, 84, false, false),
+        (4, 84, 10, false, false),
+        (6, 784, 75, false, true),
+        (75, 6, 784, true, false),
+        (120, 4, 400, true, false),
+        (16, 100, 150, false, true),
+        (150, 16, 100, true, false),
+        (0, 5, 7, false, false),
+        (5, 0, 7, false, false),
+        (5, 7, 0, false, false),
+        (1, 1, 1, false, false),
+        (73, 257, 33, true, true),
+        (145, 513, 17, false, false),
+        (7, 300, 4081, false, false),
+    ];
+    for (s, &(m, k, n, a_trans, b_trans)) in shapes.iter().enumerate() {
+        for accumulate in [false, true] {
+            let case = Case {
+                m,
+                k,
+                n,
+                a_trans,
+                b_trans,
+                pad: (1, 0, 2),
+                accumulate,
+                seed: s as u64,
+            };
+            for &(name, f) in VARIANTS {
+                check(&case, name, f);
+            }
+        }
+    }
+}
+
+/// `k = 0` without accumulate must write zeros; with accumulate leave C alone.
+#[test]
+fn k_zero() {
+    for &(name, f) in VARIANTS {
+        let mut c = vec![3.0f32; 12];
+        f(3, 0, 4, &[], 0, 0, &[], 0, 0, &mut c, 4, true);
+        assert!(c.iter().all(|&x| x == 3.0), "{name}");
+        f(3, 0, 4, &[], 0, 0, &[], 0, 0, &mut c, 4, false);
+        assert!(c.iter().all(|&x| x == 0.0), "{name}");
+    }
+}
+
+/// Runs `f` in a rayon pool of `threads` threads and returns C's bits.
+fn bits_with_threads(threads: usize, f: GemmFn, case: &Case) -> Vec<u32> {
+    let Case {
+        m,
+        k,
+        n,
+        a_trans,
+        b_trans,
+        accumulate,
+        seed,
+        ..
+    } = *case;
+    let a = operand(m, k, a_trans, 0, seed);
+    let b = operand(k, n, b_trans, 0, seed + 1);
+    let mut c = fill(seed + 2, m * n);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        f(
+            m, k, n, &a.data, a.rs, a.cs, &b.data, b.rs, b.cs, &mut c, n, accumulate,
+        )
+    });
+    c.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Determinism: `gemm` (which switches serial/parallel by size) and `gemm_parallel` give
+/// the same bits with 1, 2 and 3 threads, and the same bits as the serial `gemm_packed`.
+#[test]
+fn deterministic_across_thread_counts() {
+    let shapes = [
+        (300, 520, 333),
+        (13, 700, 290),
+        (200, 40, 5000),
+        (6, 75, 784),
+        (97, 1, 64),
+    ];
+    for (s, &(m, k, n)) in shapes.iter().enumerate() {
+        for (a_trans, b_trans) in [(false, false), (true, true)] {
+            let case = Case {
+                m,
+                k,
+                n,
+                a_trans,
+                b_trans,
+                pad: (0, 0, 0),
+                accumulate: s % 2 == 0,
+                seed: 7 + s as u64,
+            };
+            let reference = bits_with_threads(1, gemm_packed, &case);
+            for f in [gemm as GemmFn, gemm_parallel] {
+                for threads in [1, 2, 3] {
+                    assert_eq!(
+                        bits_with_threads(threads, f, &case),
+                        reference,
+                        "{m}x{k}x{n} t{threads}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `gemm` called from inside a rayon parallel loop (as the engine does per sample) works
+/// and gives the same bits as a plain call.
+#[test]
+fn nested_in_rayon() {
+    use rayon::prelude::*;
+    let (m, k, n) = (150, 300, 200);
+    let a = fill(1, m * k);
+    let b = fill(2, k * n);
+    let mut expect = vec![0.0; m * n];
+    gemm_packed(m, k, n, &a, k, 1, &b, n, 1, &mut expect, n, false);
+    let outs: Vec<Vec<f32>> = (0..8)
+        .into_par_iter()
+        .map(|_| {
+            let mut c = vec![0.0; m * n];
+            gemm(m, k, n, &a, k, 1, &b, n, 1, &mut c, n, false);
+            c
+        })
+        .collect();
+    for c in outs {
+        assert!(
+            c.iter()
+                .zip(&expect)
+                .all(|(x, y)| x.to_bits() == y.to_bits())
+        );
+    }
+}
