@@ -2,7 +2,8 @@
 //!
 //! Prints `gemm/<variant>/t<threads>/<shape>: <x> GFLOP/s (<y>% of peak)`, where the
 //! peak is measured in the same run by a pure FMA loop (`peak/fma/t1`, `peak/fma/t2`).
-//! Every number is the median of several timed repetitions.
+//! Every number is the median of several timed repetitions. `GEMM_BENCH_FILTER=<text>`
+//! runs only the lines whose name contains `<text>`.
 
 use ferroconv::cpu::gemm::{
     best_kernel_name, gemm, gemm_blocked, gemm_naive, gemm_packed, gemm_packed_portable,
@@ -154,6 +155,8 @@ struct Bench {
     reps: usize,
     target: Duration,
     pools: [rayon::ThreadPool; 2],
+    /// Only lines whose name contains this (env `GEMM_BENCH_FILTER`).
+    filter: Option<String>,
 }
 
 impl Bench {
@@ -166,12 +169,20 @@ impl Bench {
         p: &mut Problem,
         f: &(dyn Fn(&mut Problem) + Sync),
     ) {
+        let name = format!("gemm/{variant}/t{threads}/{tag}");
+        if !self
+            .filter
+            .as_ref()
+            .is_none_or(|f| name.contains(f.as_str()))
+        {
+            return;
+        }
         let flops = 2.0 * (p.m * p.k * p.n) as f64;
         let pool = &self.pools[threads - 1];
         let secs = pool.install(|| median_secs(self.reps, self.target, || f(p)));
         let gflops = flops / secs / 1e9;
         let pct = 100.0 * gflops / self.peak[threads - 1];
-        println!("gemm/{variant}/t{threads}/{tag}: {gflops:.2} GFLOP/s ({pct:.1}% of peak)");
+        println!("{name}: {gflops:.2} GFLOP/s ({pct:.1}% of peak)");
     }
 
     fn all(&self, tag: &str, p: &mut Problem, size: usize, small: bool) {
@@ -211,6 +222,7 @@ fn main() {
         reps: if quick { 3 } else { 7 },
         target: Duration::from_millis(if quick { 30 } else { 100 }),
         pools: [pool(1), pool(2)],
+        filter: std::env::var("GEMM_BENCH_FILTER").ok(),
     };
 
     // The tiny CNN's GEMMs at batch 4: forward, then the transposed backward forms.

@@ -1,10 +1,11 @@
 //! `Sequential`: a list of layers run in order, shape-checked when built.
 
 use crate::error::{Error, Result};
-use crate::layers::{Layer, Mode, Param};
+use crate::layers::{BufferVisitor, Layer, Mode, ParamVisitor};
 use crate::tensor::Tensor;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
+use std::fmt::Write;
 
 /// A feed-forward stack of layers.
 ///
@@ -128,12 +129,23 @@ impl Sequential {
     }
 
     /// Lends every parameter, named `"<layer index>.<name>"` (e.g. `0.weight`), in order.
-    pub fn visit_params(&mut self, f: &mut dyn FnMut(&str, Param<'_>)) {
+    pub fn visit_params(&mut self, f: &mut ParamVisitor<'_>) {
+        let mut prefix = String::new();
         for (i, layer) in self.layers.iter_mut().enumerate() {
-            layer.visit_params(&mut |p| {
-                let name = format!("{i}.{}", p.name);
-                f(&name, p)
-            });
+            prefix.clear();
+            write!(prefix, "{i}.").expect("writing to a String");
+            layer.visit_params(&mut prefix, f);
+        }
+    }
+
+    /// Lends every non-trainable state buffer (batch-norm running statistics), named like
+    /// parameters.
+    pub fn visit_buffers(&mut self, f: &mut BufferVisitor<'_>) {
+        let mut prefix = String::new();
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            prefix.clear();
+            write!(prefix, "{i}.").expect("writing to a String");
+            layer.visit_buffers(&mut prefix, f);
         }
     }
 

@@ -5,7 +5,10 @@
 //! `L = Σ f64_reference(x, θ) · R` has `∂L/∂x` and `∂L/∂θ` equal to what `backward(R)`
 //! must return. Each is estimated as `(L(v + h) − L(v − h)) / 2h` in f64, element by element.
 
-use ferroconv::layers::{Conv2d, Dense, Flatten, Layer, MaxPool2d, Mode, ReLU};
+use ferroconv::layers::{
+    BatchNorm2d, Conv2d, Dense, Dropout, Flatten, Gelu, GlobalAvgPool, GlobalMaxPool, Layer,
+    MaxPool2d, Mode, ReLU, Residual,
+};
 use ferroconv::{SoftmaxCrossEntropy, Tensor};
 use proptest::prelude::*;
 use rand::rngs::Xoshiro256PlusPlus;
@@ -62,10 +65,21 @@ type Reference<'a> = dyn Fn(&[f64], &[Vec<f64>]) -> Vec<f64> + 'a;
 /// reference) and backward, and checks every gradient against finite differences.
 /// `reference(x, params)` is the layer's forward in f64.
 fn check_layer(layer: &mut dyn Layer, x_shape: &[usize], seed: u64, reference: &Reference) {
+    check_layer_in(Mode::Train, layer, x_shape, seed, reference)
+}
+
+/// [`check_layer`] with the forward pass in `mode`.
+fn check_layer_in(
+    mode: Mode,
+    layer: &mut dyn Layer,
+    x_shape: &[usize],
+    seed: u64,
+    reference: &Reference,
+) {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let x = random_f32(&mut rng, x_shape.iter().product());
     let mut params: Vec<Vec<f32>> = Vec::new();
-    layer.visit_params(&mut |p| {
+    layer.visit_params(&mut String::new(), &mut |_, p| {
         let v = random_f32(&mut rng, p.value.len());
         p.value.copy_from_slice(&v);
         params.push(v);
@@ -74,7 +88,7 @@ fn check_layer(layer: &mut dyn Layer, x_shape: &[usize], seed: u64, reference: &
     let x64 = to64(&x);
 
     let xt = Tensor::from_vec(x_shape, x).unwrap();
-    let out = layer.forward(&xt, Mode::Train).clone();
+    let out = layer.forward(&xt, mode).clone();
     let want = reference(&x64, &p64);
     assert_close("forward", out.data(), &want);
 
@@ -87,7 +101,9 @@ fn check_layer(layer: &mut dyn Layer, x_shape: &[usize], seed: u64, reference: &
     assert_close("dL/dx", dx.data(), &num_dx);
 
     let mut grads: Vec<(String, Vec<f32>)> = Vec::new();
-    layer.visit_params(&mut |p| grads.push((p.name.to_string(), p.grad.to_vec())));
+    layer.visit_params(&mut String::new(), &mut |name, p| {
+        grads.push((name.to_string(), p.grad.to_vec()))
+    });
     for (k, (name, grad)) in grads.iter().enumerate() {
         let num = numeric_grad(&p64[k], &r64, &|pv| {
             let mut ps = p64.clone();
@@ -240,6 +256,159 @@ proptest! {
         let num = numeric_grad(&z64, &[1.0], &reference);
         assert_close("dL/dlogits", loss.grad().data(), &num);
     }
+}
+
+/// f64 batch norm: per channel of `[n, c, plane]`, with the batch's statistics, or with
+/// `running = Some((mean, var))`.
+fn batchnorm_ref(
+    x: &[f64],
+    (n, c, plane): (usize, usize, usize),
+    gamma: &[f64],
+    beta: &[f64],
+    running: Option<(&[f64], &[f64])>,
+) -> Vec<f64> {
+    let mut y = vec![0.0; x.len()];
+    for ch in 0..c {
+        let idx = |i: usize, p: usize| (i * c + ch) * plane + p;
+        let (mean, var) = match running {
+            Some((m, v)) => (m[ch], v[ch]),
+            None => {
+                let m = (n * plane) as f64;
+                let mean = (0..n)
+                    .flat_map(|i| (0..plane).map(move |p| (i, p)))
+                    .map(|(i, p)| x[idx(i, p)])
+                    .sum::<f64>()
+                    / m;
+                let var = (0..n)
+                    .flat_map(|i| (0..plane).map(move |p| (i, p)))
+                    .map(|(i, p)| (x[idx(i, p)] - mean).powi(2))
+                    .sum::<f64>()
+                    / m;
+                (mean, var)
+            }
+        };
+        for i in 0..n {
+            for p in 0..plane {
+                y[idx(i, p)] = gamma[ch] * (x[idx(i, p)] - mean) / (var + 1e-5).sqrt() + beta[ch];
+            }
+        }
+    }
+    y
+}
+
+/// `erf` by its Taylor series, independent of the engine's approximation (|x| < 4).
+fn erf_series(x: f64) -> f64 {
+    let (mut term, mut sum) = (x, x);
+    for k in 1..200 {
+        term *= -x * x / k as f64;
+        sum += term / (2 * k + 1) as f64;
+    }
+    sum * 2.0 / std::f64::consts::PI.sqrt()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn batchnorm2d_gradients_train_mode(n in 1usize..4, c in 1usize..4, h in 1usize..4, w in 1usize..4, seed in any::<u64>()) {
+        prop_assume!(n * h * w > 1);
+        let mut layer = BatchNorm2d::new(c);
+        check_layer(&mut layer, &[n, c, h, w], seed, &|x, p| {
+            batchnorm_ref(x, (n, c, h * w), &p[0], &p[1], None)
+        });
+    }
+
+    #[test]
+    fn batchnorm2d_gradients_eval_mode(n in 1usize..4, c in 1usize..4, h in 1usize..4, w in 1usize..4, seed in any::<u64>()) {
+        let mut layer = BatchNorm2d::new(c);
+        // Random running statistics (variance positive).
+        let mut stats: Vec<Vec<f64>> = Vec::new();
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 99);
+        layer.visit_buffers(&mut String::new(), &mut |name, buf| {
+            let v = random_f32(&mut rng, buf.len());
+            let v: Vec<f32> = if name.ends_with("var") { v.iter().map(|x| x.abs() + 0.1).collect() } else { v };
+            buf.copy_from_slice(&v);
+            stats.push(to64(&v));
+        });
+        check_layer_in(Mode::Eval, &mut layer, &[n, c, h, w], seed, &|x, p| {
+            batchnorm_ref(x, (n, c, h * w), &p[0], &p[1], Some((&stats[0], &stats[1])))
+        });
+    }
+
+    #[test]
+    fn batchnorm2d_updates_running_statistics(c in 1usize..4, seed in any::<u64>()) {
+        let mut layer = BatchNorm2d::new(c);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let x = random_f32(&mut rng, 2 * c * 9);
+        layer.forward(&Tensor::from_vec(&[2, c, 3, 3], x.clone()).unwrap(), Mode::Train);
+        let mut bufs = Vec::new();
+        layer.visit_buffers(&mut String::new(), &mut |_, b| bufs.push(b.to_vec()));
+        for ch in 0..c {
+            let vals: Vec<f64> = (0..2).flat_map(|i| x[(i * c + ch) * 9..(i * c + ch + 1) * 9].iter().map(|&v| v as f64)).collect();
+            let mean = vals.iter().sum::<f64>() / 18.0;
+            let unbiased = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 17.0;
+            prop_assert!((bufs[0][ch] as f64 - 0.1 * mean).abs() < 1e-6);
+            prop_assert!((bufs[1][ch] as f64 - (0.9 + 0.1 * unbiased)).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn gelu_gradients(n in 1usize..4, f in 1usize..30, seed in any::<u64>()) {
+        check_layer(&mut Gelu::new(), &[n, f], seed, &|x, _| {
+            x.iter().map(|&v| v * 0.5 * (1.0 + erf_series(v / std::f64::consts::SQRT_2))).collect()
+        });
+    }
+
+    #[test]
+    fn dropout_gradients(n in 1usize..4, f in 1usize..40, p in 0.0f32..0.9, seed in any::<u64>()) {
+        let mut layer = Dropout::new(p);
+        // Learn the step-0 mask from a forward pass on ones, then rewind to step 0.
+        layer.init(&mut Xoshiro256PlusPlus::seed_from_u64(seed));
+        let ones = Tensor::from_vec(&[n, f], vec![1.0; n * f]).unwrap();
+        let mask = to64(layer.forward(&ones, Mode::Train).data());
+        let keep = 1.0 / (1.0 - p as f64);
+        prop_assert!(mask.iter().all(|&m| m == 0.0 || (m - keep).abs() < 1e-6));
+        layer.init(&mut Xoshiro256PlusPlus::seed_from_u64(seed));
+        check_layer(&mut layer, &[n, f], seed, &|x, _| x.iter().zip(&mask).map(|(a, m)| a * m).collect());
+        // Evaluation is the identity.
+        prop_assert_eq!(layer.forward(&ones, Mode::Eval).data(), ones.data());
+    }
+
+    #[test]
+    fn global_pool_gradients(n in 1usize..3, c in 1usize..4, h in 1usize..5, w in 1usize..5, seed in any::<u64>()) {
+        check_layer(&mut GlobalAvgPool::new(), &[n, c, h, w], seed, &|x, _| {
+            x.chunks(h * w).map(|p| p.iter().sum::<f64>() / (h * w) as f64).collect()
+        });
+        check_layer(&mut GlobalMaxPool::new(), &[n, c, h, w], seed, &|x, _| {
+            x.chunks(h * w).map(|p| p.iter().cloned().fold(f64::NEG_INFINITY, f64::max)).collect()
+        });
+    }
+
+    #[test]
+    fn residual_gradients(n in 1usize..3, c in 1usize..3, h in 2usize..5, w in 2usize..5, seed in any::<u64>()) {
+        let branch: Vec<Box<dyn Layer>> = vec![
+            Box::new(Conv2d::new(c, c, 3).padding(1)),
+            Box::new(ReLU::new()),
+            Box::new(Conv2d::new(c, c, 3).padding(1).bias(false)),
+        ];
+        let mut layer = Residual::new(branch);
+        prop_assert!(layer.output_shape(&[c, h, w]).is_ok());
+        check_layer(&mut layer, &[n, c, h, w], seed, &|x, p| {
+            let a: Vec<f64> = conv_ref(x, &p[0], &p[1], (n, c, h, w), c, 3, 1, 1).iter().map(|v| v.max(0.0)).collect();
+            let b = conv_ref(&a, &p[2], &vec![0.0; c], (n, c, h, w), c, 3, 1, 1);
+            x.iter().zip(&b).map(|(u, v)| u + v).collect()
+        });
+    }
+}
+
+#[test]
+fn residual_rejects_shape_changing_branch() {
+    let branch: Vec<Box<dyn Layer>> = vec![Box::new(Conv2d::new(2, 3, 3).padding(1))];
+    let err = Residual::new(branch).output_shape(&[2, 5, 5]).unwrap_err();
+    assert!(
+        err.contains("[2, 5, 5]") && err.contains("[3, 5, 5]"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -11,7 +11,7 @@
 //! Images are independent, so they run in parallel; `dW` is summed over images in
 //! order 0, 1, 2, … whatever the thread count, so results are the same bit for bit.
 
-use super::{Layer, Mode, Param, ParamKind, init_uniform};
+use super::{Layer, Mode, Param, ParamKind, ParamVisitor, emit, init_uniform};
 use crate::backend as k;
 use crate::cpu::im2col::ConvGeometry;
 use crate::tensor::Tensor;
@@ -66,6 +66,14 @@ impl Conv2d {
         self
     }
 
+    /// With `false`, the layer has no bias (as before a batch norm, which has its own shift).
+    pub fn bias(mut self, on: bool) -> Self {
+        let n = if on { self.out_channels } else { 0 };
+        self.bias = vec![0.0; n];
+        self.grad_bias = vec![0.0; n];
+        self
+    }
+
     /// Sets the zero padding on every side.
     pub fn padding(mut self, padding: usize) -> Self {
         self.padding = padding;
@@ -88,11 +96,16 @@ impl Conv2d {
 impl Layer for Conv2d {
     fn describe(&self) -> String {
         format!(
-            "Conv2d({}→{}, {k}×{k}, stride {}, pad {})",
+            "Conv2d({}→{}, {k}×{k}, stride {}, pad {}{})",
             self.in_channels,
             self.out_channels,
             self.stride,
             self.padding,
+            if self.bias.is_empty() {
+                ", no bias"
+            } else {
+                ""
+            },
             k = self.kernel
         )
     }
@@ -209,27 +222,30 @@ impl Layer for Conv2d {
         &self.grad_input
     }
 
-    fn visit_params(&mut self, f: &mut dyn FnMut(Param<'_>)) {
+    fn visit_params(&mut self, prefix: &mut String, f: &mut ParamVisitor<'_>) {
         let shape = vec![
             self.out_channels,
             self.in_channels,
             self.kernel,
             self.kernel,
         ];
-        f(Param {
-            name: "weight",
+        let p = Param {
             shape,
             value: &mut self.weight,
             grad: &mut self.grad_weight,
             kind: ParamKind::Weight,
-        });
-        f(Param {
-            name: "bias",
+        };
+        emit(prefix, "weight", p, f);
+        if self.bias.is_empty() {
+            return;
+        }
+        let p = Param {
             shape: vec![self.out_channels],
             value: &mut self.bias,
             grad: &mut self.grad_bias,
             kind: ParamKind::Bias,
-        });
+        };
+        emit(prefix, "bias", p, f);
     }
 
     fn num_params(&self) -> usize {

@@ -2,7 +2,7 @@
 //!
 //! backward: `dW[out, in] = dyᵀ · x`, `db = Σ_n dy[n]`, `dx[N, in] = dy · W`.
 
-use super::{Layer, Mode, Param, ParamKind, init_uniform};
+use super::{Layer, Mode, Param, ParamKind, ParamVisitor, emit, init_uniform};
 use crate::backend as k;
 use crate::tensor::Tensor;
 use rand::Rng;
@@ -40,9 +40,24 @@ impl Dense {
     }
 }
 
+impl Dense {
+    /// With `false`, the layer has no bias.
+    pub fn bias(mut self, on: bool) -> Self {
+        let n = if on { self.outputs } else { 0 };
+        self.bias = vec![0.0; n];
+        self.grad_bias = vec![0.0; n];
+        self
+    }
+}
+
 impl Layer for Dense {
     fn describe(&self) -> String {
-        format!("Dense({}→{})", self.inputs, self.outputs)
+        let no_bias = if self.bias.is_empty() {
+            ", no bias"
+        } else {
+            ""
+        };
+        format!("Dense({}→{}{no_bias})", self.inputs, self.outputs)
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
@@ -80,7 +95,9 @@ impl Layer for Dense {
             fo,
             false,
         );
-        k::add_bias_cols(y, &self.bias);
+        if !self.bias.is_empty() {
+            k::add_bias_cols(y, &self.bias);
+        }
         if mode == Mode::Train {
             self.input.reshape_to(x.shape());
             self.input.data_mut().copy_from_slice(x.data());
@@ -108,7 +125,9 @@ impl Layer for Dense {
             fi,
             false,
         );
-        k::sum_cols(dy, &mut self.grad_bias, false);
+        if !self.bias.is_empty() {
+            k::sum_cols(dy, &mut self.grad_bias, false);
+        }
         if need_input_grad {
             self.grad_input.reshape_to(&[n, fi]);
             let dx = self.grad_input.data_mut();
@@ -117,21 +136,24 @@ impl Layer for Dense {
         &self.grad_input
     }
 
-    fn visit_params(&mut self, f: &mut dyn FnMut(Param<'_>)) {
-        f(Param {
-            name: "weight",
+    fn visit_params(&mut self, prefix: &mut String, f: &mut ParamVisitor<'_>) {
+        let p = Param {
             shape: vec![self.outputs, self.inputs],
             value: &mut self.weight,
             grad: &mut self.grad_weight,
             kind: ParamKind::Weight,
-        });
-        f(Param {
-            name: "bias",
+        };
+        emit(prefix, "weight", p, f);
+        if self.bias.is_empty() {
+            return;
+        }
+        let p = Param {
             shape: vec![self.outputs],
             value: &mut self.bias,
             grad: &mut self.grad_bias,
             kind: ParamKind::Bias,
-        });
+        };
+        emit(prefix, "bias", p, f);
     }
 
     fn num_params(&self) -> usize {

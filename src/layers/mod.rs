@@ -7,17 +7,27 @@
 //!
 //! Shapes in comments: `N` batch, `C` channels, `H×W` spatial, `F` features.
 
+mod activations;
+mod batchnorm2d;
 mod conv2d;
 mod dense;
+mod dropout;
 mod flatten;
+mod global_pool;
 mod maxpool2d;
 mod relu;
+mod residual;
 
+pub use activations::Gelu;
+pub use batchnorm2d::BatchNorm2d;
 pub use conv2d::Conv2d;
 pub use dense::Dense;
+pub use dropout::Dropout;
 pub use flatten::Flatten;
+pub use global_pool::{GlobalAvgPool, GlobalMaxPool};
 pub use maxpool2d::MaxPool2d;
 pub use relu::ReLU;
+pub use residual::Residual;
 
 use crate::tensor::Tensor;
 use rand::Rng;
@@ -39,12 +49,12 @@ pub enum ParamKind {
     Weight,
     /// An additive bias.
     Bias,
+    /// A normalisation layer's scale or shift (often exempt from weight decay).
+    Norm,
 }
 
 /// A parameter's values and gradient, lent to an optimizer or a checkpoint writer.
 pub struct Param<'a> {
-    /// Name inside its layer: `weight`, `bias`.
-    pub name: &'static str,
     /// Shape, PyTorch's layout (`[out, in, kh, kw]` for conv, `[out, in]` for dense).
     pub shape: Vec<usize>,
     /// The values.
@@ -53,6 +63,20 @@ pub struct Param<'a> {
     pub grad: &'a mut [f32],
     /// Weight or bias.
     pub kind: ParamKind,
+}
+
+/// Receives `(full name, parameter)`, e.g. `("3.weight", …)`.
+pub type ParamVisitor<'a> = dyn FnMut(&str, Param<'_>) + 'a;
+
+/// Receives `(full name, buffer)` for non-trainable state.
+pub type BufferVisitor<'a> = dyn FnMut(&str, &mut [f32]) + 'a;
+
+/// Hands `p` to `f` under the name `prefix + name`, leaving `prefix` as it was.
+pub fn emit(prefix: &mut String, name: &str, p: Param<'_>, f: &mut ParamVisitor<'_>) {
+    let len = prefix.len();
+    prefix.push_str(name);
+    f(prefix, p);
+    prefix.truncate(len);
 }
 
 /// A network layer: a forward/backward pair plus its parameters.
@@ -76,8 +100,13 @@ pub trait Layer: Send {
     /// the returned tensor is then meaningless.
     fn backward(&mut self, grad_out: &Tensor, need_input_grad: bool) -> &Tensor;
 
-    /// Lends each parameter with its gradient, in a fixed order.
-    fn visit_params(&mut self, _f: &mut dyn FnMut(Param<'_>)) {}
+    /// Lends each parameter with its gradient, in a fixed order, named `prefix + name`
+    /// (see [`emit`]).
+    fn visit_params(&mut self, _prefix: &mut String, _f: &mut ParamVisitor<'_>) {}
+
+    /// Lends each non-trainable state buffer (e.g. batch norm's running statistics),
+    /// named like parameters, so checkpoints can keep them.
+    fn visit_buffers(&mut self, _prefix: &mut String, _f: &mut BufferVisitor<'_>) {}
 
     /// Number of trainable scalars.
     fn num_params(&self) -> usize {

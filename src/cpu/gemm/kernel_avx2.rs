@@ -22,8 +22,8 @@
 
 use super::kernel::{MicroKernel, check_tile};
 use std::arch::x86_64::{
-    __m256, _mm256_add_ps, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps,
-    _mm256_setzero_ps, _mm256_storeu_ps,
+    __m256, _MM_HINT_T0, _mm_prefetch, _mm256_add_ps, _mm256_broadcast_ss, _mm256_fmadd_ps,
+    _mm256_loadu_ps, _mm256_setzero_ps, _mm256_storeu_ps,
 };
 
 /// Capability token for the AVX2+FMA 6×16 microkernel: only [`Avx2Fma::detect`] makes one,
@@ -98,6 +98,14 @@ unsafe fn kernel_6x16<const PACKED_B: bool>(
 ) {
     let rsb = if PACKED_B { 16 } else { rsb };
     let mut acc: [[__m256; 2]; 6] = [[_mm256_setzero_ps(); 2]; 6];
+
+    // Start pulling the C tile towards L1 now, so the read-modify-write at the end does
+    // not stall (rows of C are often 4 KiB apart and cold). A prefetch never faults.
+    for i in 0..6 {
+        let row = c.wrapping_add(i * rsc) as *const i8;
+        _mm_prefetch::<_MM_HINT_T0>(row);
+        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(60));
+    }
 
     // One k-step: acc[i][h] += a[p][i] * b[p][8h..8h+8]. `$ap`/`$bp` point at A column p
     // and B row p.

@@ -47,11 +47,21 @@ pub(crate) fn pack_a<K: MicroKernel>(
         let rows = mr.min(mc - i0);
         let base = off + i0 * rsa;
         if rows == mr && csa == 1 {
-            // Row-major A: each row is contiguous along p; scatter it with stride MR.
-            for i in 0..mr {
-                let src = &a[base + i * rsa..base + i * rsa + kc];
-                for (d, &v) in dst[i..].iter_mut().step_by(mr).zip(src) {
-                    *d = v;
+            // Row-major A: each row is contiguous along p. Transpose in 8-column strips:
+            // 8 consecutive values of each of the MR rows go down row i of an 8 × MR strip.
+            let strips = kc / 8;
+            for (s, strip) in dst[..strips * 8 * mr].chunks_exact_mut(8 * mr).enumerate() {
+                let p0 = s * 8;
+                for i in 0..mr {
+                    let src: &[f32; 8] = a[base + i * rsa + p0..][..8].try_into().unwrap();
+                    for (t, &v) in src.iter().enumerate() {
+                        strip[t * mr + i] = v;
+                    }
+                }
+            }
+            for p in strips * 8..kc {
+                for i in 0..mr {
+                    dst[p * mr + i] = a[base + i * rsa + p];
                 }
             }
         } else if rows == mr && rsa == 1 {
@@ -93,11 +103,22 @@ pub(crate) fn pack_b_panel<K: MicroKernel>(
             d.copy_from_slice(&b[off + p * rsb..off + p * rsb + nr]);
         }
     } else if cols == nr && rsb == 1 {
-        // Column-major B (a Bᵀ operand): each column is contiguous along p; scatter it.
-        for j in 0..nr {
-            let src = &b[off + j * csb..off + j * csb + kc];
-            for (d, &v) in out[j..].iter_mut().step_by(nr).zip(src) {
-                *d = v;
+        // Column-major B (a Bᵀ operand): each column is contiguous along p. Transpose
+        // in 8-row strips: read 8 consecutive values of each of the NR columns, write
+        // them down column j of an 8 × NR strip (which stays in L1).
+        let strips = kc / 8;
+        for (s, strip) in out[..strips * 8 * nr].chunks_exact_mut(8 * nr).enumerate() {
+            let p0 = s * 8;
+            for j in 0..nr {
+                let src: &[f32; 8] = b[off + j * csb + p0..][..8].try_into().unwrap();
+                for (t, &v) in src.iter().enumerate() {
+                    strip[t * nr + j] = v;
+                }
+            }
+        }
+        for p in strips * 8..kc {
+            for j in 0..nr {
+                out[p * nr + j] = b[off + j * csb + p];
             }
         }
     } else {

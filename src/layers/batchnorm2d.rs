@@ -1,0 +1,239 @@
+//! Batch normalisation over the channels of `[N, C, H, W]` (PyTorch's `BatchNorm2d`).
+//!
+//! Per channel `c`, over its `M = N·H·W` values:
+//! - train: `μ, σ² = mean, biased variance of the batch`; `x̂ = (x − μ)/√(σ² + ε)`;
+//!   `y = γ·x̂ + β`; running stats `r ← (1 − m)·r + m·batch` (variance unbiased, `m = 0.1`).
+//! - eval: the same with the running `μ, σ²`.
+//! - backward (train): `dβ = Σ dy`, `dγ = Σ dy·x̂`,
+//!   `dx = γ/√(σ²+ε) · (dy − dβ/M − x̂·dγ/M)`; (eval): `dx = γ/√(σ²+ε) · dy`.
+
+use super::{BufferVisitor, Layer, Mode, Param, ParamKind, ParamVisitor, emit};
+use crate::tensor::Tensor;
+use rayon::prelude::*;
+
+/// Batch normalisation with learnable scale `γ` and shift `β` per channel.
+pub struct BatchNorm2d {
+    channels: usize,
+    eps: f32,
+    momentum: f32,
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+    grad_gamma: Vec<f32>,
+    grad_beta: Vec<f32>,
+    running_mean: Vec<f32>,
+    running_var: Vec<f32>,
+    /// Per channel `1/√(σ² + ε)` of the last forward (batch or running statistics).
+    inv_std: Vec<f32>,
+    /// Mode of the last forward, which decides the backward formula.
+    mode: Mode,
+    /// `x̂` of the last forward, `[N, C, H, W]`.
+    xhat: Tensor,
+    output: Tensor,
+    grad_input: Tensor,
+}
+
+impl BatchNorm2d {
+    /// Batch norm over `channels` channels, `ε = 1e-5`, momentum 0.1, `γ = 1`, `β = 0`.
+    pub fn new(channels: usize) -> Self {
+        BatchNorm2d {
+            channels,
+            eps: 1e-5,
+            momentum: 0.1,
+            gamma: vec![1.0; channels],
+            beta: vec![0.0; channels],
+            grad_gamma: vec![0.0; channels],
+            grad_beta: vec![0.0; channels],
+            running_mean: vec![0.0; channels],
+            running_var: vec![1.0; channels],
+            inv_std: vec![0.0; channels],
+            mode: Mode::Train,
+            xhat: Tensor::default(),
+            output: Tensor::default(),
+            grad_input: Tensor::default(),
+        }
+    }
+
+    /// Sets the running-statistics momentum (PyTorch's meaning: weight of the new batch).
+    pub fn momentum(mut self, momentum: f32) -> Self {
+        self.momentum = momentum;
+        self
+    }
+}
+
+/// Iterates the `N` planes of channel `c` in `[N, C, plane]` data.
+fn planes(data: &[f32], c: usize, channels: usize, plane: usize) -> impl Iterator<Item = &[f32]> {
+    data.chunks_exact(plane).skip(c).step_by(channels)
+}
+
+impl Layer for BatchNorm2d {
+    fn describe(&self) -> String {
+        format!("BatchNorm2d({})", self.channels)
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+        match input {
+            [c, _, _] if *c == self.channels => Ok(input.to_vec()),
+            _ => Err(format!(
+                "expects [{}, H, W] items, got {input:?}",
+                self.channels
+            )),
+        }
+    }
+
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> &Tensor {
+        let (n, ch) = (x.batch(), self.channels);
+        let plane = x.item_len() / ch;
+        let m = (n * plane) as f64;
+        self.mode = mode;
+        if mode == Mode::Train {
+            // Per channel mean and biased variance, in f64, in a fixed order.
+            let stats: Vec<(f64, f64)> = (0..ch)
+                .into_par_iter()
+                .map(|c| {
+                    let sum: f64 = planes(x.data(), c, ch, plane)
+                        .map(|p| p.iter().map(|&v| v as f64).sum::<f64>())
+                        .sum();
+                    let mean = sum / m;
+                    let sq: f64 = planes(x.data(), c, ch, plane)
+                        .map(|p| p.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>())
+                        .sum();
+                    (mean, sq / m)
+                })
+                .collect();
+            let mom = self.momentum;
+            for (c, &(mean, var)) in stats.iter().enumerate() {
+                self.inv_std[c] = (1.0 / (var + self.eps as f64).sqrt()) as f32;
+                let unbiased = if m > 1.0 { var * m / (m - 1.0) } else { var };
+                self.running_mean[c] = (1.0 - mom) * self.running_mean[c] + mom * mean as f32;
+                self.running_var[c] = (1.0 - mom) * self.running_var[c] + mom * unbiased as f32;
+            }
+            self.xhat.reshape_to(x.shape());
+            let (xh, inv) = (self.xhat.data_mut(), &self.inv_std);
+            for (i, (dst, src)) in xh
+                .chunks_exact_mut(plane)
+                .zip(x.data().chunks_exact(plane))
+                .enumerate()
+            {
+                let c = i % ch;
+                let mean = stats[c].0 as f32;
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = (v - mean) * inv[c];
+                }
+            }
+        } else {
+            for c in 0..ch {
+                self.inv_std[c] = 1.0 / (self.running_var[c] + self.eps).sqrt();
+            }
+            self.xhat.reshape_to(x.shape());
+            let (xh, inv, rm) = (self.xhat.data_mut(), &self.inv_std, &self.running_mean);
+            for (i, (dst, src)) in xh
+                .chunks_exact_mut(plane)
+                .zip(x.data().chunks_exact(plane))
+                .enumerate()
+            {
+                let c = i % ch;
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = (v - rm[c]) * inv[c];
+                }
+            }
+        }
+        self.output.reshape_to(x.shape());
+        let (g, b) = (&self.gamma, &self.beta);
+        let rows = self.output.data_mut().chunks_exact_mut(plane);
+        for (i, (dst, src)) in rows.zip(self.xhat.data().chunks_exact(plane)).enumerate() {
+            let c = i % ch;
+            for (d, &v) in dst.iter_mut().zip(src) {
+                *d = g[c] * v + b[c];
+            }
+        }
+        &self.output
+    }
+
+    fn backward(&mut self, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
+        let (n, ch) = (grad_out.batch(), self.channels);
+        let plane = grad_out.item_len() / ch;
+        let m = (n * plane) as f32;
+        let (dy, xh) = (grad_out.data(), self.xhat.data());
+        // dβ = Σ dy, dγ = Σ dy·x̂ per channel, in f64 and a fixed order.
+        let sums: Vec<(f64, f64)> = (0..ch)
+            .into_par_iter()
+            .map(|c| {
+                let (mut db, mut dg) = (0.0f64, 0.0f64);
+                for (g, x) in planes(dy, c, ch, plane).zip(planes(xh, c, ch, plane)) {
+                    for (&gv, &xv) in g.iter().zip(x) {
+                        db += gv as f64;
+                        dg += (gv * xv) as f64;
+                    }
+                }
+                (db, dg)
+            })
+            .collect();
+        for (c, &(db, dg)) in sums.iter().enumerate() {
+            self.grad_beta[c] = db as f32;
+            self.grad_gamma[c] = dg as f32;
+        }
+        if !need_input_grad {
+            return &self.grad_input;
+        }
+        self.grad_input.reshape_to(grad_out.shape());
+        let train = self.mode == Mode::Train;
+        let (gamma, inv, gb, gg) = (
+            &self.gamma,
+            &self.inv_std,
+            &self.grad_beta,
+            &self.grad_gamma,
+        );
+        let rows = self.grad_input.data_mut().chunks_exact_mut(plane);
+        for (i, ((dst, g), x)) in rows
+            .zip(dy.chunks_exact(plane))
+            .zip(xh.chunks_exact(plane))
+            .enumerate()
+        {
+            let c = i % ch;
+            let k = gamma[c] * inv[c];
+            if train {
+                let (mb, mg) = (gb[c] / m, gg[c] / m);
+                for ((d, &gv), &xv) in dst.iter_mut().zip(g).zip(x) {
+                    *d = k * (gv - mb - xv * mg);
+                }
+            } else {
+                for (d, &gv) in dst.iter_mut().zip(g) {
+                    *d = k * gv;
+                }
+            }
+        }
+        &self.grad_input
+    }
+
+    fn visit_params(&mut self, prefix: &mut String, f: &mut ParamVisitor<'_>) {
+        let shape = vec![self.channels];
+        let p = Param {
+            shape: shape.clone(),
+            value: &mut self.gamma,
+            grad: &mut self.grad_gamma,
+            kind: ParamKind::Norm,
+        };
+        emit(prefix, "weight", p, f);
+        let p = Param {
+            shape,
+            value: &mut self.beta,
+            grad: &mut self.grad_beta,
+            kind: ParamKind::Norm,
+        };
+        emit(prefix, "bias", p, f);
+    }
+
+    fn visit_buffers(&mut self, prefix: &mut String, f: &mut BufferVisitor<'_>) {
+        let len = prefix.len();
+        prefix.push_str("running_mean");
+        f(prefix, &mut self.running_mean);
+        prefix.truncate(len);
+        prefix.push_str("running_var");
+        f(prefix, &mut self.running_var);
+        prefix.truncate(len);
+    }
+
+    fn num_params(&self) -> usize {
+        2 * self.channels
+    }
+}

@@ -1,0 +1,103 @@
+//! A residual block: `y = x + f(x)`, where `f` is a chain of layers that keeps the shape.
+//!
+//! Backward: `∂L/∂x = ∂L/∂y + f.backward(∂L/∂y)`: the skip connection passes the gradient
+//! through unchanged and adds the branch's.
+
+use super::{BufferVisitor, Layer, Mode, ParamVisitor};
+use crate::tensor::Tensor;
+use rand::Rng;
+use std::fmt::Write;
+
+/// `x + f(x)` for a branch `f` made of `layers`, run in order.
+pub struct Residual {
+    branch: Vec<Box<dyn Layer>>,
+    output: Tensor,
+    grad_input: Tensor,
+}
+
+impl Residual {
+    /// A residual block around the chain `branch` (its output shape must equal its input's).
+    pub fn new(branch: Vec<Box<dyn Layer>>) -> Self {
+        Residual {
+            branch,
+            output: Tensor::default(),
+            grad_input: Tensor::default(),
+        }
+    }
+}
+
+impl Layer for Residual {
+    fn describe(&self) -> String {
+        let inner: Vec<String> = self.branch.iter().map(|l| l.describe()).collect();
+        format!("Residual[{}]", inner.join(", "))
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+        let mut shape = input.to_vec();
+        for (j, layer) in self.branch.iter().enumerate() {
+            shape = layer
+                .output_shape(&shape)
+                .map_err(|why| format!("branch layer {j} ({}): {why}", layer.describe()))?;
+        }
+        if shape != input {
+            return Err(format!(
+                "branch maps {input:?} to {shape:?}; a skip needs equal shapes"
+            ));
+        }
+        Ok(shape)
+    }
+
+    fn init(&mut self, rng: &mut dyn Rng) {
+        for layer in &mut self.branch {
+            layer.init(rng);
+        }
+    }
+
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> &Tensor {
+        let mut cur = x;
+        for layer in self.branch.iter_mut() {
+            cur = layer.forward(cur, mode);
+        }
+        self.output.reshape_to(x.shape());
+        let out = self.output.data_mut().iter_mut();
+        for ((y, &a), &b) in out.zip(x.data()).zip(cur.data()) {
+            *y = a + b;
+        }
+        &self.output
+    }
+
+    fn backward(&mut self, grad_out: &Tensor, _need_input_grad: bool) -> &Tensor {
+        let mut g = grad_out;
+        for layer in self.branch.iter_mut().rev() {
+            g = layer.backward(g, true);
+        }
+        self.grad_input.reshape_to(grad_out.shape());
+        let dx = self.grad_input.data_mut().iter_mut();
+        for ((d, &a), &b) in dx.zip(grad_out.data()).zip(g.data()) {
+            *d = a + b;
+        }
+        &self.grad_input
+    }
+
+    fn visit_params(&mut self, prefix: &mut String, f: &mut ParamVisitor<'_>) {
+        let len = prefix.len();
+        for (j, layer) in self.branch.iter_mut().enumerate() {
+            write!(prefix, "{j}.").expect("writing to a String");
+            layer.visit_params(prefix, f);
+            prefix.truncate(len);
+        }
+    }
+
+    fn visit_buffers(&mut self, prefix: &mut String, f: &mut BufferVisitor<'_>) {
+        let len = prefix.len();
+        for (j, layer) in self.branch.iter_mut().enumerate() {
+            write!(prefix, "{j}.").expect("writing to a String");
+            layer.visit_buffers(prefix, f);
+            prefix.truncate(len);
+        }
+    }
+
+    fn num_params(&self) -> usize {
+        self.branch.iter().map(|l| l.num_params()).sum()
+    }
+}
