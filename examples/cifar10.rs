@@ -1,45 +1,160 @@
-//! Trains the article's network on CIFAR-10 with the article's recipe.
+//! Trains a CNN on CIFAR-10: by default the article's network with the article's recipe.
 //!
 //! `cargo run --release --example cifar10 -- --help`
 
-use ferroconv::data::{CLASSES, Cifar10, Split};
-use ferroconv::train::{EpochStats, evaluate, train_epoch};
-use ferroconv::{Sgd, SoftmaxCrossEntropy};
-use std::io::Write;
+use ferroconv::Sequential;
+use ferroconv::data::{Augment, CLASSES, Cifar10, Split};
+use ferroconv::optim::{Adam, DecayFilter, Optimizer, Schedule, Sgd};
+use ferroconv::train::{Plan, evaluate, train_epoch};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 #[path = "support/download.rs"]
 mod download;
 
 const HELP: &str = "\
-Train the article's CNN on CIFAR-10 (conv 3→6 5×5, pool, conv 6→16 5×5, pool, dense 400→120→84→10).
+Train a CNN on CIFAR-10. The default is the article's network and recipe
+(conv 3→6 5×5, pool, conv 6→16 5×5, pool, dense 400→120→84→10; SGD lr 0.001, momentum 0.9,
+batch 4, 10 epochs).
 
 Usage: cargo run --release --example cifar10 -- [options]
 
 Options:
-  --data DIR         CIFAR-10 binary folder (default: $CIFAR10_DIR, else ./data/cifar-10-batches-bin;
-                     downloaded there when missing)
-  --epochs N         epochs (default 10)
-  --batch-size N     mini-batch size (default 4)
-  --lr X             learning rate (default 0.001)
-  --momentum X       SGD momentum (default 0.9)
-  --weight-decay X   L2 weight decay (default 0)
-  --seed N           seed for initialisation and shuffling (default 0)
-  --threads N        worker threads (default: all cores); results do not depend on it
-  --limit-train N    train on the first N training images only
-  --limit-test N     evaluate on the first N test images only
-  --json PATH        write one JSON object per epoch, one per line
-  --help             this text";
+  --model NAME         seed (default: the article's), keras (the TensorFlow tutorial CNN, Adam),
+                       resnet (an airbench-style fast CIFAR-10 net). A model brings its recipe;
+                       the flags below override it.
+  --data DIR           CIFAR-10 binary folder (default: $CIFAR10_DIR, else
+                       ./data/cifar-10-batches-bin; downloaded there when missing)
+  --epochs N           epochs
+  --batch-size N       mini-batch size
+  --lr X               (peak) learning rate
+  --momentum X         SGD momentum
+  --optimizer NAME     sgd, nesterov, adam, adamw
+  --schedule NAME      constant, step (×0.1 at 50% and 75%), cosine, onecycle
+  --weight-decay X     weight decay (L2; decoupled for adamw)
+  --decay-all          also decay biases and batch-norm parameters
+  --label-smoothing X  label smoothing of the loss
+  --augment            random crop (4-pixel pad) + horizontal flip
+  --no-augment         no augmentation
+  --tta                also average predictions over the mirror image at test time
+  --seed N             seed for initialisation, shuffling and augmentation (default 0)
+  --threads N          worker threads (default: all cores); results do not depend on it
+  --limit-train N      train on the first N training images only
+  --limit-test N       evaluate on the first N test images only
+  --json PATH          write one JSON object per epoch, one per line
+  --help               this text";
 
-struct Args {
-    data: PathBuf,
-    data_given: bool,
+/// A model and everything its recipe sets.
+#[derive(Clone, Debug)]
+struct Recipe {
+    model: String,
     epochs: u64,
     batch_size: usize,
     lr: f32,
     momentum: f32,
+    optimizer: String,
+    schedule: String,
     weight_decay: f32,
+    decay_all: bool,
+    label_smoothing: f32,
+    augment: bool,
+    tta: bool,
+}
+
+impl Recipe {
+    fn preset(model: &str) -> Result<Recipe, String> {
+        let base = Recipe {
+            model: model.into(),
+            epochs: 10,
+            batch_size: 4,
+            lr: 0.001,
+            momentum: 0.9,
+            optimizer: "sgd".into(),
+            schedule: "constant".into(),
+            weight_decay: 0.0,
+            decay_all: true,
+            label_smoothing: 0.0,
+            augment: false,
+            tta: false,
+        };
+        match model {
+            "seed" => Ok(base),
+            "keras" => Ok(Recipe {
+                batch_size: 32,
+                optimizer: "adam".into(),
+                ..base
+            }),
+            "resnet" => Ok(Recipe {
+                epochs: 10,
+                batch_size: 512,
+                lr: 0.4,
+                optimizer: "nesterov".into(),
+                schedule: "onecycle".into(),
+                weight_decay: 5e-4,
+                decay_all: false,
+                label_smoothing: 0.2,
+                augment: true,
+                tta: true,
+                ..base
+            }),
+            _ => Err(format!(
+                "unknown --model {model:?}: expected seed, keras or resnet"
+            )),
+        }
+    }
+
+    fn build(&self, seed: u64) -> ferroconv::Result<Sequential> {
+        match self.model.as_str() {
+            "keras" => ferroconv::models::keras_net(seed),
+            "resnet" => ferroconv::models::airbench_net([32, 128, 128], seed),
+            _ => ferroconv::models::seed_net(seed),
+        }
+    }
+
+    fn optimizer(&self) -> Box<dyn Optimizer> {
+        let filter = if self.decay_all {
+            DecayFilter::All
+        } else {
+            DecayFilter::WeightsOnly
+        };
+        let wd = self.weight_decay;
+        match self.optimizer.as_str() {
+            "adam" => Box::new(Adam::new(self.lr).weight_decay(wd).decay_filter(filter)),
+            "adamw" => Box::new(Adam::adamw(self.lr, wd).decay_filter(filter)),
+            name => Box::new(
+                Sgd::new(self.lr, self.momentum)
+                    .weight_decay(wd)
+                    .nesterov(name == "nesterov")
+                    .decay_filter(filter),
+            ),
+        }
+    }
+
+    fn schedule(&self, total_steps: u64) -> Schedule {
+        match self.schedule.as_str() {
+            "step" => Schedule::Step {
+                first: total_steps / 2,
+                second: total_steps * 3 / 4,
+                gamma: 0.1,
+            },
+            "cosine" => Schedule::Cosine {
+                warmup: total_steps / 20,
+            },
+            "onecycle" => Schedule::OneCycle {
+                warmup: total_steps / 5,
+                div: 10.0,
+                final_frac: 0.0,
+            },
+            _ => Schedule::Constant,
+        }
+    }
+}
+
+struct Args {
+    recipe: Recipe,
+    data: PathBuf,
     seed: u64,
     threads: Option<usize>,
     limit_train: Option<usize>,
@@ -48,37 +163,52 @@ struct Args {
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.iter().any(|a| a == "--help" || a == "-h") {
+        return Ok(None);
+    }
+    // The model comes first: its recipe is the base the other flags override.
+    let model = argv
+        .iter()
+        .position(|a| a == "--model")
+        .map(|i| argv.get(i + 1).cloned().ok_or("--model needs a value"))
+        .transpose()?
+        .unwrap_or_else(|| "seed".into());
+    let mut r = Recipe::preset(&model)?;
     let env_dir = std::env::var_os("CIFAR10_DIR").map(PathBuf::from);
     let mut a = Args {
-        data_given: env_dir.is_some(),
+        recipe: r.clone(),
         data: env_dir.unwrap_or_else(|| PathBuf::from("data/cifar-10-batches-bin")),
-        epochs: 10,
-        batch_size: 4,
-        lr: 0.001,
-        momentum: 0.9,
-        weight_decay: 0.0,
         seed: 0,
         threads: None,
         limit_train: None,
         limit_test: None,
         json: None,
     };
-    let mut it = std::env::args().skip(1);
+    let mut it = argv.into_iter();
     while let Some(flag) = it.next() {
-        if flag == "--help" || flag == "-h" {
-            return Ok(None);
-        }
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
-            "--data" => {
-                a.data = PathBuf::from(value()?);
-                a.data_given = true;
+            "--model" => {
+                value()?;
             }
-            "--epochs" => a.epochs = num(&flag, &value()?)?,
-            "--batch-size" => a.batch_size = positive(&flag, &value()?)?,
-            "--lr" => a.lr = num(&flag, &value()?)?,
-            "--momentum" => a.momentum = num(&flag, &value()?)?,
-            "--weight-decay" => a.weight_decay = num(&flag, &value()?)?,
+            "--data" => a.data = PathBuf::from(value()?),
+            "--epochs" => r.epochs = positive(&flag, &value()?)? as u64,
+            "--batch-size" => r.batch_size = positive(&flag, &value()?)?,
+            "--lr" => r.lr = num(&flag, &value()?)?,
+            "--momentum" => r.momentum = num(&flag, &value()?)?,
+            "--optimizer" => {
+                r.optimizer = one_of(&flag, value()?, &["sgd", "nesterov", "adam", "adamw"])?
+            }
+            "--schedule" => {
+                r.schedule = one_of(&flag, value()?, &["constant", "step", "cosine", "onecycle"])?
+            }
+            "--weight-decay" => r.weight_decay = num(&flag, &value()?)?,
+            "--decay-all" => r.decay_all = true,
+            "--label-smoothing" => r.label_smoothing = num(&flag, &value()?)?,
+            "--augment" => r.augment = true,
+            "--no-augment" => r.augment = false,
+            "--tta" => r.tta = true,
             "--seed" => a.seed = num(&flag, &value()?)?,
             "--threads" => a.threads = Some(positive(&flag, &value()?)?),
             "--limit-train" => a.limit_train = Some(positive(&flag, &value()?)?),
@@ -87,12 +217,25 @@ fn parse_args() -> Result<Option<Args>, String> {
             _ => return Err(format!("unknown option {flag:?} (see --help)")),
         }
     }
-    if !(a.lr.is_finite() && a.lr > 0.0) {
-        return Err(format!("--lr must be a positive number, got {}", a.lr));
+    if !(r.lr.is_finite() && r.lr > 0.0) {
+        return Err(format!("--lr must be a positive number, got {}", r.lr));
     }
-    if !(0.0..1.0).contains(&a.momentum) {
-        return Err(format!("--momentum must be in [0, 1), got {}", a.momentum));
+    if !(0.0..1.0).contains(&r.momentum) {
+        return Err(format!("--momentum must be in [0, 1), got {}", r.momentum));
     }
+    if !(0.0..1.0).contains(&r.label_smoothing) {
+        return Err(format!(
+            "--label-smoothing must be in [0, 1), got {}",
+            r.label_smoothing
+        ));
+    }
+    if !(r.weight_decay.is_finite() && r.weight_decay >= 0.0) {
+        return Err(format!(
+            "--weight-decay must be ≥ 0, got {}",
+            r.weight_decay
+        ));
+    }
+    a.recipe = r;
     Ok(Some(a))
 }
 
@@ -108,14 +251,25 @@ fn positive(flag: &str, v: &str) -> Result<usize, String> {
     }
 }
 
-/// Makes sure the data is there: downloads it into the default folder when it is not.
-fn ensure_data(args: &Args) -> Result<(), String> {
-    if download::has_cifar10(&args.data) {
+fn one_of(flag: &str, v: String, allowed: &[&str]) -> Result<String, String> {
+    if allowed.contains(&v.as_str()) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{flag}: {v:?} is not one of {}",
+            allowed.join(", ")
+        ))
+    }
+}
+
+/// Makes sure the data is there: downloads it into the data folder when it is not.
+fn ensure_data(dir: &std::path::Path) -> Result<(), String> {
+    if download::has_cifar10(dir) {
         return Ok(());
     }
     eprintln!(
         "CIFAR-10 not found in {}; downloading {} ...",
-        args.data.display(),
+        dir.display(),
         download::CIFAR10_URL
     );
     let mut last = 0;
@@ -129,12 +283,52 @@ fn ensure_data(args: &Args) -> Result<(), String> {
         }
     };
     let url = download::CIFAR10_URL;
-    match download::download_cifar10(url, download::CIFAR10_MD5, &args.data, &mut progress) {
+    match download::download_cifar10(url, download::CIFAR10_MD5, dir, &mut progress) {
         Ok(()) => {
-            eprintln!("\n  unpacked into {}", args.data.display());
+            eprintln!("\n  unpacked into {}", dir.display());
             Ok(())
         }
-        Err(e) => Err(format!("{e}\n{}", download::offline_help(&args.data))),
+        Err(e) => Err(format!("{e}\n{}", download::offline_help(dir))),
+    }
+}
+
+/// A one-line progress display on stderr, redrawn at most 5 times a second, only on a terminal.
+struct ProgressLine {
+    on: bool,
+    total: usize,
+    start: Instant,
+    last: Instant,
+}
+
+impl ProgressLine {
+    fn new(total: usize) -> Self {
+        let now = Instant::now();
+        ProgressLine {
+            on: std::io::stderr().is_terminal(),
+            total,
+            start: now,
+            last: now,
+        }
+    }
+
+    fn update(&mut self, epoch: u64, done: usize, loss: f64, lr: f32) {
+        if !self.on || (self.last.elapsed().as_millis() < 200 && done < self.total) {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.start.elapsed().as_secs_f64();
+        let rate = done as f64 / secs.max(1e-9);
+        let eta = (self.total - done) as f64 / rate.max(1e-9);
+        let filled = 30 * done / self.total.max(1);
+        eprint!(
+            "\r  epoch {epoch} [{}{}] {done}/{} {rate:.0} img/s ETA {eta:.0}s loss {loss:.4} lr {lr:.2e} ",
+            "#".repeat(filled),
+            ".".repeat(30 - filled),
+            self.total
+        );
+        if done >= self.total {
+            eprint!("\r{}\r", " ".repeat(110));
+        }
     }
 }
 
@@ -142,7 +336,7 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(t) = args.threads {
         ferroconv::set_threads(t).map_err(|e| e.to_string())?;
     }
-    ensure_data(&args)?;
+    ensure_data(&args.data)?;
     let mut train = Cifar10::load(&args.data, Split::Train).map_err(|e| e.to_string())?;
     let mut test = Cifar10::load(&args.data, Split::Test).map_err(|e| e.to_string())?;
     if let Some(n) = args.limit_train {
@@ -151,16 +345,38 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(n) = args.limit_test {
         test.truncate(n);
     }
-    let mut model = ferroconv::models::seed_net(args.seed).map_err(|e| e.to_string())?;
+    let r = &args.recipe;
+    let mut model = r.build(args.seed).map_err(|e| e.to_string())?;
+    let mut opt = r.optimizer();
+    let steps_per_epoch = train.len().div_ceil(r.batch_size) as u64;
+    let plan = Plan {
+        batch_size: r.batch_size,
+        seed: args.seed,
+        lr: r.lr,
+        schedule: r.schedule(steps_per_epoch * r.epochs),
+        total_steps: steps_per_epoch * r.epochs,
+        augment: if r.augment {
+            Augment::standard()
+        } else {
+            Augment::default()
+        },
+    };
     print!("{}", model.summary());
     println!(
-        "data: {} ({} train, {} test); batch {}, lr {}, momentum {}, seed {}, {} threads",
+        "data: {} ({} train, {} test); model {}, {} epochs, batch {}, {} lr {} ({}), \
+         label smoothing {}, augment {}, tta {}, seed {}, {} threads",
         args.data.display(),
         train.len(),
         test.len(),
-        args.batch_size,
-        args.lr,
-        args.momentum,
+        r.model,
+        r.epochs,
+        r.batch_size,
+        opt.describe(),
+        r.lr,
+        plan.schedule.name(),
+        r.label_smoothing,
+        r.augment,
+        r.tta,
         args.seed,
         rayon::current_num_threads()
     );
@@ -170,39 +386,47 @@ fn run(args: Args) -> Result<(), String> {
         ),
         None => None,
     };
-    let mut loss = SoftmaxCrossEntropy::new();
-    let mut opt = Sgd::new(args.lr, args.momentum).weight_decay(args.weight_decay);
+    let mut loss = ferroconv::SoftmaxCrossEntropy::with_label_smoothing(r.label_smoothing);
     println!(
-        "{:>5} {:>10} {:>9} {:>8} {:>8} {:>8}",
-        "epoch", "train_loss", "train_acc", "test_acc", "seconds", "img/s"
+        "{:>5} {:>10} {:>9} {:>8} {:>8} {:>8} {:>9}",
+        "epoch", "train_loss", "train_acc", "test_acc", "seconds", "img/s", "lr"
     );
+    let run_start = Instant::now();
     let mut last_eval = None;
-    for epoch in 1..=args.epochs {
-        let mut no_progress = |_: usize, _: f64| {};
-        let s: EpochStats = train_epoch(
+    for epoch in 1..=r.epochs {
+        let mut bar = ProgressLine::new(train.len());
+        let mut progress = |done, loss, lr| bar.update(epoch, done, loss, lr);
+        let s = train_epoch(
             &mut model,
             &mut loss,
-            &mut opt,
+            opt.as_mut(),
             &train,
-            args.batch_size,
-            (args.seed, epoch),
-            &mut no_progress,
+            &plan,
+            epoch,
+            &mut progress,
         )
         .map_err(|e| e.to_string())?;
-        let eval = evaluate(&mut model, &test, 1000).map_err(|e| e.to_string())?;
+        let eval = evaluate(&mut model, &test, 500, r.tta).map_err(|e| e.to_string())?;
         println!(
-            "{epoch:>5} {:>10.4} {:>8.2}% {:>7.2}% {:>8.2} {:>8.0}",
+            "{epoch:>5} {:>10.4} {:>8.2}% {:>7.2}% {:>8.2} {:>8.0} {:>9.2e}",
             s.train_loss,
             s.train_acc * 100.0,
             eval.accuracy * 100.0,
             s.seconds,
-            s.images_per_sec
+            s.images_per_sec,
+            s.lr
         );
         if let Some(f) = json.as_mut() {
             writeln!(
                 f,
-                "{{\"epoch\":{epoch},\"train_loss\":{},\"train_acc\":{},\"test_acc\":{},\"seconds\":{},\"images_per_sec\":{}}}",
-                s.train_loss, s.train_acc, eval.accuracy, s.seconds, s.images_per_sec
+                "{{\"epoch\":{epoch},\"train_loss\":{},\"train_acc\":{},\"test_acc\":{},\"seconds\":{},\"images_per_sec\":{},\"lr\":{},\"wall_seconds\":{}}}",
+                s.train_loss,
+                s.train_acc,
+                eval.accuracy,
+                s.seconds,
+                s.images_per_sec,
+                s.lr,
+                run_start.elapsed().as_secs_f64()
             )
             .and_then(|_| f.flush())
             .map_err(|e| format!("cannot write --json file: {e}"))?;
@@ -214,6 +438,7 @@ fn run(args: Args) -> Result<(), String> {
         for (c, name) in CLASSES.iter().enumerate() {
             println!("  {name:<10} {:>6.2}%", eval.class_accuracy(c) * 100.0);
         }
+        println!("total wall time {:.1} s", run_start.elapsed().as_secs_f64());
     }
     Ok(())
 }

@@ -5,7 +5,8 @@
 //! providing the same functions, and the layers do not change.
 
 pub use crate::cpu::elementwise::{
-    add_bias_cols, add_bias_rows, relu_backward, relu_forward, sgd_update, sum_cols, sum_rows,
+    AdamStep, adam_update, add_bias_cols, add_bias_rows, relu_backward, relu_forward, sgd_update,
+    sum_cols, sum_rows,
 };
 pub use crate::cpu::gemm::gemm;
 pub use crate::cpu::im2col::{col2im, im2col};

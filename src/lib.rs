@@ -30,7 +30,6 @@ pub struct ReadmeDoctests;
 pub use layers::{Layer, Mode};
 pub use loss::SoftmaxCrossEntropy;
 pub use model::Sequential;
-pub use optim::Sgd;
 pub use tensor::Tensor;
 
 /// Sets the number of worker threads used by the kernels (rayon's global pool).

@@ -1,13 +1,18 @@
-//! Ready-made networks.
+//! Ready-made networks, each a one-liner to build.
 
 use crate::error::Result;
-use crate::layers::{Conv2d, Dense, Flatten, Layer, MaxPool2d, ReLU};
+use crate::layers::{
+    BatchNorm2d, Conv2d, Dense, Flatten, Gelu, GlobalMaxPool, Layer, MaxPool2d, ReLU, Residual,
+};
 use crate::model::Sequential;
+
+/// A boxed layer list, as [`Sequential::new`] takes it.
+pub type Layers = Vec<Box<dyn Layer>>;
 
 /// The article's network, the classic PyTorch CIFAR-10 tutorial classifier:
 /// conv 3→6 5×5, ReLU, pool 2, conv 6→16 5×5, ReLU, pool 2, dense 400→120→84→10.
 pub fn seed_net(seed: u64) -> Result<Sequential> {
-    let layers: Vec<Box<dyn Layer>> = vec![
+    let layers: Layers = vec![
         Box::new(Conv2d::new(3, 6, 5)),
         Box::new(ReLU::new()),
         Box::new(MaxPool2d::new(2, 2)),
@@ -21,5 +26,84 @@ pub fn seed_net(seed: u64) -> Result<Sequential> {
         Box::new(ReLU::new()),
         Box::new(Dense::new(84, 10)),
     ];
+    Sequential::new(&[3, 32, 32], layers, seed)
+}
+
+/// The TensorFlow CNN tutorial's network: conv 32, 64, 64 (3×3, valid), max-pool after
+/// the first two, dense 64, dense 10; ReLU throughout.
+pub fn keras_net(seed: u64) -> Result<Sequential> {
+    let layers: Layers = vec![
+        Box::new(Conv2d::new(3, 32, 3)),
+        Box::new(ReLU::new()),
+        Box::new(MaxPool2d::new(2, 2)),
+        Box::new(Conv2d::new(32, 64, 3)),
+        Box::new(ReLU::new()),
+        Box::new(MaxPool2d::new(2, 2)),
+        Box::new(Conv2d::new(64, 64, 3)),
+        Box::new(ReLU::new()),
+        Box::new(Flatten::new()),
+        Box::new(Dense::new(64 * 4 * 4, 64)),
+        Box::new(ReLU::new()),
+        Box::new(Dense::new(64, 10)),
+    ];
+    Sequential::new(&[3, 32, 32], layers, seed)
+}
+
+/// 3×3 convolution (pad 1, no bias) → batch norm → ReLU.
+fn conv_bn(cin: usize, cout: usize) -> Layers {
+    vec![
+        Box::new(Conv2d::new(cin, cout, 3).padding(1).bias(false)),
+        Box::new(BatchNorm2d::new(cout)),
+        Box::new(ReLU::new()),
+    ]
+}
+
+/// `x + conv_bn(conv_bn(x))` at width `c`.
+fn residual(c: usize) -> Residual {
+    let mut branch = conv_bn(c, c);
+    branch.extend(conv_bn(c, c));
+    Residual::new(branch)
+}
+
+/// The ResNet-9-style network of the "fast CIFAR-10" family (DAWNBench), widths
+/// 64/128/256, as in `shared/reference/throughput_pytorch.py`: prep conv; conv, pool,
+/// residual; conv, pool, residual; global max-pool; linear. ~0.30 GMAC per image.
+pub fn resnet9(seed: u64) -> Result<Sequential> {
+    let mut layers: Layers = conv_bn(3, 64);
+    layers.extend(conv_bn(64, 128));
+    layers.push(Box::new(MaxPool2d::new(2, 2)));
+    layers.push(Box::new(residual(128)));
+    layers.extend(conv_bn(128, 256));
+    layers.push(Box::new(MaxPool2d::new(2, 2)));
+    layers.push(Box::new(residual(256)));
+    layers.push(Box::new(GlobalMaxPool::new()));
+    layers.push(Box::new(Dense::new(256, 10).bias(false)));
+    Sequential::new(&[3, 32, 32], layers, seed)
+}
+
+/// One airbench-style group: conv (pad 1) → max-pool 2 → BN → GELU → conv → BN → GELU.
+fn airbench_group(cin: usize, cout: usize) -> Layers {
+    vec![
+        Box::new(Conv2d::new(cin, cout, 3).padding(1).bias(false)),
+        Box::new(MaxPool2d::new(2, 2)),
+        Box::new(BatchNorm2d::new(cout)),
+        Box::new(Gelu::new()),
+        Box::new(Conv2d::new(cout, cout, 3).padding(1).bias(false)),
+        Box::new(BatchNorm2d::new(cout)),
+        Box::new(Gelu::new()),
+    ]
+}
+
+/// A fast CIFAR-10 network in the style of airbench (conv–pool–BN groups): a 2×2 stem
+/// conv, three groups of `widths`, global max-pool, linear. With widths `[64, 256, 256]`
+/// it is airbench94's body; the `--model resnet` preset uses a narrower one for two cores.
+pub fn airbench_net(widths: [usize; 3], seed: u64) -> Result<Sequential> {
+    let stem = 24;
+    let mut layers: Layers = vec![Box::new(Conv2d::new(3, stem, 2)), Box::new(Gelu::new())];
+    layers.extend(airbench_group(stem, widths[0]));
+    layers.extend(airbench_group(widths[0], widths[1]));
+    layers.extend(airbench_group(widths[1], widths[2]));
+    layers.push(Box::new(GlobalMaxPool::new()));
+    layers.push(Box::new(Dense::new(widths[2], 10).bias(false)));
     Sequential::new(&[3, 32, 32], layers, seed)
 }

@@ -1,12 +1,49 @@
 //! The training and evaluation loops shared by the examples and the tests.
 
-use crate::data::{Batch, Batches, Cifar10, epoch_permutation};
+use crate::data::{Augment, Batch, Batches, Cifar10, augment_key, epoch_permutation};
 use crate::error::Result;
 use crate::layers::Mode;
 use crate::loss::SoftmaxCrossEntropy;
 use crate::model::Sequential;
-use crate::optim::Sgd;
+use crate::optim::{Optimizer, Schedule};
+use std::sync::mpsc;
 use std::time::Instant;
+
+/// How to train: batch size, seed, learning-rate schedule and augmentation.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    /// Images per mini-batch.
+    pub batch_size: usize,
+    /// Seed of the shuffles and augmentations (the model has its own).
+    pub seed: u64,
+    /// Peak learning rate, shaped by `schedule`.
+    pub lr: f32,
+    /// Learning-rate schedule over the whole run.
+    pub schedule: Schedule,
+    /// Optimizer steps in the whole run (for the schedule).
+    pub total_steps: u64,
+    /// Augmentation of the training images.
+    pub augment: Augment,
+}
+
+impl Plan {
+    /// A plan with a constant rate `lr` and no augmentation.
+    pub fn constant(batch_size: usize, seed: u64, lr: f32) -> Self {
+        Plan {
+            batch_size,
+            seed,
+            lr,
+            schedule: Schedule::Constant,
+            total_steps: 0,
+            augment: Augment::default(),
+        }
+    }
+
+    /// Steps per epoch over `n` images.
+    pub fn steps_per_epoch(&self, n: usize) -> u64 {
+        n.div_ceil(self.batch_size.max(1)) as u64
+    }
+}
 
 /// What one training epoch measured.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -19,35 +56,84 @@ pub struct EpochStats {
     pub seconds: f64,
     /// Training images per second.
     pub images_per_sec: f64,
+    /// Learning rate of the epoch's last step.
+    pub lr: f32,
 }
 
-/// Progress reported after each mini-batch: images done so far and the running mean loss.
-pub type Progress<'a> = &'a mut dyn FnMut(usize, f64);
+/// Progress after each mini-batch: images done, running mean loss, current learning rate.
+pub type Progress<'a> = &'a mut dyn FnMut(usize, f64, f32);
 
-/// One pass over `data` in the order `epoch_permutation(len, seed, epoch)`.
+/// Batches kept in flight between the loader thread and the training loop.
+const PREFETCH: usize = 3;
+
+/// One pass over `data` (epochs count from 1) in the order `epoch_permutation(len, seed, epoch)`.
+///
+/// With augmentation, a loader thread prepares the next batches while the current one trains.
+/// The learning rate of each step comes from the plan's schedule at the optimizer's step
+/// count, so a resumed run continues the schedule where it stopped.
 pub fn train_epoch(
     model: &mut Sequential,
     loss: &mut SoftmaxCrossEntropy,
-    opt: &mut Sgd,
+    opt: &mut dyn Optimizer,
     data: &Cifar10,
-    batch_size: usize,
-    (seed, epoch): (u64, u64),
+    plan: &Plan,
+    epoch: u64,
     progress: Progress<'_>,
 ) -> Result<EpochStats> {
     let start = Instant::now();
-    let order = epoch_permutation(data.len(), seed, epoch);
-    let mut batch = Batch::default();
+    let order = epoch_permutation(data.len(), plan.seed, epoch);
     let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-    for indices in Batches::new(&order, batch_size) {
-        data.fill_batch(indices, &mut batch.images, &mut batch.labels);
+    let mut step = |batch: &Batch| -> Result<()> {
+        let lr = plan.schedule.lr(plan.lr, opt.steps(), plan.total_steps);
+        opt.set_lr(lr);
         let logits = model.forward(&batch.images, Mode::Train)?;
         let stats = loss.forward(logits, &batch.labels)?;
         model.backward(loss.grad())?;
         opt.step(model);
-        loss_sum += stats.loss * indices.len() as f64;
+        let n = batch.labels.len();
+        loss_sum += stats.loss * n as f64;
         correct += stats.correct;
-        seen += indices.len();
-        progress(seen, loss_sum / seen as f64);
+        seen += n;
+        progress(seen, loss_sum / seen as f64, lr);
+        Ok(())
+    };
+    if plan.augment.is_identity() {
+        // Assembling a batch is a table look-up per pixel: do it inline.
+        let mut batch = Batch::default();
+        for indices in Batches::new(&order, plan.batch_size) {
+            data.fill_batch(indices, &mut batch.images, &mut batch.labels);
+            step(&batch)?;
+        }
+    } else {
+        // Augmentation runs on a loader thread, a few batches ahead of training.
+        let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(PREFETCH);
+        let (empty_tx, empty_rx) = mpsc::channel::<Batch>();
+        for _ in 0..PREFETCH {
+            empty_tx.send(Batch::default()).expect("receiver alive");
+        }
+        std::thread::scope(|scope| -> Result<()> {
+            let order = &order;
+            scope.spawn(move || {
+                let mut pos = 0;
+                for indices in Batches::new(order, plan.batch_size) {
+                    let Ok(mut batch) = empty_rx.recv() else {
+                        return;
+                    };
+                    let key = |k: usize| augment_key(plan.seed, epoch, (pos + k) as u64);
+                    let (x, l) = (&mut batch.images, &mut batch.labels);
+                    data.fill_batch_augmented(indices, &plan.augment, key, x, l);
+                    pos += indices.len();
+                    if full_tx.send(batch).is_err() {
+                        return;
+                    }
+                }
+            });
+            for batch in full_rx.iter() {
+                step(&batch)?;
+                let _ = empty_tx.send(batch);
+            }
+            Ok(())
+        })?;
     }
     let seconds = start.elapsed().as_secs_f64();
     Ok(EpochStats {
@@ -55,6 +141,7 @@ pub fn train_epoch(
         train_acc: correct as f64 / seen.max(1) as f64,
         seconds,
         images_per_sec: seen as f64 / seconds,
+        lr: opt.lr(),
     })
 }
 
@@ -79,17 +166,32 @@ impl Evaluation {
 }
 
 /// Evaluates `model` on all of `data` in eval mode, `batch_size` images at a time.
-pub fn evaluate(model: &mut Sequential, data: &Cifar10, batch_size: usize) -> Result<Evaluation> {
+/// With `tta`, each image's logits are averaged with those of its mirror image.
+pub fn evaluate(
+    model: &mut Sequential,
+    data: &Cifar10,
+    batch_size: usize,
+    tta: bool,
+) -> Result<Evaluation> {
     let classes = model.output_shape().iter().product::<usize>();
     let mut confusion = vec![vec![0u32; classes]; classes];
     let order: Vec<usize> = (0..data.len()).collect();
-    let mut batch = Batch::default();
+    let (mut batch, mut logits) = (Batch::default(), crate::Tensor::default());
     let mut loss = SoftmaxCrossEntropy::new();
     let (mut loss_sum, mut correct) = (0.0, 0);
     for indices in Batches::new(&order, batch_size) {
         data.fill_batch(indices, &mut batch.images, &mut batch.labels);
-        let logits = model.forward(&batch.images, Mode::Eval)?;
-        let stats = loss.forward(logits, &batch.labels)?;
+        let out = model.forward(&batch.images, Mode::Eval)?;
+        logits.reshape_to(out.shape());
+        logits.data_mut().copy_from_slice(out.data());
+        if tta {
+            data.fill_batch_mirrored(indices, &mut batch.images, &mut batch.labels);
+            let mirrored = model.forward(&batch.images, Mode::Eval)?;
+            for (a, &b) in logits.data_mut().iter_mut().zip(mirrored.data()) {
+                *a = 0.5 * (*a + b);
+            }
+        }
+        let stats = loss.forward(&logits, &batch.labels)?;
         loss_sum += stats.loss * indices.len() as f64;
         correct += stats.correct;
         for (row, &label) in logits.data().chunks_exact(classes).zip(&batch.labels) {

@@ -1,7 +1,8 @@
 //! Sequential: shape checks at build time, the summary, forward/backward plumbing, SGD.
 
 use ferroconv::layers::{Conv2d, Dense, Flatten, Layer, MaxPool2d, Mode, ReLU};
-use ferroconv::{Error, Sequential, Sgd, Tensor};
+use ferroconv::optim::{Optimizer, Sgd};
+use ferroconv::{Error, Sequential, Tensor};
 
 fn layers_with(bad: bool) -> Vec<Box<dyn Layer>> {
     vec![

@@ -5,9 +5,10 @@
 //! (CI uses `../shared/cifar10`). Without it these tests fail, unless
 //! `FERROCONV_SKIP_DATA_TESTS=1` explicitly skips them (CI never sets it).
 
-use ferroconv::data::{Cifar10, Split};
-use ferroconv::train::{evaluate, train_epoch};
-use ferroconv::{Sequential, Sgd, SoftmaxCrossEntropy};
+use ferroconv::data::{Augment, Cifar10, Split};
+use ferroconv::optim::Sgd;
+use ferroconv::train::{Plan, evaluate, train_epoch};
+use ferroconv::{Sequential, SoftmaxCrossEntropy};
 use std::path::PathBuf;
 
 /// The data folder, or `None` when the tests are explicitly skipped.
@@ -35,15 +36,16 @@ fn data_dir() -> Option<PathBuf> {
 fn train(model: &mut Sequential, data: &Cifar10, seed: u64, epochs: u64) {
     let mut loss = SoftmaxCrossEntropy::new();
     let mut opt = Sgd::new(0.001, 0.9);
+    let plan = Plan::constant(4, seed, 0.001);
     for epoch in 1..=epochs {
         train_epoch(
             model,
             &mut loss,
             &mut opt,
             data,
-            4,
-            (seed, epoch),
-            &mut |_, _| {},
+            &plan,
+            epoch,
+            &mut |_, _, _| {},
         )
         .unwrap();
     }
@@ -64,7 +66,7 @@ fn article_net_learns_well_above_chance() {
     test_set.truncate(2_000);
     let mut model = ferroconv::models::seed_net(0).unwrap();
     train(&mut model, &train_set, 0, 1);
-    let eval = evaluate(&mut model, &test_set, 500).unwrap();
+    let eval = evaluate(&mut model, &test_set, 500, false).unwrap();
     // Chance is 10%; the recipe gives ~40% after 20k images.
     assert!(
         eval.accuracy > 0.30,
@@ -87,14 +89,18 @@ fn training_is_bit_identical_for_any_thread_count() {
             let mut model = ferroconv::models::seed_net(7).unwrap();
             let mut loss = SoftmaxCrossEntropy::new();
             let mut opt = Sgd::new(0.01, 0.9).weight_decay(5e-4);
+            let plan = Plan {
+                augment: Augment::standard(),
+                ..Plan::constant(batch, 7, 0.01)
+            };
             train_epoch(
                 &mut model,
                 &mut loss,
                 &mut opt,
                 &data,
-                batch,
-                (7, 1),
-                &mut |_, _| {},
+                &plan,
+                1,
+                &mut |_, _, _| {},
             )
             .unwrap();
             weights(&mut model)

@@ -84,3 +84,42 @@ pub fn sgd_update(
         *w -= lr * step;
     }
 }
+
+/// Hyper-parameters of one Adam step, bias corrections included.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamStep {
+    /// Learning rate.
+    pub lr: f32,
+    /// `β₁`.
+    pub b1: f32,
+    /// `β₂`.
+    pub b2: f32,
+    /// `ε`.
+    pub eps: f32,
+    /// `1 − β₁ᵗ`.
+    pub bias1: f32,
+    /// `1 − β₂ᵗ`.
+    pub bias2: f32,
+    /// Weight decay for this parameter.
+    pub weight_decay: f32,
+    /// Decoupled (AdamW) decay instead of L2.
+    pub decoupled: bool,
+}
+
+/// One Adam/AdamW step on a parameter, PyTorch's formulation:
+/// `p ← p − lr·(m/(1−β₁ᵗ)) / (√(v/(1−β₂ᵗ)) + ε)`.
+pub fn adam_update(p: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamStep) {
+    let step = s.lr / s.bias1;
+    let sqrt_b2 = s.bias2.sqrt();
+    for (((w, &g0), mi), vi) in p.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let g = if s.decoupled {
+            *w *= 1.0 - s.lr * s.weight_decay;
+            g0
+        } else {
+            g0 + s.weight_decay * *w
+        };
+        *mi = s.b1 * *mi + (1.0 - s.b1) * g;
+        *vi = s.b2 * *vi + (1.0 - s.b2) * g * g;
+        *w -= step * *mi / (vi.sqrt() / sqrt_b2 + s.eps);
+    }
+}

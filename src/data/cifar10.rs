@@ -1,6 +1,7 @@
 //! The CIFAR-10 binary format: files of 3073-byte records, one label byte (0–9) then a
 //! 32×32 image as three 1024-byte planes (R, G, B), row-major.
 
+use super::{Augment, shift_flip};
 use crate::error::{Error, Result};
 use byteorder::ReadBytesExt;
 use std::io::Read;
@@ -23,6 +24,24 @@ pub const CLASSES: [&str; 10] = [
     "ship",
     "truck",
 ];
+
+/// Byte → normalised float: `(v/255 − 0.5)/0.5`.
+static NORMALISE: [f32; 256] = {
+    let mut t = [0.0f32; 256];
+    let mut v = 0;
+    while v < 256 {
+        t[v] = (v as f32 / 255.0 - 0.5) / 0.5;
+        v += 1;
+    }
+    t
+};
+
+/// Writes `(v/255 − 0.5)/0.5` of each byte of `src` into `dst`.
+fn normalise(src: &[u8], dst: &mut [f32]) {
+    for (d, &b) in dst.iter_mut().zip(src) {
+        *d = NORMALISE[b as usize];
+    }
+}
 
 /// Which half of the data set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,13 +195,59 @@ impl Cifar10 {
     /// `(v/255 − 0.5)/0.5` (torchvision's `ToTensor` + `Normalize(0.5, 0.5)`), and their
     /// labels into `labels`.
     pub fn fill_batch(&self, indices: &[usize], x: &mut crate::Tensor, labels: &mut Vec<u8>) {
-        let lut: [f32; 256] = std::array::from_fn(|v| (v as f32 / 255.0 - 0.5) / 0.5);
+        self.fill_batch_with(indices, x, labels, |i, _, dst| {
+            normalise(self.image(i), dst)
+        })
+    }
+
+    /// [`Cifar10::fill_batch`] through augmentation: image at position `k` of the batch
+    /// is augmented with key `key(k)` (see [`crate::data::augment_key`]).
+    pub fn fill_batch_augmented(
+        &self,
+        indices: &[usize],
+        augment: &Augment,
+        key: impl Fn(usize) -> u64,
+        x: &mut crate::Tensor,
+        labels: &mut Vec<u8>,
+    ) {
+        let mut scratch = [0u8; IMAGE_BYTES];
+        self.fill_batch_with(indices, x, labels, |i, k, dst| {
+            augment.apply(self.image(i), &mut scratch, 32, key(k));
+            normalise(&scratch, dst)
+        })
+    }
+
+    /// [`Cifar10::fill_batch`] with every image mirrored left-right (test-time augmentation).
+    pub fn fill_batch_mirrored(
+        &self,
+        indices: &[usize],
+        x: &mut crate::Tensor,
+        labels: &mut Vec<u8>,
+    ) {
+        let mut scratch = [0u8; IMAGE_BYTES];
+        self.fill_batch_with(indices, x, labels, |i, _, dst| {
+            shift_flip(self.image(i), &mut scratch, 32, (0, 0), true);
+            normalise(&scratch, dst)
+        })
+    }
+
+    /// Runs `write(index, position, destination)` for each image of the batch.
+    fn fill_batch_with(
+        &self,
+        indices: &[usize],
+        x: &mut crate::Tensor,
+        labels: &mut Vec<u8>,
+        mut write: impl FnMut(usize, usize, &mut [f32]),
+    ) {
         x.reshape_to(&[indices.len(), 3, 32, 32]);
         labels.clear();
-        for (dst, &i) in x.data_mut().chunks_exact_mut(IMAGE_BYTES).zip(indices) {
-            for (d, &b) in dst.iter_mut().zip(self.image(i)) {
-                *d = lut[b as usize];
-            }
+        for (k, (dst, &i)) in x
+            .data_mut()
+            .chunks_exact_mut(IMAGE_BYTES)
+            .zip(indices)
+            .enumerate()
+        {
+            write(i, k, dst);
             labels.push(self.labels[i]);
         }
     }

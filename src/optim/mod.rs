@@ -1,3 +1,46 @@
-//! Optimizers: they read each parameter's gradient and update its value.
+//! Optimizers read each parameter's gradient and update its value; schedules set the
+//! learning rate step by step.
+
+mod adam;
+mod schedule;
 mod sgd;
+
+pub use adam::Adam;
+pub use schedule::Schedule;
 pub use sgd::Sgd;
+
+use crate::layers::ParamKind;
+use crate::model::Sequential;
+
+/// What every optimizer offers the training loop.
+pub trait Optimizer: Send {
+    /// Updates every parameter of `model` from its gradient.
+    fn step(&mut self, model: &mut Sequential);
+    /// The current learning rate.
+    fn lr(&self) -> f32;
+    /// Sets the learning rate (schedules call this before each step).
+    fn set_lr(&mut self, lr: f32);
+    /// Number of steps taken.
+    fn steps(&self) -> u64;
+    /// One line, e.g. `SGD(momentum 0.9, nesterov, wd 5e-4)`.
+    fn describe(&self) -> String;
+}
+
+/// Which parameters get weight decay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecayFilter {
+    /// Every parameter (PyTorch's default).
+    All,
+    /// Weights only: biases and normalisation scales/shifts are exempt.
+    WeightsOnly,
+}
+
+impl DecayFilter {
+    /// The decay to apply to a parameter of kind `kind`.
+    pub fn decay_for(self, kind: ParamKind, wd: f32) -> f32 {
+        match (self, kind) {
+            (DecayFilter::WeightsOnly, ParamKind::Bias | ParamKind::Norm) => 0.0,
+            _ => wd,
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! Stochastic gradient descent with momentum, Nesterov and weight decay (PyTorch's rule).
 
+use super::{DecayFilter, Optimizer};
 use crate::backend as k;
-use crate::layers::ParamKind;
 use crate::model::Sequential;
 
 /// SGD as in `torch.optim.SGD` (dampening 0):
@@ -16,8 +16,8 @@ pub struct Sgd {
     pub weight_decay: f32,
     /// Nesterov momentum.
     pub nesterov: bool,
-    /// When false, biases get no weight decay.
-    pub decay_biases: bool,
+    /// Which parameters are decayed.
+    pub decay_filter: DecayFilter,
     /// One momentum buffer per parameter, in visiting order.
     buffers: Vec<Vec<f32>>,
     steps: u64,
@@ -31,7 +31,7 @@ impl Sgd {
             momentum,
             weight_decay: 0.0,
             nesterov: false,
-            decay_biases: true,
+            decay_filter: DecayFilter::All,
             buffers: Vec::new(),
             steps: 0,
         }
@@ -43,32 +43,46 @@ impl Sgd {
         self
     }
 
+    /// Sets which parameters are decayed.
+    pub fn decay_filter(mut self, filter: DecayFilter) -> Self {
+        self.decay_filter = filter;
+        self
+    }
+
     /// Turns Nesterov momentum on or off.
     pub fn nesterov(mut self, on: bool) -> Self {
         self.nesterov = on;
         self
     }
 
-    /// Number of steps taken.
-    pub fn steps(&self) -> u64 {
-        self.steps
+    /// The momentum buffers, one per parameter in visiting order (empty before the first step).
+    pub fn buffers_mut(&mut self) -> &mut Vec<Vec<f32>> {
+        &mut self.buffers
     }
 
-    /// Updates every parameter of `model` from its gradient.
-    pub fn step(&mut self, model: &mut Sequential) {
+    /// Sets the step count (when resuming from a checkpoint).
+    pub fn set_steps(&mut self, steps: u64) {
+        self.steps = steps;
+    }
+}
+
+impl Optimizer for Sgd {
+    fn step(&mut self, model: &mut Sequential) {
         let first = self.steps == 0;
         let mut i = 0;
-        let (lr, mu, nesterov) = (self.lr, self.momentum, self.nesterov);
+        let (lr, mu, nesterov, wd, filter) = (
+            self.lr,
+            self.momentum,
+            self.nesterov,
+            self.weight_decay,
+            self.decay_filter,
+        );
         let buffers = &mut self.buffers;
         model.visit_params(&mut |_, p| {
             if buffers.len() <= i {
                 buffers.push(vec![0.0; p.value.len()]);
             }
-            let wd = if p.kind == ParamKind::Bias && !self.decay_biases {
-                0.0
-            } else {
-                self.weight_decay
-            };
+            let wd = filter.decay_for(p.kind, wd);
             k::sgd_update(
                 p.value,
                 p.grad,
@@ -82,5 +96,25 @@ impl Sgd {
             i += 1;
         });
         self.steps += 1;
+    }
+
+    fn lr(&self) -> f32 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+
+    fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    fn describe(&self) -> String {
+        let nesterov = if self.nesterov { ", nesterov" } else { "" };
+        format!(
+            "SGD(momentum {}{nesterov}, wd {})",
+            self.momentum, self.weight_decay
+        )
     }
 }
