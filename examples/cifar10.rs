@@ -43,7 +43,10 @@ Options:
   --threads N          worker threads (default: all cores); results do not depend on it
   --limit-train N      train on the first N training images only
   --limit-test N       evaluate on the first N test images only
-  --json PATH          write one JSON object per epoch, one per line
+  --json PATH          write one JSON object per epoch, one per line (appended on --resume)
+  --save DIR           write DIR/checkpoint.safetensors after every epoch (weights, optimizer
+                       state, epoch), atomically
+  --resume DIR         continue the run saved in DIR (same model, seed and batch size)
   --help               this text";
 
 /// A model and everything its recipe sets.
@@ -160,6 +163,8 @@ struct Args {
     limit_train: Option<usize>,
     limit_test: Option<usize>,
     json: Option<PathBuf>,
+    save: Option<PathBuf>,
+    resume: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -184,6 +189,8 @@ fn parse_args() -> Result<Option<Args>, String> {
         limit_train: None,
         limit_test: None,
         json: None,
+        save: None,
+        resume: None,
     };
     let mut it = argv.into_iter();
     while let Some(flag) = it.next() {
@@ -214,6 +221,8 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--limit-train" => a.limit_train = Some(positive(&flag, &value()?)?),
             "--limit-test" => a.limit_test = Some(positive(&flag, &value()?)?),
             "--json" => a.json = Some(PathBuf::from(value()?)),
+            "--save" => a.save = Some(PathBuf::from(value()?)),
+            "--resume" => a.resume = Some(PathBuf::from(value()?)),
             _ => return Err(format!("unknown option {flag:?} (see --help)")),
         }
     }
@@ -332,6 +341,61 @@ impl ProgressLine {
     }
 }
 
+/// File name of the checkpoint inside a `--save` folder.
+const CHECKPOINT: &str = "checkpoint.safetensors";
+
+/// What a checkpoint records about the run, to resume it and to check it is the same run.
+fn run_metadata(args: &Args, epoch: u64) -> std::collections::BTreeMap<String, String> {
+    let r = &args.recipe;
+    [
+        ("format", "ferroconv-checkpoint-1".to_string()),
+        ("model", r.model.clone()),
+        ("seed", args.seed.to_string()),
+        ("batch_size", r.batch_size.to_string()),
+        ("epoch", epoch.to_string()),
+        ("epochs", r.epochs.to_string()),
+        ("optimizer", r.optimizer.clone()),
+        ("lr", r.lr.to_string()),
+        ("schedule", r.schedule.clone()),
+        (
+            "limit_train",
+            args.limit_train.map_or("all".into(), |n| n.to_string()),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Loads `dir`'s checkpoint into model and optimizer; returns the epoch it finished.
+fn resume(
+    dir: &std::path::Path,
+    args: &Args,
+    model: &mut Sequential,
+    opt: &mut dyn Optimizer,
+) -> Result<u64, String> {
+    let path = dir.join(CHECKPOINT);
+    let meta =
+        ferroconv::checkpoint::load_training(&path, model, opt).map_err(|e| e.to_string())?;
+    let want = run_metadata(args, 0);
+    for key in ["model", "seed", "batch_size", "optimizer", "limit_train"] {
+        if meta.get(key) != want.get(key) {
+            return Err(format!(
+                "{}: saved with {key} = {}, this run has {}; resume with the same settings",
+                path.display(),
+                meta.get(key).map_or("(none)", |s| s.as_str()),
+                want[key]
+            ));
+        }
+    }
+    let epoch = meta
+        .get("epoch")
+        .and_then(|e| e.parse().ok())
+        .ok_or_else(|| format!("{}: no epoch in the checkpoint metadata", path.display()))?;
+    println!("resumed {} at the end of epoch {epoch}", path.display());
+    Ok(epoch)
+}
+
 fn run(args: Args) -> Result<(), String> {
     if let Some(t) = args.threads {
         ferroconv::set_threads(t).map_err(|e| e.to_string())?;
@@ -380,9 +444,19 @@ fn run(args: Args) -> Result<(), String> {
         args.seed,
         rayon::current_num_threads()
     );
+    let first_epoch = match &args.resume {
+        Some(dir) => resume(dir, &args, &mut model, opt.as_mut())? + 1,
+        None => 1,
+    };
     let mut json = match &args.json {
         Some(p) => Some(
-            std::fs::File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?,
+            std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .append(args.resume.is_some())
+                .truncate(args.resume.is_none())
+                .open(p)
+                .map_err(|e| format!("cannot open {}: {e}", p.display()))?,
         ),
         None => None,
     };
@@ -393,7 +467,11 @@ fn run(args: Args) -> Result<(), String> {
     );
     let run_start = Instant::now();
     let mut last_eval = None;
-    for epoch in 1..=r.epochs {
+    if let Some(dir) = &args.save {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    for epoch in first_epoch..=r.epochs {
         let mut bar = ProgressLine::new(train.len());
         let mut progress = |done, loss, lr| bar.update(epoch, done, loss, lr);
         let s = train_epoch(
@@ -430,6 +508,12 @@ fn run(args: Args) -> Result<(), String> {
             )
             .and_then(|_| f.flush())
             .map_err(|e| format!("cannot write --json file: {e}"))?;
+        }
+        if let Some(dir) = &args.save {
+            let meta = run_metadata(&args, epoch);
+            let path = dir.join(CHECKPOINT);
+            ferroconv::checkpoint::save_training(&path, &mut model, opt.as_mut(), meta)
+                .map_err(|e| e.to_string())?;
         }
         last_eval = Some(eval);
     }

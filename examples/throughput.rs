@@ -18,7 +18,11 @@ fn build(name: &str) -> Result<Sequential, String> {
         "tfcnn" | "keras" => ferroconv::models::keras_net(0),
         "resnet" => ferroconv::models::resnet9(0),
         "airbench" => ferroconv::models::airbench_net([32, 128, 128], 0),
-        _ => return Err(format!("unknown model {name:?}: seed, tfcnn, resnet, airbench")),
+        _ => {
+            return Err(format!(
+                "unknown model {name:?}: seed, tfcnn, resnet, airbench"
+            ));
+        }
     };
     m.map_err(|e| e.to_string())
 }
@@ -40,7 +44,9 @@ fn measure(config: &str, repeats: usize) -> Result<Result1, String> {
     let (name, batch) = config
         .split_once('@')
         .ok_or_else(|| format!("config {config:?} is not model@batch"))?;
-    let batch: usize = batch.parse().map_err(|_| format!("bad batch in {config:?}"))?;
+    let batch: usize = batch
+        .parse()
+        .map_err(|_| format!("bad batch in {config:?}"))?;
     let mut model = build(name)?;
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut rand = || {
@@ -49,8 +55,11 @@ fn measure(config: &str, repeats: usize) -> Result<Result1, String> {
         state ^= state << 17;
         (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
     };
-    let x = Tensor::from_vec(&[batch, 3, 32, 32], (0..batch * 3072).map(|_| rand()).collect())
-        .map_err(|e| e.to_string())?;
+    let x = Tensor::from_vec(
+        &[batch, 3, 32, 32],
+        (0..batch * 3072).map(|_| rand()).collect(),
+    )
+    .map_err(|e| e.to_string())?;
     let labels: Vec<u8> = (0..batch).map(|i| (i % 10) as u8).collect();
     let mut loss = SoftmaxCrossEntropy::new();
     let mut opt = Sgd::new(0.001, 0.9);

@@ -61,16 +61,6 @@ impl Adam {
         self.decay_filter = filter;
         self
     }
-
-    /// The moments `(m, v)`, one pair per parameter in visiting order.
-    pub fn moments_mut(&mut self) -> &mut Vec<(Vec<f32>, Vec<f32>)> {
-        &mut self.moments
-    }
-
-    /// Sets the step count (when resuming from a checkpoint).
-    pub fn set_steps(&mut self, steps: u64) {
-        self.steps = steps;
-    }
 }
 
 impl Optimizer for Adam {
@@ -115,6 +105,23 @@ impl Optimizer for Adam {
 
     fn steps(&self) -> u64 {
         self.steps
+    }
+
+    fn set_steps(&mut self, steps: u64) {
+        self.steps = steps;
+    }
+
+    fn state(&mut self, model: &mut Sequential) -> Vec<(String, &mut Vec<f32>)> {
+        let names = super::param_names(model);
+        self.moments.resize_with(names.len(), Default::default);
+        let mut out = Vec::new();
+        for ((m, v), (name, len)) in self.moments.iter_mut().zip(names) {
+            m.resize(len, 0.0);
+            v.resize(len, 0.0);
+            out.push((format!("exp_avg.{name}"), m));
+            out.push((format!("exp_avg_sq.{name}"), v));
+        }
+        out
     }
 
     fn describe(&self) -> String {

@@ -22,8 +22,21 @@ pub trait Optimizer: Send {
     fn set_lr(&mut self, lr: f32);
     /// Number of steps taken.
     fn steps(&self) -> u64;
+    /// Sets the step count (when resuming from a checkpoint).
+    fn set_steps(&mut self, steps: u64);
     /// One line, e.g. `SGD(momentum 0.9, nesterov, wd 5e-4)`.
     fn describe(&self) -> String;
+    /// The optimizer's state tensors (momentum buffers, Adam moments), named after the
+    /// parameters of `model` (`momentum.3.weight`, `exp_avg.3.weight`, …), allocated
+    /// (zeros) if no step was taken yet, so a checkpoint can save or restore them.
+    fn state(&mut self, model: &mut Sequential) -> Vec<(String, &mut Vec<f32>)>;
+}
+
+/// `(name, length)` of every parameter of `model`, in visiting order.
+pub(crate) fn param_names(model: &mut Sequential) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    model.visit_params(&mut |name, p| out.push((name.to_string(), p.value.len())));
+    out
 }
 
 /// Which parameters get weight decay.

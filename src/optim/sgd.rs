@@ -54,16 +54,6 @@ impl Sgd {
         self.nesterov = on;
         self
     }
-
-    /// The momentum buffers, one per parameter in visiting order (empty before the first step).
-    pub fn buffers_mut(&mut self) -> &mut Vec<Vec<f32>> {
-        &mut self.buffers
-    }
-
-    /// Sets the step count (when resuming from a checkpoint).
-    pub fn set_steps(&mut self, steps: u64) {
-        self.steps = steps;
-    }
 }
 
 impl Optimizer for Sgd {
@@ -108,6 +98,24 @@ impl Optimizer for Sgd {
 
     fn steps(&self) -> u64 {
         self.steps
+    }
+
+    fn set_steps(&mut self, steps: u64) {
+        self.steps = steps;
+    }
+
+    fn state(&mut self, model: &mut Sequential) -> Vec<(String, &mut Vec<f32>)> {
+        let names = super::param_names(model);
+        if self.momentum == 0.0 {
+            return Vec::new();
+        }
+        self.buffers.resize_with(names.len(), Vec::new);
+        let it = self.buffers.iter_mut().zip(names);
+        it.map(|(buf, (name, len))| {
+            buf.resize(len, 0.0);
+            (format!("momentum.{name}"), buf)
+        })
+        .collect()
     }
 
     fn describe(&self) -> String {

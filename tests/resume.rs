@@ -1,0 +1,129 @@
+//! Kill-and-resume: a training run killed with SIGKILL mid-epoch and resumed from its
+//! last checkpoint ends with the same bits as a run that never stopped (here also on
+//! another thread count). Runs the `cifar10` example binary on the real data.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The example binary `cargo test` builds beside the test executables.
+fn example_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let bin = dir.join("examples").join("cifar10");
+    assert!(
+        bin.is_file(),
+        "{} not built: run the tests with `cargo test` (it builds examples)",
+        bin.display()
+    );
+    bin
+}
+
+fn data_dir() -> Option<String> {
+    match std::env::var("CIFAR10_DIR") {
+        Ok(d) => Some(d),
+        Err(_) if std::env::var_os("FERROCONV_SKIP_DATA_TESTS").is_some() => {
+            eprintln!("SKIPPED: FERROCONV_SKIP_DATA_TESTS is set");
+            None
+        }
+        Err(_) => panic!("set CIFAR10_DIR to the CIFAR-10 binary folder (e.g. ../shared/cifar10)"),
+    }
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("ferroconv-resume-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+fn args(data: &str, save: &Path, threads: &str) -> Vec<String> {
+    let s = |x: &str| x.to_string();
+    vec![
+        s("--data"),
+        s(data),
+        s("--limit-train"),
+        s("6000"),
+        s("--limit-test"),
+        s("100"),
+        s("--epochs"),
+        s("3"),
+        s("--seed"),
+        s("5"),
+        s("--lr"),
+        s("0.01"),
+        s("--augment"),
+        s("--threads"),
+        s(threads),
+        s("--save"),
+        save.display().to_string(),
+    ]
+}
+
+#[test]
+fn sigkill_mid_epoch_then_resume_is_bit_identical() {
+    let Some(data) = data_dir() else { return };
+    let bin = example_binary();
+    let (straight, killed) = (temp_dir("straight"), temp_dir("killed"));
+
+    let status = Command::new(&bin)
+        .args(args(&data, &straight, "2"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    // Start again, wait for the end-of-epoch-1 checkpoint, then kill during epoch 2.
+    let ckpt = killed.join("checkpoint.safetensors");
+    let mut child = Command::new(&bin)
+        .args(args(&data, &killed, "1"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !ckpt.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint after 120 s"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "run ended before its first checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let finished_early = child.try_wait().unwrap().is_some();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !finished_early,
+        "the run finished before it could be killed"
+    );
+    let meta = ferroconv::checkpoint::SafeTensors::read(&ckpt)
+        .unwrap()
+        .metadata;
+    assert_eq!(
+        meta["epoch"], "1",
+        "killed during epoch 2, so the checkpoint is epoch 1's"
+    );
+
+    let mut resume = args(&data, &killed, "1");
+    resume.extend(["--resume".to_string(), killed.display().to_string()]);
+    let out = Command::new(&bin).args(&resume).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("resumed"));
+
+    let a = std::fs::read(straight.join("checkpoint.safetensors")).unwrap();
+    let b = std::fs::read(&ckpt).unwrap();
+    assert!(
+        a == b,
+        "resumed run's final checkpoint differs from the uninterrupted run's"
+    );
+    std::fs::remove_dir_all(straight).unwrap();
+    std::fs::remove_dir_all(killed).unwrap();
+}
