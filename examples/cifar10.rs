@@ -13,6 +13,8 @@ use std::time::Instant;
 
 #[path = "support/download.rs"]
 mod download;
+#[path = "support/plot.rs"]
+mod plot;
 
 const HELP: &str = "\
 Train a CNN on CIFAR-10. The default is the article's network and recipe
@@ -47,6 +49,7 @@ Options:
   --save DIR           write DIR/checkpoint.safetensors after every epoch (weights, optimizer
                        state, epoch), atomically
   --resume DIR         continue the run saved in DIR (same model, seed and batch size)
+  --plot PATH.svg      at the end, draw loss and accuracy per epoch and the confusion matrix
   --help               this text";
 
 /// A model and everything its recipe sets.
@@ -165,6 +168,7 @@ struct Args {
     json: Option<PathBuf>,
     save: Option<PathBuf>,
     resume: Option<PathBuf>,
+    plot: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -191,6 +195,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         json: None,
         save: None,
         resume: None,
+        plot: None,
     };
     let mut it = argv.into_iter();
     while let Some(flag) = it.next() {
@@ -223,6 +228,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--json" => a.json = Some(PathBuf::from(value()?)),
             "--save" => a.save = Some(PathBuf::from(value()?)),
             "--resume" => a.resume = Some(PathBuf::from(value()?)),
+            "--plot" => a.plot = Some(PathBuf::from(value()?)),
             _ => return Err(format!("unknown option {flag:?} (see --help)")),
         }
     }
@@ -467,6 +473,7 @@ fn run(args: Args) -> Result<(), String> {
     );
     let run_start = Instant::now();
     let mut last_eval = None;
+    let mut points = Vec::new();
     if let Some(dir) = &args.save {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -515,6 +522,12 @@ fn run(args: Args) -> Result<(), String> {
             ferroconv::checkpoint::save_training(&path, &mut model, opt.as_mut(), meta)
                 .map_err(|e| e.to_string())?;
         }
+        points.push(plot::EpochPoint {
+            epoch,
+            train_loss: s.train_loss,
+            train_acc: s.train_acc,
+            test_acc: eval.accuracy,
+        });
         last_eval = Some(eval);
     }
     if let Some(eval) = last_eval {
@@ -523,6 +536,12 @@ fn run(args: Args) -> Result<(), String> {
             println!("  {name:<10} {:>6.2}%", eval.class_accuracy(c) * 100.0);
         }
         println!("total wall time {:.1} s", run_start.elapsed().as_secs_f64());
+        if let Some(path) = &args.plot {
+            let svg = plot::render(&points, &eval.confusion, &CLASSES);
+            std::fs::write(path, svg)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            println!("plot written to {}", path.display());
+        }
     }
     Ok(())
 }
