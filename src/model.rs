@@ -138,6 +138,13 @@ impl Sequential {
         }
     }
 
+    /// Tells every layer which training step comes next (see [`Layer::set_step`]).
+    pub fn set_step(&mut self, step: u64) {
+        for layer in &mut self.layers {
+            layer.set_step(step);
+        }
+    }
+
     /// Lends every non-trainable state buffer (batch-norm running statistics), named like
     /// parameters.
     pub fn visit_buffers(&mut self, f: &mut BufferVisitor<'_>) {

@@ -86,6 +86,7 @@ pub fn train_epoch(
     let mut step = |batch: &Batch| -> Result<()> {
         let lr = plan.schedule.lr(plan.lr, opt.steps(), plan.total_steps);
         opt.set_lr(lr);
+        model.set_step(opt.steps());
         let logits = model.forward(&batch.images, Mode::Train)?;
         let stats = loss.forward(logits, &batch.labels)?;
         model.backward(loss.grad())?;

@@ -8,7 +8,8 @@ use rand::{Rng, SeedableRng};
 
 /// Inverted dropout with a seeded, per-step mask.
 ///
-/// The mask of step `s` comes from a generator seeded by `(layer seed, s)`, so a run
+/// The mask of training step `s` (see [`Layer::set_step`]; the training loop passes the
+/// optimizer's step count) comes from a generator seeded by `(layer seed, s)`, so a run
 /// resumed at step `s` draws the same masks as one that never stopped.
 pub struct Dropout {
     p: f32,
@@ -61,7 +62,6 @@ impl Layer for Dropout {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(
             self.seed ^ self.step.wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
-        self.step += 1;
         let threshold = (self.p as f64 * (1u64 << 32) as f64) as u64;
         let keep = 1.0 / (1.0 - self.p);
         self.mask.resize(x.len(), 0.0);
@@ -79,6 +79,10 @@ impl Layer for Dropout {
             *y = v * *m;
         }
         &self.output
+    }
+
+    fn set_step(&mut self, step: u64) {
+        self.step = step;
     }
 
     fn backward(&mut self, grad_out: &Tensor, _need_input_grad: bool) -> &Tensor {

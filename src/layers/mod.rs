@@ -104,6 +104,10 @@ pub trait Layer: Send {
     /// (see [`emit`]).
     fn visit_params(&mut self, _prefix: &mut String, _f: &mut ParamVisitor<'_>) {}
 
+    /// Tells the layer which training step comes next (layers that draw random numbers,
+    /// like dropout, key their draws on it so a resumed run draws the same).
+    fn set_step(&mut self, _step: u64) {}
+
     /// Lends each non-trainable state buffer (e.g. batch norm's running statistics),
     /// named like parameters, so checkpoints can keep them.
     fn visit_buffers(&mut self, _prefix: &mut String, _f: &mut BufferVisitor<'_>) {}

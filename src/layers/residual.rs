@@ -79,6 +79,12 @@ impl Layer for Residual {
         &self.grad_input
     }
 
+    fn set_step(&mut self, step: u64) {
+        for layer in &mut self.branch {
+            layer.set_step(step);
+        }
+    }
+
     fn visit_params(&mut self, prefix: &mut String, f: &mut ParamVisitor<'_>) {
         let len = prefix.len();
         for (j, layer) in self.branch.iter_mut().enumerate() {
