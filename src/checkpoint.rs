@@ -594,6 +594,12 @@ mod json {
                             _ => return Err(format!("bad escape at byte {}", self.i)),
                         }
                     }
+                    c if c < 0x20 => {
+                        return Err(format!(
+                            "control character in string at byte {}",
+                            self.i - 1
+                        ));
+                    }
                     c => out.push(c),
                 }
             }

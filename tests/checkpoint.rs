@@ -107,6 +107,14 @@ fn corrupt_headers_are_clear_errors() {
             "{what}"
         );
     }
+    // Raw control characters inside a JSON string are not JSON (found by fuzzing).
+    let header = "{\"__metadata__\":{\"a\u{0}b\":\"\"}}";
+    let mut b = (header.len() as u64).to_le_bytes().to_vec();
+    b.extend_from_slice(header.as_bytes());
+    let msg = SafeTensors::from_bytes(&b, Path::new("ctl"))
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("control character"), "{msg}");
     // A header whose offsets overlap or leave holes.
     let header = r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
     let mut b = (header.len() as u64).to_le_bytes().to_vec();
@@ -297,4 +305,25 @@ save_file(out, theirs, metadata={"from": "python"})
         );
     }
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Inputs the fuzzer once flagged (`fuzz/regressions/`): each parses or errors, never
+/// panics, and what parses round-trips byte for byte.
+#[test]
+fn fuzz_regressions_stay_fixed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        if let Ok(st) = SafeTensors::from_bytes(&bytes, &path) {
+            let again = st.to_bytes();
+            assert_eq!(
+                SafeTensors::from_bytes(&again, &path).unwrap().to_bytes(),
+                again
+            );
+        }
+        seen += 1;
+    }
+    assert!(seen > 0, "no regression inputs in {}", dir.display());
 }
