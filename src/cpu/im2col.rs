@@ -96,19 +96,32 @@ fn valid_ow(g: &ConvGeometry, kw: usize, ow_n: usize) -> (usize, usize) {
     (lo.min(hi), hi)
 }
 
-/// Copies `src[..dst.len()]` into `dst` in 8-float blocks: rows here are short (5 to 32
-/// floats), where a `memcpy` call costs more than the copy.
+/// Copies `src[..dst.len()]` into `dst` by fixed-size blocks: rows here are short (5 to
+/// 32 floats), where a `memcpy` call costs more than the copy. The last block overlaps
+/// the one before it instead of finishing element by element (which the compiler would
+/// turn back into a `memcpy` call).
 #[inline(always)]
 fn copy_short(dst: &mut [f32], src: &[f32]) {
-    let src = &src[..dst.len()];
-    let mut d = dst.chunks_exact_mut(8);
-    let mut s = src.chunks_exact(8);
-    for (d8, s8) in (&mut d).zip(&mut s) {
-        let v: [f32; 8] = s8.try_into().unwrap();
-        d8.copy_from_slice(&v);
+    #[inline(always)]
+    fn block<const B: usize>(dst: &mut [f32], src: &[f32], at: usize) {
+        let v: [f32; B] = src[at..at + B].try_into().unwrap();
+        dst[at..at + B].copy_from_slice(&v);
     }
-    for (o, v) in d.into_remainder().iter_mut().zip(s.remainder()) {
-        *o = *v;
+    let n = dst.len();
+    let src = &src[..n];
+    if n >= 8 {
+        for at in (0..n - 7).step_by(8) {
+            block::<8>(dst, src, at);
+        }
+        block::<8>(dst, src, n - 8);
+    } else if n >= 4 {
+        block::<4>(dst, src, 0);
+        block::<4>(dst, src, n - 4);
+    } else {
+        // 0 to 3 floats, one by one.
+        for (o, v) in dst.iter_mut().zip(src) {
+            *o = *v;
+        }
     }
 }
 

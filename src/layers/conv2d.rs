@@ -16,7 +16,7 @@
 //! slot and the slots are added in group order. Since the grouping depends on the shapes
 //! only, results are the same bit for bit whatever the thread count.
 //!
-//! When all column matrices fit [`KEEP_COLS_MAX`] floats, forward keeps them for backward;
+//! When all column matrices fit [`KEEP_COLS_MAX`] floats (see [`Conv2d::keep_cols_max`]), forward keeps them for backward;
 //! otherwise forward keeps a copy of its input and backward recomputes each group's
 //! columns in a per-thread scratch buffer (bounded by [`GROUP_COLS_MAX`]).
 
@@ -42,11 +42,17 @@ const TASK_MIN_WORK: usize = 4 << 20;
 /// the thread count: it fixes how `dW` is summed.
 const TASKS: usize = 4;
 
-/// Images per group for a batch of `n`: at most [`GROUP_COLS_MAX`] column floats per
-/// group (at least one image). Depends on the shapes only.
+/// Columns (`G·P`) a group should reach: the depth of `dW`'s GEMM per call. Below one
+/// packed block (`KC` = 256) each call would reload and store all of `dW` for little work.
+const GROUP_MIN_COLS: usize = 256;
+
+/// Images per group for a batch of `n`: enough for [`GROUP_MIN_COLS`] columns, as few as
+/// that (small groups keep the columns in cache), at most [`GROUP_COLS_MAX`] column
+/// floats (at least one image). Depends on the shapes only.
 fn group_size(n: usize, g: &ConvGeometry) -> usize {
-    let per_image = g.col_rows() * g.col_cols();
-    (GROUP_COLS_MAX / per_image.max(1)).clamp(1, n.max(1))
+    let p = g.col_cols().max(1);
+    let by_cache = GROUP_COLS_MAX / (g.col_rows() * p).max(1);
+    GROUP_MIN_COLS.div_ceil(p).min(by_cache).clamp(1, n.max(1))
 }
 
 thread_local! {
@@ -91,7 +97,7 @@ struct Plan {
 
 impl Plan {
     /// Groups the batch by the shapes only (determinism: it fixes how `dW` is summed).
-    fn new(geom: ConvGeometry, n: usize, cout: usize) -> Self {
+    fn new(geom: ConvGeometry, n: usize, cout: usize, keep_cols_max: usize) -> Self {
         let group = group_size(n, &geom);
         let groups = n.div_ceil(group);
         let per_image = geom.col_rows() * geom.col_cols();
@@ -106,7 +112,7 @@ impl Plan {
             cout,
             group,
             task_groups: groups.div_ceil(tasks.max(1)).max(1),
-            keep_cols: n * per_image <= KEEP_COLS_MAX,
+            keep_cols: n * per_image <= keep_cols_max,
         }
     }
     fn p(&self) -> usize {
@@ -147,6 +153,8 @@ pub struct Conv2d {
     grad_bias: Vec<f32>,
     /// Shapes of the last forward.
     plan: Option<Plan>,
+    /// Most column floats kept from forward to backward.
+    keep_cols_max: usize,
     /// `[groups][R, G·P]`: forward's column matrices when kept (see the module docs),
     /// reused by backward for `dcols`.
     cols: Vec<f32>,
@@ -173,6 +181,7 @@ impl Conv2d {
             grad_weight: vec![0.0; wlen],
             grad_bias: vec![0.0; out_channels],
             plan: None,
+            keep_cols_max: KEEP_COLS_MAX,
             cols: Vec::new(),
             input: Vec::new(),
             partials: Vec::new(),
@@ -192,6 +201,14 @@ impl Conv2d {
         let n = if on { self.out_channels } else { 0 };
         self.bias = vec![0.0; n];
         self.grad_bias = vec![0.0; n];
+        self
+    }
+
+    /// Caps the column-matrix floats kept from forward for backward (default
+    /// [`KEEP_COLS_MAX`], 64 MiB); above it forward keeps a copy of its input instead and
+    /// backward recomputes the columns. Results are the same bit for bit either way.
+    pub fn keep_cols_max(mut self, floats: usize) -> Self {
+        self.keep_cols_max = floats;
         self
     }
 
@@ -266,7 +283,7 @@ impl Layer for Conv2d {
         let geom = self.geometry(h, w);
         let cout = self.out_channels;
         let (rows, p, len) = (geom.col_rows(), geom.col_cols(), geom.input_len());
-        let plan = Plan::new(geom, n, cout);
+        let plan = Plan::new(geom, n, cout, self.keep_cols_max);
         self.plan = Some(plan);
         self.output
             .reshape_to(&[n, cout, geom.out_h(), geom.out_w()]);
