@@ -93,7 +93,7 @@ fn maxpool_forward_2x2(
                 (b[1], i0 + w as u32 + 1),
             ] {
                 // NaN wins and then stays: nothing compares greater than it.
-                let take = v > best || (v.is_nan() & !best.is_nan());
+                let take = (v > best) | (v.is_nan() & !best.is_nan());
                 best = if take { v } else { best };
                 bi = if take { i } else { bi };
             }
