@@ -9,6 +9,10 @@
 //!
 //! `col2im` is its adjoint, used by the backward pass: it scatters `dcol` back onto
 //! `dx[C][H][W]`, summing where receptive fields overlap.
+//!
+//! Both take the column matrix's row stride `ld ≥ OH·OW`: the convolution lays the
+//! matrices of a group of `G` images side by side, `cols[C·KH·KW][G·OH·OW]`, so image `j`
+//! is the column block starting at `cols[j·OH·OW]` with `ld = G·OH·OW`.
 
 /// Geometry of a 2-D convolution (or pooling) window over one image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,8 +56,9 @@ impl ConvGeometry {
     }
 }
 
-/// Reference im2col, one element at a time: `col[C·KH·KW][OH·OW]` from `x[C][H][W]`.
-pub fn im2col_naive(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
+/// Reference im2col, one element at a time: `col[C·KH·KW][OH·OW]` (row stride `ld`) from
+/// `x[C][H][W]`.
+pub fn im2col_naive(g: &ConvGeometry, x: &[f32], col: &mut [f32], ld: usize) {
     let (oh_n, ow_n) = (g.out_h(), g.out_w());
     for c in 0..g.channels {
         for kh in 0..g.kernel_h {
@@ -67,7 +72,7 @@ pub fn im2col_naive(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
                             && iw >= 0
                             && (ih as usize) < g.height
                             && (iw as usize) < g.width;
-                        col[r * oh_n * ow_n + oh * ow_n + ow] = if inside {
+                        col[r * ld + oh * ow_n + ow] = if inside {
                             x[(c * g.height + ih as usize) * g.width + iw as usize]
                         } else {
                             0.0
@@ -91,17 +96,48 @@ fn valid_ow(g: &ConvGeometry, kw: usize, ow_n: usize) -> (usize, usize) {
     (lo.min(hi), hi)
 }
 
+/// Copies `src[..dst.len()]` into `dst` by fixed-size blocks: rows here are short (5 to
+/// 32 floats), where a `memcpy` call costs more than the copy. The last block overlaps
+/// the one before it instead of finishing element by element (which the compiler would
+/// turn back into a `memcpy` call).
+#[inline(always)]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    #[inline(always)]
+    fn block<const B: usize>(dst: &mut [f32], src: &[f32], at: usize) {
+        let v: [f32; B] = src[at..at + B].try_into().unwrap();
+        dst[at..at + B].copy_from_slice(&v);
+    }
+    let n = dst.len();
+    let src = &src[..n];
+    if n >= 8 {
+        for at in (0..n - 7).step_by(8) {
+            block::<8>(dst, src, at);
+        }
+        block::<8>(dst, src, n - 8);
+    } else if n >= 4 {
+        block::<4>(dst, src, 0);
+        block::<4>(dst, src, n - 4);
+    } else {
+        // 0 to 3 floats, one by one.
+        for (o, v) in dst.iter_mut().zip(src) {
+            *o = *v;
+        }
+    }
+}
+
 /// im2col, row by row: zero edges, then a straight copy (stride 1) or a strided gather.
-pub fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
+/// Writes `col[C·KH·KW][OH·OW]` with row stride `ld ≥ OH·OW`.
+pub fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32], ld: usize) {
     let (oh_n, ow_n) = (g.out_h(), g.out_w());
     let p = oh_n * ow_n;
-    debug_assert!(x.len() >= g.input_len() && col.len() >= g.col_rows() * p);
+    assert!(x.len() >= g.input_len() && ld >= p);
+    assert!(col.len() >= (g.col_rows() - 1) * ld + p);
     for c in 0..g.channels {
         let plane = &x[c * g.height * g.width..(c + 1) * g.height * g.width];
         for kh in 0..g.kernel_h {
             for kw in 0..g.kernel_w {
                 let r = (c * g.kernel_h + kh) * g.kernel_w + kw;
-                let row = &mut col[r * p..(r + 1) * p];
+                let row = &mut col[r * ld..r * ld + p];
                 let (lo, hi) = valid_ow(g, kw, ow_n);
                 for oh in 0..oh_n {
                     let out = &mut row[oh * ow_n..(oh + 1) * ow_n];
@@ -118,7 +154,7 @@ pub fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
                     }
                     let iw0 = lo * g.stride + kw - g.padding;
                     if g.stride == 1 {
-                        out[lo..hi].copy_from_slice(&src[iw0..iw0 + (hi - lo)]);
+                        copy_short(&mut out[lo..hi], &src[iw0..]);
                     } else {
                         for (o, v) in out[lo..hi]
                             .iter_mut()
@@ -133,8 +169,9 @@ pub fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
     }
 }
 
-/// Reference col2im: `dx[C][H][W] = Σ` of `dcol[C·KH·KW][OH·OW]` over the taps that saw each pixel.
-pub fn col2im_naive(g: &ConvGeometry, dcol: &[f32], dx: &mut [f32]) {
+/// Reference col2im: `dx[C][H][W] = Σ` of `dcol[C·KH·KW][OH·OW]` (row stride `ld`) over
+/// the taps that saw each pixel.
+pub fn col2im_naive(g: &ConvGeometry, dcol: &[f32], ld: usize, dx: &mut [f32]) {
     let (oh_n, ow_n) = (g.out_h(), g.out_w());
     dx[..g.input_len()].fill(0.0);
     for c in 0..g.channels {
@@ -148,7 +185,7 @@ pub fn col2im_naive(g: &ConvGeometry, dcol: &[f32], dx: &mut [f32]) {
                         if ih >= 0 && iw >= 0 && (ih as usize) < g.height && (iw as usize) < g.width
                         {
                             dx[(c * g.height + ih as usize) * g.width + iw as usize] +=
-                                dcol[r * oh_n * ow_n + oh * ow_n + ow];
+                                dcol[r * ld + oh * ow_n + ow];
                         }
                     }
                 }
@@ -157,19 +194,20 @@ pub fn col2im_naive(g: &ConvGeometry, dcol: &[f32], dx: &mut [f32]) {
     }
 }
 
-/// col2im, row by row, the adjoint of [`im2col`]. Overwrites `dx`.
+/// col2im, row by row, the adjoint of [`im2col`]: `dcol` has row stride `ld`. Overwrites `dx`.
 ///
 /// Sums in the same (c, kh, kw, oh, ow) order as [`col2im_naive`], so the two agree bit for bit.
-pub fn col2im(g: &ConvGeometry, dcol: &[f32], dx: &mut [f32]) {
+pub fn col2im(g: &ConvGeometry, dcol: &[f32], ld: usize, dx: &mut [f32]) {
     let (oh_n, ow_n) = (g.out_h(), g.out_w());
     let p = oh_n * ow_n;
+    assert!(ld >= p && dcol.len() >= (g.col_rows() - 1) * ld + p);
     dx[..g.input_len()].fill(0.0);
     for c in 0..g.channels {
         let plane = &mut dx[c * g.height * g.width..(c + 1) * g.height * g.width];
         for kh in 0..g.kernel_h {
             for kw in 0..g.kernel_w {
                 let r = (c * g.kernel_h + kh) * g.kernel_w + kw;
-                let row = &dcol[r * p..(r + 1) * p];
+                let row = &dcol[r * ld..r * ld + p];
                 let (lo, hi) = valid_ow(g, kw, ow_n);
                 for oh in 0..oh_n {
                     let ih = (oh * g.stride + kh) as isize - g.padding as isize;

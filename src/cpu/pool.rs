@@ -62,7 +62,8 @@ pub fn maxpool_forward_naive(
 }
 
 /// The common 2×2, stride-2 case: two input rows at a time, the four candidates compared
-/// in the same order as the reference, so the result is the same.
+/// in the same order as the reference (so the result is the same), by selects instead
+/// of branches, over zipped row slices (no bounds checks in the inner loop).
 fn maxpool_forward_2x2(
     x: &[f32],
     planes: usize,
@@ -71,26 +72,33 @@ fn maxpool_forward_2x2(
     argmax: &mut [u32],
 ) {
     let (oh_n, ow_n) = (h / 2, w / 2);
-    for pl in 0..planes {
-        let xp = &x[pl * h * w..(pl + 1) * h * w];
-        let base = pl * oh_n * ow_n;
-        for oh in 0..oh_n {
-            let (r0, r1) = (2 * oh * w, (2 * oh + 1) * w);
-            let ys = &mut y[base + oh * ow_n..base + (oh + 1) * ow_n];
-            let am = &mut argmax[base + oh * ow_n..base + (oh + 1) * ow_n];
-            for (ow, (yo, ao)) in ys.iter_mut().zip(am.iter_mut()).enumerate() {
-                let i = [r0 + 2 * ow, r0 + 2 * ow + 1, r1 + 2 * ow, r1 + 2 * ow + 1];
-                let (mut best, mut bi) = (xp[i[0]], i[0]);
-                for &j in &i[1..] {
-                    let v = xp[j];
-                    if v > best || (v.is_nan() && !best.is_nan()) {
-                        best = v;
-                        bi = j;
-                    }
-                }
-                *yo = best;
-                *ao = bi as u32;
+    if oh_n == 0 || ow_n == 0 {
+        return;
+    }
+    let ys = y[..planes * oh_n * ow_n].chunks_exact_mut(ow_n);
+    let ams = argmax[..planes * oh_n * ow_n].chunks_exact_mut(ow_n);
+    for (row, (yo, ao)) in ys.zip(ams).enumerate() {
+        let (pl, oh) = (row / oh_n, row % oh_n);
+        let r0 = pl * h * w + 2 * oh * w;
+        let (x0, x1) = (&x[r0..r0 + 2 * ow_n], &x[r0 + w..r0 + w + 2 * ow_n]);
+        // In-plane index of the window's top-left input.
+        let base = (2 * oh * w) as u32;
+        let wins = x0.chunks_exact(2).zip(x1.chunks_exact(2));
+        for (ow, ((t, b), (yv, av))) in wins.zip(yo.iter_mut().zip(ao.iter_mut())).enumerate() {
+            let i0 = base + 2 * ow as u32;
+            let (mut best, mut bi) = (t[0], i0);
+            for (v, i) in [
+                (t[1], i0 + 1),
+                (b[0], i0 + w as u32),
+                (b[1], i0 + w as u32 + 1),
+            ] {
+                // NaN wins and then stays: nothing compares greater than it.
+                let take = (v > best) | (v.is_nan() & !best.is_nan());
+                best = if take { v } else { best };
+                bi = if take { i } else { bi };
             }
+            *yv = best;
+            *av = bi;
         }
     }
 }

@@ -1,22 +1,142 @@
-//! 2-D convolution by im2col + GEMM.
+//! 2-D convolution by im2col + GEMM, a group of images per GEMM.
 //!
-//! Per image `n` (see `cpu::im2col` for the column matrix):
-//! - forward:  `col[n] = im2col(x[n])`            `[C·K·K, P]`, `P = OH·OW`
-//!   `y[n] = W · col[n] + b`                       `[Cout, C·K·K]·[C·K·K, P] → [Cout, P]`
-//! - backward: `dW = Σ_n dy[n] · col[n]ᵀ`          `[Cout, P]·[P, C·K·K]`
-//!   `db = Σ_n Σ_p dy[n][·][p]`
-//!   `dcol[n] = Wᵀ · dy[n]`                        `[C·K·K, Cout]·[Cout, P]`
-//!   `dx[n] = col2im(dcol[n])`
+//! The batch is cut into groups of `G` images (`G` depends on the shapes only, see
+//! [`group_size`]); the column matrices of a group sit side by side, so each product is
+//! one large GEMM instead of `G` small ones. With `P = OH·OW`, `R = C·K·K`:
+//! - forward:  `cols = [im2col(x[n]) for n in group]`   `[R, G·P]`
+//!   `Y' = W · cols`                                   `[Cout, R]·[R, G·P] → [Cout, G·P]`
+//!   `y[n][co] = Y'[co][j·P..(j+1)·P] + b[co]`          (scatter back to NCHW, bias fused)
+//! - backward: `dY'` gathered from `dy` like `Y'`        `[Cout, G·P]`
+//!   `dW_g = dY' · colsᵀ`                               `[Cout, G·P]·[G·P, R]`
+//!   `dW = dW_0 + dW_1 + …`                             (group order)
+//!   `db = Σ_n Σ_p dy[n][·][p]`                         (image order)
+//!   `dcols = Wᵀ · dY'`; `dx[n] = col2im(dcols[n])`     `[R, Cout]·[Cout, G·P]`
 //!
-//! Images are independent, so they run in parallel; `dW` is summed over images in
-//! order 0, 1, 2, … whatever the thread count, so results are the same bit for bit.
+//! Groups are independent, so they run in parallel; every group's `dW_g` goes to its own
+//! slot and the slots are added in group order. Since the grouping depends on the shapes
+//! only, results are the same bit for bit whatever the thread count.
+//!
+//! When all column matrices fit [`KEEP_COLS_MAX`] floats (see [`Conv2d::keep_cols_max`]), forward keeps them for backward;
+//! otherwise forward keeps a copy of its input and backward recomputes each group's
+//! columns in a per-thread scratch buffer (bounded by [`GROUP_COLS_MAX`]).
 
 use super::{Layer, Mode, Param, ParamKind, ParamVisitor, emit, init_uniform};
 use crate::backend as k;
 use crate::cpu::im2col::ConvGeometry;
 use crate::tensor::Tensor;
 use rand::Rng;
+use rayon::iter::Either;
 use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Most column-matrix floats in one group (512 KiB, about one core's L2): im2col writes
+/// them and the GEMM reads them back while they are still in cache.
+const GROUP_COLS_MAX: usize = 128 << 10;
+/// Most column-matrix floats of the whole batch kept from forward to backward (64 MiB);
+/// above it backward recomputes them.
+const KEEP_COLS_MAX: usize = 16 << 20;
+/// Multiply-adds of a layer's forward above which backward's groups are spread over
+/// [`TASKS`] tasks (each with its own share of `dW`) so that every thread gets work.
+const TASK_MIN_WORK: usize = 4 << 20;
+/// Backward tasks for large layers: a few per thread on small machines. A constant, not
+/// the thread count: it fixes how `dW` is summed.
+const TASKS: usize = 4;
+
+/// Columns (`G·P`) a group should reach: the depth of `dW`'s GEMM per call. Below one
+/// packed block (`KC` = 256) each call would reload and store all of `dW` for little work.
+const GROUP_MIN_COLS: usize = 256;
+
+/// Images per group for a batch of `n`: enough for [`GROUP_MIN_COLS`] columns, as few as
+/// that (small groups keep the columns in cache), at most [`GROUP_COLS_MAX`] column
+/// floats (at least one image). Depends on the shapes only.
+fn group_size(n: usize, g: &ConvGeometry) -> usize {
+    let p = g.col_cols().max(1);
+    let by_cache = GROUP_COLS_MAX / (g.col_rows() * p).max(1);
+    GROUP_MIN_COLS.div_ceil(p).min(by_cache).clamp(1, n.max(1))
+}
+
+thread_local! {
+    /// Per-thread scratch vectors for [`with_scratch`]: a stack, so a nested call on the
+    /// same thread (rayon work-stealing inside a parallel GEMM) takes another vector.
+    static SCRATCH: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on a scratch slice of `len` floats from this thread's stack of vectors. The
+/// vectors only grow, so a steady stream of steps allocates nothing. Contents are stale.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut v = SCRATCH.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    let r = f(&mut v[..len]);
+    SCRATCH.with(|s| s.borrow_mut().push(v));
+    r
+}
+
+/// One backward task's slices: `(((index, (dy, dW share)), dx), kept columns)`.
+type TaskItem<'a> = (
+    ((usize, (&'a [f32], &'a mut [f32])), Option<&'a mut [f32]>),
+    Option<&'a mut [f32]>,
+);
+
+/// Shapes of one forward/backward: geometry, batch, output channels and grouping.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    geom: ConvGeometry,
+    /// Batch size `N`.
+    n: usize,
+    /// Output channels.
+    cout: usize,
+    /// Images per group `G` (the last group may have fewer).
+    group: usize,
+    /// Groups per backward task (the last task may have fewer).
+    task_groups: usize,
+    /// Whether forward's column matrices are kept for backward.
+    keep_cols: bool,
+}
+
+impl Plan {
+    /// Groups the batch by the shapes only (determinism: it fixes how `dW` is summed).
+    fn new(geom: ConvGeometry, n: usize, cout: usize, keep_cols_max: usize) -> Self {
+        let group = group_size(n, &geom);
+        let groups = n.div_ceil(group);
+        let per_image = geom.col_rows() * geom.col_cols();
+        let tasks = if n * cout * per_image >= TASK_MIN_WORK {
+            TASKS.min(groups)
+        } else {
+            1
+        };
+        Plan {
+            geom,
+            n,
+            cout,
+            group,
+            task_groups: groups.div_ceil(tasks.max(1)).max(1),
+            keep_cols: n * per_image <= keep_cols_max,
+        }
+    }
+    fn p(&self) -> usize {
+        self.geom.col_cols()
+    }
+    fn groups(&self) -> usize {
+        self.n.div_ceil(self.group)
+    }
+    /// Images per backward task (the last task may have fewer).
+    fn task_images(&self) -> usize {
+        self.task_groups * self.group
+    }
+    fn tasks(&self) -> usize {
+        self.n.div_ceil(self.task_images())
+    }
+
+    /// `cols[R, G·P] = [im2col(x[j]) for j in group]` for a group's input `xs[G, C, H, W]`.
+    fn im2col_group(&self, xs: &[f32], gs: usize, cols: &mut [f32]) {
+        let (p, len) = (self.p(), self.geom.input_len());
+        for j in 0..gs {
+            k::im2col(&self.geom, &xs[j * len..], &mut cols[j * p..], gs * p);
+        }
+    }
+}
 
 /// A 2-D convolution with square kernel, stride, zero padding and bias.
 pub struct Conv2d {
@@ -31,10 +151,17 @@ pub struct Conv2d {
     bias: Vec<f32>,
     grad_weight: Vec<f32>,
     grad_bias: Vec<f32>,
-    /// Geometry of the last input.
-    geom: Option<ConvGeometry>,
-    /// `[N, C·K·K, P]`: forward's column matrices, reused by backward for `dcol`.
+    /// Shapes of the last forward.
+    plan: Option<Plan>,
+    /// Most column floats kept from forward to backward.
+    keep_cols_max: usize,
+    /// `[groups][R, G·P]`: forward's column matrices when kept (see the module docs),
+    /// reused by backward for `dcols`.
     cols: Vec<f32>,
+    /// `[N, C, H, W]`: a copy of forward's input when the columns are not kept.
+    input: Vec<f32>,
+    /// `[groups][Cout, R]`: each group's share of `dW`, added in group order.
+    partials: Vec<f32>,
     output: Tensor,
     grad_input: Tensor,
 }
@@ -53,8 +180,11 @@ impl Conv2d {
             bias: vec![0.0; out_channels],
             grad_weight: vec![0.0; wlen],
             grad_bias: vec![0.0; out_channels],
-            geom: None,
+            plan: None,
+            keep_cols_max: KEEP_COLS_MAX,
             cols: Vec::new(),
+            input: Vec::new(),
+            partials: Vec::new(),
             output: Tensor::default(),
             grad_input: Tensor::default(),
         }
@@ -71,6 +201,14 @@ impl Conv2d {
         let n = if on { self.out_channels } else { 0 };
         self.bias = vec![0.0; n];
         self.grad_bias = vec![0.0; n];
+        self
+    }
+
+    /// Caps the column-matrix floats kept from forward for backward (default
+    /// [`KEEP_COLS_MAX`], 64 MiB); above it forward keeps a copy of its input instead and
+    /// backward recomputes the columns. Results are the same bit for bit either way.
+    pub fn keep_cols_max(mut self, floats: usize) -> Self {
+        self.keep_cols_max = floats;
         self
     }
 
@@ -142,82 +280,192 @@ impl Layer for Conv2d {
 
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> &Tensor {
         let (n, h, w) = (x.shape()[0], x.shape()[2], x.shape()[3]);
-        let g = self.geometry(h, w);
-        let (rows, p, cout) = (g.col_rows(), g.col_cols(), self.out_channels);
-        self.geom = Some(g);
-        self.cols.resize(n * rows * p, 0.0);
-        self.output.reshape_to(&[n, cout, g.out_h(), g.out_w()]);
-        let (weight, bias) = (&self.weight, &self.bias);
-        // One image: col = im2col(x); y = W·col + b.
-        let per_image = |((xi, col), y): ((&[f32], &mut [f32]), &mut [f32])| {
-            k::im2col(&g, xi, col);
-            k::gemm(cout, rows, p, weight, rows, 1, col, p, 1, y, p, false);
-            k::add_bias_rows(y, bias, p);
-        };
-        let work = cout * rows * p;
-        if k::worth_parallel(n, n * work) {
-            let items = x.data().par_chunks(g.input_len());
-            let cols = self.cols.par_chunks_mut(rows * p);
-            let ys = self.output.data_mut().par_chunks_mut(cout * p);
-            items.zip(cols).zip(ys).for_each(per_image);
+        let geom = self.geometry(h, w);
+        let cout = self.out_channels;
+        let (rows, p, len) = (geom.col_rows(), geom.col_cols(), geom.input_len());
+        let plan = Plan::new(geom, n, cout, self.keep_cols_max);
+        self.plan = Some(plan);
+        self.output
+            .reshape_to(&[n, cout, geom.out_h(), geom.out_w()]);
+        if plan.keep_cols {
+            self.cols.resize(n * rows * p, 0.0);
         } else {
-            let items = x.data().chunks(g.input_len());
-            let cols = self.cols.chunks_mut(rows * p);
-            let ys = self.output.data_mut().chunks_mut(cout * p);
-            items.zip(cols).zip(ys).for_each(per_image);
+            self.input.clear();
+            self.input.extend_from_slice(x.data());
         }
+        let (weight, bias, gsz) = (&self.weight, &self.bias, plan.group);
+        // One group of `gs` images: cols = im2col(xs); Y' = W·cols; ys = scatter(Y') + b.
+        let run = |xs: &[f32], ys: &mut [f32], cols: &mut [f32]| {
+            let gs = xs.len() / len;
+            plan.im2col_group(xs, gs, cols);
+            if gs == 1 {
+                k::gemm(cout, rows, p, weight, rows, 1, cols, p, 1, ys, p, false);
+                k::add_bias_rows(ys, bias, p);
+                return;
+            }
+            with_scratch(cout * gs * p, |yb| {
+                k::gemm(
+                    cout,
+                    rows,
+                    gs * p,
+                    weight,
+                    rows,
+                    1,
+                    cols,
+                    gs * p,
+                    1,
+                    yb,
+                    gs * p,
+                    false,
+                );
+                for (j, y) in ys.chunks_exact_mut(cout * p).enumerate() {
+                    for (co, yrow) in y.chunks_exact_mut(p).enumerate() {
+                        let src = &yb[co * gs * p + j * p..][..p];
+                        match bias.get(co) {
+                            Some(&b) => yrow.iter_mut().zip(src).for_each(|(d, s)| *d = s + b),
+                            None => yrow.copy_from_slice(src),
+                        }
+                    }
+                }
+            });
+        };
+        let groups = plan.groups();
+        let min_len = if groups > 1 && plan.tasks() > 1 && rayon::current_num_threads() > 1 {
+            1
+        } else {
+            usize::MAX
+        };
+        let it = x
+            .data()
+            .par_chunks(gsz * len)
+            .zip(self.output.data_mut().par_chunks_mut(gsz * cout * p));
+        let cols = if plan.keep_cols {
+            Either::Left(self.cols.par_chunks_mut(gsz * rows * p).map(Some))
+        } else {
+            Either::Right((0..groups).into_par_iter().map(|_| None))
+        };
+        // `with_min_len(usize::MAX)` keeps the loop on the calling thread.
+        it.zip(cols)
+            .with_min_len(min_len)
+            .for_each(|((xs, ys), cols)| match cols {
+                Some(cols) => run(xs, ys, cols),
+                None => with_scratch(rows * xs.len() / len * p, |c| run(xs, ys, c)),
+            });
         &self.output
     }
 
     fn backward(&mut self, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
-        let g = self.geom.expect("Conv2d::backward called before forward");
-        let n = grad_out.batch();
-        let (rows, p, cout) = (g.col_rows(), g.col_cols(), self.out_channels);
+        let plan = self.plan.expect("Conv2d::backward called before forward");
+        let g = plan.geom;
+        let (n, cout, tasks) = (plan.n, plan.cout, plan.tasks());
+        let (rows, p, len) = (g.col_rows(), g.col_cols(), g.input_len());
         let dy = grad_out.data();
-        // dW = Σ_n dy[n]·col[n]ᵀ, db = Σ_n rowsums(dy[n]), in image order.
-        for (i, (dyi, col)) in dy
-            .chunks(cout * p)
-            .zip(self.cols.chunks(rows * p))
-            .enumerate()
-        {
-            k::gemm(
-                cout,
-                p,
-                rows,
-                dyi,
-                p,
-                1,
-                col,
-                1,
-                p,
-                &mut self.grad_weight,
-                rows,
-                i > 0,
-            );
-            k::sum_rows(dyi, p, &mut self.grad_bias, i > 0);
+        // db = Σ_n rowsums(dy[n]), in image order.
+        if !self.grad_bias.is_empty() {
+            for (i, dyi) in dy.chunks(cout * p).enumerate() {
+                k::sum_rows(dyi, p, &mut self.grad_bias, i > 0);
+            }
         }
-        if !need_input_grad {
-            return &self.grad_input;
+        if need_input_grad {
+            self.grad_input
+                .reshape_to(&[n, g.channels, g.height, g.width]);
         }
-        self.grad_input
-            .reshape_to(&[n, g.channels, g.height, g.width]);
-        let weight = &self.weight;
-        // One image: dcol = Wᵀ·dy (into the col buffer, no longer needed); dx = col2im(dcol).
-        let per_image = |((dyi, dcol), dx): ((&[f32], &mut [f32]), &mut [f32])| {
-            k::gemm(rows, cout, p, weight, 1, rows, dyi, p, 1, dcol, p, false);
-            k::col2im(&g, dcol, dx);
-        };
-        let work = cout * rows * p;
-        if k::worth_parallel(n, n * work) {
-            let dys = dy.par_chunks(cout * p);
-            let cols = self.cols.par_chunks_mut(rows * p);
-            let dxs = self.grad_input.data_mut().par_chunks_mut(g.input_len());
-            dys.zip(cols).zip(dxs).for_each(per_image);
+        // With one task its share of dW is dW itself.
+        let dw_all: &mut [f32] = if tasks == 1 {
+            &mut self.grad_weight
         } else {
-            let dys = dy.chunks(cout * p);
-            let cols = self.cols.chunks_mut(rows * p);
-            let dxs = self.grad_input.data_mut().chunks_mut(g.input_len());
-            dys.zip(cols).zip(dxs).for_each(per_image);
+            self.partials.resize(tasks * cout * rows, 0.0);
+            &mut self.partials
+        };
+        let (weight, input) = (&self.weight, &self.input);
+        // One group of `gs` images, given dy[gs, Cout, P] and, unless `fresh`, its columns:
+        // dY' = gather(dy); dW (=|+=) dY'·colsᵀ; dcols = Wᵀ·dY'; dx = col2im(dcols).
+        let group = |xs: &[f32],
+                     dys: &[f32],
+                     dw: &mut [f32],
+                     acc: bool,
+                     dx: Option<&mut [f32]>,
+                     cols: &mut [f32],
+                     fresh: bool| {
+            let gs = dys.len() / (cout * p);
+            if fresh {
+                plan.im2col_group(xs, gs, cols);
+            }
+            let np = gs * p;
+            let body = |dyg: &[f32], cols: &mut [f32]| {
+                k::gemm(cout, np, rows, dyg, np, 1, cols, 1, np, dw, rows, acc);
+                if let Some(dx) = dx {
+                    k::gemm(rows, cout, np, weight, 1, rows, dyg, np, 1, cols, np, false);
+                    for (j, dxj) in dx.chunks_exact_mut(len).enumerate() {
+                        k::col2im(&g, &cols[j * p..], np, dxj);
+                    }
+                }
+            };
+            if gs == 1 {
+                return body(dys, cols);
+            }
+            with_scratch(cout * np, |dyg| {
+                for (j, d) in dys.chunks_exact(cout * p).enumerate() {
+                    for (co, row) in d.chunks_exact(p).enumerate() {
+                        dyg[co * np + j * p..][..p].copy_from_slice(row);
+                    }
+                }
+                body(dyg, cols)
+            });
+        };
+        // One task: its groups in order, accumulating into its share of dW.
+        let ti = plan.task_images();
+        let gsz = plan.group;
+        let task = |(((t, (dys, dw)), dx), cols): TaskItem<'_>| {
+            let mut dxs = dx.map(|d| d.chunks_mut(gsz * len));
+            let mut colss = cols.map(|c| c.chunks_mut(gsz * rows * p));
+            for (i, dyg) in dys.chunks(gsz * cout * p).enumerate() {
+                let gs = dyg.len() / (cout * p);
+                let dx = dxs.as_mut().and_then(|it| it.next());
+                let x0 = (t * ti + i * gsz) * len;
+                let xs = input.get(x0..x0 + gs * len).unwrap_or(&[]);
+                match colss.as_mut().and_then(|it| it.next()) {
+                    Some(c) => group(xs, dyg, dw, i > 0, dx, c, false),
+                    None => with_scratch(rows * gs * p, |c| group(xs, dyg, dw, i > 0, dx, c, true)),
+                }
+            }
+        };
+        let min_len = if tasks > 1 && rayon::current_num_threads() > 1 {
+            1
+        } else {
+            usize::MAX
+        };
+        let it = dy
+            .par_chunks(ti * cout * p)
+            .zip(dw_all.par_chunks_mut(cout * rows))
+            .enumerate();
+        let dxs = if need_input_grad {
+            Either::Left(
+                self.grad_input
+                    .data_mut()
+                    .par_chunks_mut(ti * len)
+                    .map(Some),
+            )
+        } else {
+            Either::Right((0..tasks).into_par_iter().map(|_| None))
+        };
+        let cols = if plan.keep_cols {
+            Either::Left(self.cols.par_chunks_mut(ti * rows * p).map(Some))
+        } else {
+            Either::Right((0..tasks).into_par_iter().map(|_| None))
+        };
+        // `with_min_len(usize::MAX)` keeps the loop on the calling thread.
+        it.zip(dxs).zip(cols).with_min_len(min_len).for_each(task);
+        if tasks > 1 {
+            // dW = dW_0 + dW_1 + …, in task order.
+            let (first, rest) = self.partials.split_at(cout * rows);
+            self.grad_weight.copy_from_slice(first);
+            for part in rest.chunks_exact(cout * rows) {
+                self.grad_weight
+                    .iter_mut()
+                    .zip(part)
+                    .for_each(|(d, s)| *d += s);
+            }
         }
         &self.grad_input
     }

@@ -54,6 +54,21 @@ pub trait MicroKernel: Copy + Send + Sync {
         rsc: usize,
         load_c: bool,
     );
+
+    /// Packs one full `kc × NR` B micropanel from a column-major B (unit row stride:
+    /// element `(p, j)` at `b[off + j·csb + p]`) into `out[p·NR + j]`, if this kernel has
+    /// a fast transposing copy; returns `false` (and writes nothing) otherwise.
+    #[allow(unused_variables)]
+    fn pack_b_transposed(
+        &self,
+        kc: usize,
+        b: &[f32],
+        off: usize,
+        csb: usize,
+        out: &mut [f32],
+    ) -> bool {
+        false
+    }
 }
 
 /// Asserts the slice lengths a `mr×nr` microkernel call will touch; called once per tile

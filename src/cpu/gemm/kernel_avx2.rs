@@ -23,7 +23,8 @@
 use super::kernel::{MicroKernel, check_tile};
 use std::arch::x86_64::{
     __m256, _MM_HINT_T0, _mm_prefetch, _mm256_add_ps, _mm256_broadcast_ss, _mm256_fmadd_ps,
-    _mm256_loadu_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+    _mm256_loadu_ps, _mm256_permute2f128_ps, _mm256_setzero_ps, _mm256_shuffle_ps,
+    _mm256_storeu_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
 };
 
 /// Capability token for the AVX2+FMA 6×16 microkernel: only [`Avx2Fma::detect`] makes one,
@@ -75,6 +76,101 @@ impl MicroKernel for Avx2Fma {
             } else {
                 kernel_6x16::<false>(k, a.as_ptr(), b.as_ptr(), rsb, c.as_mut_ptr(), rsc, load_c)
             }
+        }
+    }
+
+    fn pack_b_transposed(
+        &self,
+        kc: usize,
+        b: &[f32],
+        off: usize,
+        csb: usize,
+        out: &mut [f32],
+    ) -> bool {
+        if kc == 0 {
+            return true;
+        }
+        assert!(
+            off + 15 * csb + kc <= b.len(),
+            "pack: B panel out of bounds"
+        );
+        assert!(out.len() >= 16 * kc, "pack: output too short");
+        // SAFETY: `self` exists only if `detect` saw AVX2 on this CPU; the bounds the
+        // function relies on were just asserted.
+        unsafe { pack_b_transposed_16(kc, b, off, csb, out) };
+        true
+    }
+}
+
+/// Transposes the 8×8 block `src[i·ld + t]` (`i, t < 8`) into `dst[t·ldd + i]`.
+///
+/// # Safety
+/// The CPU must support AVX2; `src` must be valid for reads of `src[i·ld + t]` and `dst`
+/// for writes of `dst[t·ldd + i]` (`i, t < 8`).
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn transpose_8x8(src: *const f32, ld: usize, dst: *mut f32, ldd: usize) {
+    // SAFETY: rows i < 8 of 8 floats each, as the caller guarantees.
+    let r: [__m256; 8] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(src.add(i * ld)) });
+    // Interleave pairs of rows, then pairs of pairs, then swap 128-bit halves.
+    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+    let o = [
+        _mm256_permute2f128_ps::<0x20>(u0, u4),
+        _mm256_permute2f128_ps::<0x20>(u1, u5),
+        _mm256_permute2f128_ps::<0x20>(u2, u6),
+        _mm256_permute2f128_ps::<0x20>(u3, u7),
+        _mm256_permute2f128_ps::<0x31>(u0, u4),
+        _mm256_permute2f128_ps::<0x31>(u1, u5),
+        _mm256_permute2f128_ps::<0x31>(u2, u6),
+        _mm256_permute2f128_ps::<0x31>(u3, u7),
+    ];
+    for (t, v) in o.into_iter().enumerate() {
+        // SAFETY: row t < 8 of the destination, 8 floats, as the caller guarantees.
+        unsafe { _mm256_storeu_ps(dst.add(t * ldd), v) };
+    }
+}
+
+/// Packs a full `kc × 16` panel of a column-major B: `out[p·16 + j] = b[off + j·csb + p]`,
+/// 8×8 blocks at a time, the last `kc mod 8` rows one by one.
+///
+/// # Safety
+/// The CPU must support AVX2; the caller checked `off + 15·csb + kc ≤ b.len()` and
+/// `16·kc ≤ out.len()`.
+#[target_feature(enable = "avx2")]
+unsafe fn pack_b_transposed_16(kc: usize, b: &[f32], off: usize, csb: usize, out: &mut [f32]) {
+    let full = kc / 8 * 8;
+    for p0 in (0..full).step_by(8) {
+        for j0 in [0, 8] {
+            // SAFETY: reads b[off + (j0+i)·csb + p0 + t] and writes out[(p0+t)·16 + j0 + i]
+            // for i, t < 8: inside the bounds the caller checked (j0 + i ≤ 15, p0 + t < kc).
+            unsafe {
+                transpose_8x8(
+                    b.as_ptr().add(off + j0 * csb + p0),
+                    csb,
+                    out.as_mut_ptr().add(p0 * 16 + j0),
+                    16,
+                );
+            }
+        }
+    }
+    for p in full..kc {
+        for j in 0..16 {
+            out[p * 16 + j] = b[off + j * csb + p];
         }
     }
 }

@@ -373,7 +373,7 @@ fn packed_driver<K: MicroKernel>(
                 let rem = nc - full * nr;
                 with_buffer(&B_BUF, if rem > 0 { nr * kc } else { 0 }, |edge| {
                     if rem > 0 {
-                        pack_b_panel::<K>(kc, rem, b, b_off + full * nr, rsb, 1, edge);
+                        pack_b_panel(kern, kc, rem, b, b_off + full * nr, rsb, 1, edge);
                     }
                     let bp = BPanels::Direct {
                         b,
@@ -387,7 +387,8 @@ fn packed_driver<K: MicroKernel>(
             } else {
                 let len = nc.div_ceil(nr) * nr * kc;
                 with_buffer(&B_BUF, len, |packed| {
-                    pack_b::<K>(
+                    pack_b(
+                        kern,
                         kc,
                         nc,
                         b,

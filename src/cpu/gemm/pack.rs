@@ -86,7 +86,9 @@ pub(crate) fn pack_a<K: MicroKernel>(
 
 /// Packs one `kc × cols` B micropanel (`cols ≤ NR`) starting at `b[off]`, zero-padding
 /// columns `cols..NR`. `out` must hold `NR·kc` floats.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn pack_b_panel<K: MicroKernel>(
+    kern: K,
     kc: usize,
     cols: usize,
     b: &[f32],
@@ -102,6 +104,8 @@ pub(crate) fn pack_b_panel<K: MicroKernel>(
         for (p, d) in out.chunks_exact_mut(nr).enumerate() {
             d.copy_from_slice(&b[off + p * rsb..off + p * rsb + nr]);
         }
+    } else if cols == nr && rsb == 1 && kern.pack_b_transposed(kc, b, off, csb, out) {
+        // Column-major B, packed by the kernel's own SIMD transpose.
     } else if cols == nr && rsb == 1 {
         // Column-major B (a Bᵀ operand): each column is contiguous along p. Transpose
         // in 8-row strips: read 8 consecutive values of each of the NR columns, write
@@ -139,6 +143,7 @@ pub(crate) fn pack_b_panel<K: MicroKernel>(
 /// the packed values, so this is deterministic).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn pack_b<K: MicroKernel>(
+    kern: K,
     kc: usize,
     nc: usize,
     b: &[f32],
@@ -153,7 +158,7 @@ pub(crate) fn pack_b<K: MicroKernel>(
     let out = &mut out[..panels * nr * kc];
     let one = |(q, dst): (usize, &mut [f32])| {
         let cols = nr.min(nc - q * nr);
-        pack_b_panel::<K>(kc, cols, b, off + q * nr * csb, rsb, csb, dst);
+        pack_b_panel(kern, kc, cols, b, off + q * nr * csb, rsb, csb, dst);
     };
     if parallel && panels >= 8 {
         out.par_chunks_mut(nr * kc).enumerate().for_each(one);

@@ -1,0 +1,128 @@
+//! Convolution layer timings: `cargo bench --bench conv` (`CONV_BENCH_QUICK=1` for a short run).
+//!
+//! Prints `conv/<name>/<fwd|bwd>/b<batch>: <ms> ms, <x> GFLOP/s` for the conv layers of the
+//! article's net (`seed`), the Keras-style net (`tfcnn`) and ResNet-9 (`resnet`): the
+//! median of several timed repetitions of `Conv2d::forward` (training mode) and of
+//! `Conv2d::backward` (weight and input gradients, as in training; the first layer of a
+//! net skips its input gradient). FLOPs count 2 per multiply-add: forward
+//! `2·N·Cout·C·K²·OH·OW`, backward twice that (once without the input gradient).
+//! `CONV_BENCH_FILTER=<text>` runs only the lines whose name contains `<text>`.
+
+use ferroconv::Tensor;
+use ferroconv::layers::{Conv2d, Layer, Mode};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+/// Median of `reps` timings of `f`, each running `f` enough times to last about `target`
+/// (calibrated on one warm-up call). Returns seconds per call.
+fn median_secs(reps: usize, target: Duration, mut f: impl FnMut()) -> f64 {
+    let t0 = Instant::now();
+    f();
+    let once = t0.elapsed().as_secs_f64().max(1e-9);
+    let inner = ((target.as_secs_f64() / once).ceil() as usize).max(1);
+    let mut times: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..inner {
+                f();
+            }
+            t.elapsed().as_secs_f64() / inner as f64
+        })
+        .collect();
+    times.sort_by(|a, b| a.total_cmp(b));
+    times[reps / 2]
+}
+
+/// Deterministic values in `[-1, 1)`.
+fn values(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// One benchmarked layer: `cin → cout`, `k×k`, padding, on `hw×hw` inputs.
+struct Case {
+    name: &'static str,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    pad: usize,
+    hw: usize,
+    batch: usize,
+    /// Whether backward computes the input gradient (false for a net's first layer).
+    input_grad: bool,
+}
+
+fn main() {
+    let quick = std::env::var_os("CONV_BENCH_QUICK").is_some();
+    let filter = std::env::var("CONV_BENCH_FILTER").unwrap_or_default();
+    let (reps, target) = if quick {
+        (5, Duration::from_millis(30))
+    } else {
+        (9, Duration::from_millis(200))
+    };
+    let c = |name, cin, cout, k, pad, hw, batch, input_grad| Case {
+        name,
+        cin,
+        cout,
+        k,
+        pad,
+        hw,
+        batch,
+        input_grad,
+    };
+    let cases = [
+        c("seed1_3x32x32_6_5x5", 3, 6, 5, 0, 32, 4, false),
+        c("seed2_6x14x14_16_5x5", 6, 16, 5, 0, 14, 4, true),
+        c("seed1_3x32x32_6_5x5", 3, 6, 5, 0, 32, 64, false),
+        c("seed2_6x14x14_16_5x5", 6, 16, 5, 0, 14, 64, true),
+        c("tfcnn1_3x32x32_32_3x3", 3, 32, 3, 0, 32, 64, false),
+        c("tfcnn2_32x15x15_64_3x3", 32, 64, 3, 0, 15, 64, true),
+        c("tfcnn3_64x6x6_64_3x3", 64, 64, 3, 0, 6, 64, true),
+        c("resnet_64x32x32_128_3x3p1", 64, 128, 3, 1, 32, 128, true),
+        c("resnet_128x16x16_128_3x3p1", 128, 128, 3, 1, 16, 128, true),
+        c("resnet_256x8x8_256_3x3p1", 256, 256, 3, 1, 8, 128, true),
+    ];
+    println!("threads: {}", rayon::current_num_threads());
+    for case in &cases {
+        let tag = format!("conv/{}", case.name);
+        if !tag.contains(&filter) {
+            continue;
+        }
+        let mut layer = Conv2d::new(case.cin, case.cout, case.k).padding(case.pad);
+        let x = Tensor::from_vec(
+            &[case.batch, case.cin, case.hw, case.hw],
+            values(1, case.batch * case.cin * case.hw * case.hw),
+        )
+        .expect("input shape");
+        let oh = case.hw + 2 * case.pad - case.k + 1;
+        let macs = (case.batch * case.cout * case.cin * case.k * case.k * oh * oh) as f64;
+        let dy = Tensor::from_vec(
+            &[case.batch, case.cout, oh, oh],
+            values(2, case.batch * case.cout * oh * oh),
+        )
+        .expect("gradient shape");
+        let fwd = median_secs(reps, target, || {
+            black_box(layer.forward(black_box(&x), Mode::Train));
+        });
+        let bwd = median_secs(reps, target, || {
+            layer.forward(&x, Mode::Train);
+            black_box(layer.backward(black_box(&dy), case.input_grad));
+        }) - fwd;
+        let bwd_flops = if case.input_grad { 4.0 } else { 2.0 } * macs;
+        for (dir, secs, flops) in [("fwd", fwd, 2.0 * macs), ("bwd", bwd, bwd_flops)] {
+            println!(
+                "{tag}/{dir}/b{}: {:.3} ms, {:.1} GFLOP/s",
+                case.batch,
+                secs * 1e3,
+                flops / secs / 1e9
+            );
+        }
+    }
+}
