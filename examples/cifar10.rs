@@ -93,7 +93,7 @@ impl Recipe {
                 ..base
             }),
             "resnet" => Ok(Recipe {
-                epochs: 10,
+                epochs: 12,
                 batch_size: 512,
                 lr: 0.4,
                 optimizer: "nesterov".into(),
@@ -114,7 +114,7 @@ impl Recipe {
     fn build(&self, seed: u64) -> ferroconv::Result<Sequential> {
         match self.model.as_str() {
             "keras" => ferroconv::models::keras_net(seed),
-            "resnet" => ferroconv::models::airbench_net([32, 128, 128], seed),
+            "resnet" => ferroconv::models::fast_net(seed),
             _ => ferroconv::models::seed_net(seed),
         }
     }

@@ -36,7 +36,7 @@ fn load(model: &Path) -> Result<ferroconv::Sequential, String> {
     let mut net = match name {
         "seed" => ferroconv::models::seed_net(0),
         "keras" => ferroconv::models::keras_net(0),
-        "resnet" => ferroconv::models::airbench_net([32, 128, 128], 0),
+        "resnet" => ferroconv::models::fast_net(0),
         other => {
             return Err(format!(
                 "{}: unknown model {other:?} in metadata",

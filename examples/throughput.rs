@@ -17,7 +17,7 @@ fn build(name: &str) -> Result<Sequential, String> {
         "seed" => ferroconv::models::seed_net(0),
         "tfcnn" | "keras" => ferroconv::models::keras_net(0),
         "resnet" => ferroconv::models::resnet9(0),
-        "airbench" => ferroconv::models::airbench_net([32, 128, 128], 0),
+        "airbench" => ferroconv::models::fast_net(0),
         _ => {
             return Err(format!(
                 "unknown model {name:?}: seed, tfcnn, resnet, airbench"

@@ -12,4 +12,4 @@ pub use crate::cpu::gemm::gemm;
 pub use crate::cpu::im2col::{col2im, im2col};
 pub use crate::cpu::pool::{maxpool_backward, maxpool_forward, pooled};
 pub use crate::cpu::softmax::softmax_xent;
-pub use crate::cpu::worth_parallel;
+pub use crate::cpu::{for_each_chunk, worth_parallel};

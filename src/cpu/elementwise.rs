@@ -5,16 +5,24 @@
 
 /// `y = max(x, 0)`.
 pub fn relu_forward(x: &[f32], y: &mut [f32]) {
-    for (o, &v) in y.iter_mut().zip(x) {
-        *o = if v > 0.0 { v } else { 0.0 };
-    }
+    super::for_each_chunk(y, CHUNK, |i, y| {
+        for (o, &v) in y.iter_mut().zip(&x[i * CHUNK..]) {
+            *o = if v > 0.0 { v } else { 0.0 };
+        }
+    });
 }
+
+/// Elements per parallel task of the element-wise kernels.
+const CHUNK: usize = 1 << 14;
 
 /// `dx = dy · [y > 0]`, from the forward *output* `y`.
 pub fn relu_backward(y: &[f32], dy: &[f32], dx: &mut [f32]) {
-    for ((d, &g), &v) in dx.iter_mut().zip(dy).zip(y) {
-        *d = if v > 0.0 { g } else { 0.0 };
-    }
+    super::for_each_chunk(dx, CHUNK, |i, dx| {
+        let (dy, y) = (&dy[i * CHUNK..], &y[i * CHUNK..]);
+        for ((d, &g), &v) in dx.iter_mut().zip(dy).zip(y) {
+            *d = if v > 0.0 { g } else { 0.0 };
+        }
+    });
 }
 
 /// Adds `bias[r]` to every element of row `r` of `y[rows][cols]` (conv: rows are channels).

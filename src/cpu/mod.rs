@@ -16,3 +16,21 @@ pub const PARALLEL_MIN_WORK: usize = 200_000;
 pub fn worth_parallel(items: usize, work: usize) -> bool {
     items > 1 && work >= PARALLEL_MIN_WORK && rayon::current_num_threads() > 1
 }
+
+/// Elements from which an element-wise pass is spread over the rayon pool.
+pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 17;
+
+/// Runs `f(i, chunk)` for every `len`-long chunk `i` of `dst` (the last may be shorter),
+/// on the rayon pool when `dst` is large, else on the calling thread. Chunks are
+/// independent, so the result does not depend on the thread count.
+pub fn for_each_chunk(dst: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    use rayon::prelude::*;
+    let len = len.max(1);
+    if dst.len() >= PARALLEL_MIN_ELEMENTS && rayon::current_num_threads() > 1 {
+        dst.par_chunks_mut(len)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+    } else {
+        dst.chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
+    }
+}

@@ -2,7 +2,11 @@
 //! `dy/dx = Φ(x) + x·φ(x)`.
 
 use super::{Layer, Mode};
+use crate::backend::for_each_chunk;
 use crate::tensor::Tensor;
+
+/// Elements per parallel task.
+const CHUNK: usize = 1 << 14;
 
 /// Gaussian error linear unit, element-wise; any shape.
 #[derive(Default)]
@@ -53,9 +57,11 @@ impl Layer for Gelu {
 
     fn forward(&mut self, x: &Tensor, mode: Mode) -> &Tensor {
         self.output.reshape_to(x.shape());
-        for (y, &v) in self.output.data_mut().iter_mut().zip(x.data()) {
-            *y = v * phi_cdf(v);
-        }
+        for_each_chunk(self.output.data_mut(), CHUNK, |i, y| {
+            for (y, &v) in y.iter_mut().zip(&x.data()[i * CHUNK..]) {
+                *y = v * phi_cdf(v);
+            }
+        });
         if mode == Mode::Train {
             self.input.reshape_to(x.shape());
             self.input.data_mut().copy_from_slice(x.data());
@@ -66,11 +72,14 @@ impl Layer for Gelu {
     fn backward(&mut self, grad_out: &Tensor, _need_input_grad: bool) -> &Tensor {
         self.grad_input.reshape_to(grad_out.shape());
         let inv_sqrt_2pi = 1.0 / (2.0 * std::f32::consts::PI).sqrt();
-        let it = self.grad_input.data_mut().iter_mut().zip(grad_out.data());
-        for ((d, &g), &x) in it.zip(self.input.data()) {
-            let pdf = inv_sqrt_2pi * (-0.5 * x * x).exp();
-            *d = g * (phi_cdf(x) + x * pdf);
-        }
+        let (dy, xs) = (grad_out.data(), self.input.data());
+        for_each_chunk(self.grad_input.data_mut(), CHUNK, |i, dx| {
+            let it = dx.iter_mut().zip(&dy[i * CHUNK..]).zip(&xs[i * CHUNK..]);
+            for ((d, &g), &x) in it {
+                let pdf = inv_sqrt_2pi * (-0.5 * x * x).exp();
+                *d = g * (phi_cdf(x) + x * pdf);
+            }
+        });
         &self.grad_input
     }
 }

@@ -8,6 +8,7 @@
 //!   `dx = γ/√(σ²+ε) · (dy − dβ/M − x̂·dγ/M)`; (eval): `dx = γ/√(σ²+ε) · dy`.
 
 use super::{BufferVisitor, Layer, Mode, Param, ParamKind, ParamVisitor, emit};
+use crate::backend::for_each_chunk;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -138,14 +139,13 @@ impl Layer for BatchNorm2d {
             }
         }
         self.output.reshape_to(x.shape());
-        let (g, b) = (&self.gamma, &self.beta);
-        let rows = self.output.data_mut().chunks_exact_mut(plane);
-        for (i, (dst, src)) in rows.zip(self.xhat.data().chunks_exact(plane)).enumerate() {
+        let (g, b, xh) = (&self.gamma, &self.beta, self.xhat.data());
+        for_each_chunk(self.output.data_mut(), plane, |i, dst| {
             let c = i % ch;
-            for (d, &v) in dst.iter_mut().zip(src) {
+            for (d, &v) in dst.iter_mut().zip(&xh[i * plane..]) {
                 *d = g[c] * v + b[c];
             }
-        }
+        });
         &self.output
     }
 
