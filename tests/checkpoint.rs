@@ -233,20 +233,40 @@ fn write_into_missing_folder_fails_cleanly() {
     );
 }
 
+/// A Python that has `safetensors` and `numpy`: `$FERROCONV_PYTHON`, else the venv that
+/// `.ci/run` makes (`~/.cache/ferroconv-ci-venv`), else `python3`, the first that imports both.
+fn python_with_safetensors() -> Option<std::ffi::OsString> {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    let candidates = [
+        std::env::var_os("FERROCONV_PYTHON"),
+        cache.map(|c| c.join("ferroconv-ci-venv/bin/python").into_os_string()),
+        Some("python3".into()),
+    ];
+    candidates.into_iter().flatten().find(|py| {
+        std::process::Command::new(py)
+            .args(["-c", "import safetensors, numpy"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
 /// Python's `safetensors` (numpy API) reads what we write and we read what it writes.
-/// Needs `FERROCONV_PYTHON` pointing to a Python with `safetensors` and `numpy`
-/// (`.ci/run` makes one); fails without it unless `FERROCONV_SKIP_PYTHON_TESTS=1`.
+/// Fails when no Python with `safetensors` and `numpy` is found (see
+/// [`python_with_safetensors`]), unless `FERROCONV_SKIP_PYTHON_TESTS=1`.
 #[test]
 fn python_safetensors_round_trip() {
-    let Some(python) = std::env::var_os("FERROCONV_PYTHON") else {
+    let Some(python) = python_with_safetensors() else {
         if std::env::var_os("FERROCONV_SKIP_PYTHON_TESTS").is_some() {
             eprintln!("SKIPPED: FERROCONV_SKIP_PYTHON_TESTS is set");
             return;
         }
         panic!(
-            "set FERROCONV_PYTHON to a python with the safetensors and numpy packages \
-             (python3 -m venv V && V/bin/pip install safetensors numpy; FERROCONV_PYTHON=V/bin/python), \
-             or FERROCONV_SKIP_PYTHON_TESTS=1 to skip explicitly"
+            "no Python with the safetensors and numpy packages: run .ci/run once (it makes \
+             ~/.cache/ferroconv-ci-venv), or set FERROCONV_PYTHON to one \
+             (python3 -m venv V && V/bin/pip install safetensors numpy), \
+             or set FERROCONV_SKIP_PYTHON_TESTS=1 to skip explicitly"
         );
     };
     let dir = temp_dir("py");

@@ -211,3 +211,30 @@ fn conv2d_grouped_paths_match_reference_and_each_other() {
         );
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// The 2×2 stride-2 fast path (AVX2 when the rows are ≥ 16 wide) on wide planes with
+    /// ties (values from a small set) and NaNs, against the reference, bit for bit.
+    #[test]
+    fn maxpool_2x2_wide_planes_match_reference(
+        planes in 1usize..4, h in 2usize..9, w in 16usize..70, seed in any::<u64>(),
+        levels in 2u32..6, nans in 0usize..4,
+    ) {
+        let n = planes * h * w;
+        let mut x: Vec<f32> = values(seed, n).iter().map(|v| ((v + 1.0) * levels as f32).floor()).collect();
+        for k in 0..nans {
+            let i = (seed as usize).wrapping_mul(k + 7) % n;
+            x[i] = f32::NAN;
+        }
+        let out = planes * (h / 2) * (w / 2);
+        let (mut y1, mut y2) = (vec![0.0; out], vec![0.0; out]);
+        let (mut a1, mut a2) = (vec![0u32; out], vec![0u32; out]);
+        maxpool_forward(&x, planes, (h, w), 2, 2, &mut y1, &mut a1);
+        maxpool_forward_naive(&x, planes, (h, w), 2, 2, &mut y2, &mut a2);
+        prop_assert_eq!(a1, a2);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        prop_assert_eq!(bits(&y1), bits(&y2));
+    }
+}

@@ -21,6 +21,11 @@ pub fn maxpool_forward(
     argmax: &mut [u32],
 ) {
     if kernel == 2 && stride == 2 {
+        #[cfg(target_arch = "x86_64")]
+        if w >= 16 && avx2::available() {
+            // SAFETY: AVX2 is present (checked at run time).
+            return unsafe { avx2::maxpool_2x2(x, planes, (h, w), y, argmax) };
+        }
         return maxpool_forward_2x2(x, planes, (h, w), y, argmax);
     }
     maxpool_forward_naive(x, planes, (h, w), kernel, stride, y, argmax)
@@ -118,6 +123,111 @@ pub fn maxpool_backward(
         let range = pl * out_len..(pl + 1) * out_len;
         for (g, &i) in dy[range.clone()].iter().zip(&argmax[range]) {
             dxp[i as usize] += *g;
+        }
+    }
+}
+
+/// The 2×2, stride-2 max-pool on AVX2: eight windows per step.
+///
+/// Sixteen consecutive floats of each of the two input rows are split into their even and
+/// odd elements, giving the four candidates of eight windows in four registers; they are
+/// compared in the reference order (`top-left, top-right, bottom-left, bottom-right`, take
+/// when greater, or when NaN over a number), so results and winners are the reference's.
+#[cfg(target_arch = "x86_64")]
+pub mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// Whether this CPU has AVX2 (checked once).
+    pub fn available() -> bool {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| is_x86_feature_detected!("avx2"))
+    }
+
+    /// [`super::maxpool_forward`] for kernel 2, stride 2; needs `w ≥ 16`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; slices must hold `planes·h·w` inputs and
+    /// `planes·(h/2)·(w/2)` outputs.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn maxpool_2x2(
+        x: &[f32],
+        planes: usize,
+        (h, w): (usize, usize),
+        y: &mut [f32],
+        argmax: &mut [u32],
+    ) {
+        let (oh_n, ow_n) = (h / 2, w / 2);
+        assert!(ow_n >= 8 && x.len() >= planes * h * w && y.len() >= planes * oh_n * ow_n);
+        assert!(argmax.len() >= planes * oh_n * ow_n);
+        let lanes = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+        let wv = _mm256_set1_epi32(w as i32);
+        let (one, two, three) = (
+            _mm256_set1_epi32(1),
+            _mm256_set1_epi32(2),
+            _mm256_set1_epi32(3),
+        );
+        for row in 0..planes * oh_n {
+            let (pl, oh) = (row / oh_n, row % oh_n);
+            let r0 = pl * h * w + 2 * oh * w;
+            let out = row * ow_n;
+            // Steps of 8 windows; the last one overlaps the previous so none is partial.
+            let mut ow = 0;
+            loop {
+                let ow0 = ow.min(ow_n - 8);
+                // SAFETY: r0 + w + 2·ow0 + 16 ≤ r0 + 2w ≤ planes·h·w (asserted) since
+                // 2·ow0 + 16 ≤ 2·ow_n ≤ w; outputs out + ow0 + 8 ≤ planes·oh_n·ow_n.
+                unsafe {
+                    let p0 = x.as_ptr().add(r0 + 2 * ow0);
+                    let p1 = p0.add(w);
+                    let (a0, b0) = (_mm256_loadu_ps(p0), _mm256_loadu_ps(p0.add(8)));
+                    let (a1, b1) = (_mm256_loadu_ps(p1), _mm256_loadu_ps(p1.add(8)));
+                    let even = |a, b| {
+                        _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(
+                            _mm256_shuffle_ps::<0x88>(a, b),
+                        )))
+                    };
+                    let odd = |a, b| {
+                        _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(
+                            _mm256_shuffle_ps::<0xDD>(a, b),
+                        )))
+                    };
+                    let mut best = even(a0, b0);
+                    let mut code = _mm256_setzero_si256();
+                    for (v, c) in [
+                        (odd(a0, b0), one),
+                        (even(a1, b1), two),
+                        (odd(a1, b1), three),
+                    ] {
+                        let gt = _mm256_cmp_ps::<_CMP_GT_OQ>(v, best);
+                        let nan_over_number = _mm256_and_ps(
+                            _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v),
+                            _mm256_cmp_ps::<_CMP_ORD_Q>(best, best),
+                        );
+                        let take = _mm256_or_ps(gt, nan_over_number);
+                        best = _mm256_blendv_ps(best, v, take);
+                        code = _mm256_castps_si256(_mm256_blendv_ps(
+                            _mm256_castsi256_ps(code),
+                            _mm256_castsi256_ps(c),
+                            take,
+                        ));
+                    }
+                    // In-plane index: 2·oh·w + 2·ow + (code & 1) + (code >> 1)·w.
+                    let base =
+                        _mm256_add_epi32(_mm256_set1_epi32((2 * oh * w + 2 * ow0) as i32), lanes);
+                    let col = _mm256_and_si256(code, one);
+                    let below = _mm256_and_si256(
+                        _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_srli_epi32::<1>(code)),
+                        wv,
+                    );
+                    let idx = _mm256_add_epi32(base, _mm256_add_epi32(col, below));
+                    _mm256_storeu_ps(y.as_mut_ptr().add(out + ow0), best);
+                    _mm256_storeu_si256(argmax.as_mut_ptr().add(out + ow0) as *mut __m256i, idx);
+                }
+                if ow0 + 8 >= ow_n {
+                    break;
+                }
+                ow += 8;
+            }
         }
     }
 }
