@@ -1,18 +1,14 @@
 //! Checkpoints: the safetensors round trip, every kind of bad file, model mismatches,
 //! atomic writes, resume, and (in `python_safetensors_round_trip`) the Python package.
 
+mod common;
+use common::*;
+
 use ferroconv::checkpoint::{SafeTensors, StoredTensor, load_model, model_tensors};
 use ferroconv::optim::{Optimizer, Sgd};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("ferroconv-ck-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
 
 fn sample() -> SafeTensors {
     let mut st = SafeTensors::default();

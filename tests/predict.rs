@@ -1,19 +1,15 @@
 //! The `predict` example and its image readers: PNG (every colour type), PPM (P3/P6),
 //! resizing, and a bad file among good ones.
 
+mod common;
+use common::*;
+
 #[path = "../examples/support/image.rs"]
 mod image;
 
 use ferroconv::checkpoint::{SafeTensors, model_tensors};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("ferroconv-predict-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
 
 fn png_bytes(w: u32, h: u32, color: png::ColorType, depth: png::BitDepth, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();

@@ -2,46 +2,18 @@
 //! last checkpoint ends with the same bits as a run that never stopped (here also on
 //! another thread count). Runs the `cifar10` example binary on the real data.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::*;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The example binary `cargo test` builds beside the test executables.
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = dir.join("examples").join("cifar10");
-    assert!(
-        bin.is_file(),
-        "{} not built: run the tests with `cargo test` (it builds examples)",
-        bin.display()
-    );
-    bin
-}
-
-fn data_dir() -> Option<String> {
-    match std::env::var("CIFAR10_DIR") {
-        Ok(d) => Some(d),
-        Err(_) if std::env::var_os("FERROCONV_SKIP_DATA_TESTS").is_some() => {
-            eprintln!("SKIPPED: FERROCONV_SKIP_DATA_TESTS is set");
-            None
-        }
-        Err(_) => panic!("set CIFAR10_DIR to the CIFAR-10 binary folder (e.g. ../shared/cifar10)"),
-    }
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("ferroconv-resume-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
-
-fn args(data: &str, save: &Path, threads: &str) -> Vec<String> {
+fn args(data: &Path, save: &Path, threads: &str) -> Vec<String> {
     let s = |x: &str| x.to_string();
     vec![
         s("--data"),
-        s(data),
+        data.display().to_string(),
         s("--limit-train"),
         s("6000"),
         s("--limit-test"),
@@ -63,7 +35,7 @@ fn args(data: &str, save: &Path, threads: &str) -> Vec<String> {
 #[test]
 fn sigkill_mid_epoch_then_resume_is_bit_identical() {
     let Some(data) = data_dir() else { return };
-    let bin = example_binary();
+    let bin = example_binary("cifar10");
     let (straight, killed) = (temp_dir("straight"), temp_dir("killed"));
 
     let status = Command::new(&bin)

@@ -5,33 +5,13 @@
 //! (CI uses `../shared/cifar10`). Without it these tests fail, unless
 //! `FERROCONV_SKIP_DATA_TESTS=1` explicitly skips them (CI never sets it).
 
+mod common;
+use common::*;
+
 use ferroconv::data::{Augment, Cifar10, Split};
 use ferroconv::optim::Sgd;
 use ferroconv::train::{Plan, evaluate, train_epoch};
 use ferroconv::{Sequential, SoftmaxCrossEntropy};
-use std::path::PathBuf;
-
-/// The data folder, or `None` when the tests are explicitly skipped.
-fn data_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("CIFAR10_DIR") {
-        let dir = PathBuf::from(dir);
-        assert!(
-            dir.join("test_batch.bin").is_file(),
-            "CIFAR10_DIR={} has no test_batch.bin: point it to the CIFAR-10 binary folder",
-            dir.display()
-        );
-        return Some(dir);
-    }
-    if std::env::var_os("FERROCONV_SKIP_DATA_TESTS").is_some() {
-        eprintln!("SKIPPED: FERROCONV_SKIP_DATA_TESTS is set, CIFAR-10 tests not run");
-        return None;
-    }
-    panic!(
-        "CIFAR-10 not found: set CIFAR10_DIR to the folder holding data_batch_1..5.bin and \
-         test_batch.bin (e.g. CIFAR10_DIR=../shared/cifar10), or set \
-         FERROCONV_SKIP_DATA_TESTS=1 to skip these tests explicitly"
-    );
-}
 
 fn train(model: &mut Sequential, data: &Cifar10, seed: u64, epochs: u64) {
     let mut loss = SoftmaxCrossEntropy::new();

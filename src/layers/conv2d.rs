@@ -20,7 +20,7 @@
 //! otherwise forward keeps a copy of its input and backward recomputes each group's
 //! columns in a per-thread scratch buffer (bounded by [`GROUP_COLS_MAX`]).
 
-use super::{Layer, Mode, Param, ParamKind, ParamVisitor, emit, init_uniform};
+use super::{Layer, Mode, ParamVisitor, Weights, emit_weight_bias, init_uniform};
 use crate::backend as k;
 use crate::cpu::im2col::ConvGeometry;
 use crate::tensor::Tensor;
@@ -471,29 +471,18 @@ impl Layer for Conv2d {
     }
 
     fn visit_params(&mut self, prefix: &mut String, f: &mut ParamVisitor<'_>) {
-        let shape = vec![
-            self.out_channels,
-            self.in_channels,
-            self.kernel,
-            self.kernel,
-        ];
-        let p = Param {
-            shape,
+        let (cout, cin, k) = (self.out_channels, self.in_channels, self.kernel);
+        let weight = Weights {
+            shape: vec![cout, cin, k, k],
             value: &mut self.weight,
             grad: &mut self.grad_weight,
-            kind: ParamKind::Weight,
         };
-        emit(prefix, "weight", p, f);
-        if self.bias.is_empty() {
-            return;
-        }
-        let p = Param {
-            shape: vec![self.out_channels],
+        let bias = Weights {
+            shape: vec![cout],
             value: &mut self.bias,
             grad: &mut self.grad_bias,
-            kind: ParamKind::Bias,
         };
-        emit(prefix, "bias", p, f);
+        emit_weight_bias(prefix, weight, bias, f);
     }
 
     fn num_params(&self) -> usize {

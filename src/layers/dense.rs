@@ -2,7 +2,7 @@
 //!
 //! backward: `dW[out, in] = dyᵀ · x`, `db = Σ_n dy[n]`, `dx[N, in] = dy · W`.
 
-use super::{Layer, Mode, Param, ParamKind, ParamVisitor, emit, init_uniform};
+use super::{Layer, Mode, ParamVisitor, Weights, emit_weight_bias, init_uniform};
 use crate::backend as k;
 use crate::tensor::Tensor;
 use rand::Rng;
@@ -137,23 +137,18 @@ impl Layer for Dense {
     }
 
     fn visit_params(&mut self, prefix: &mut String, f: &mut ParamVisitor<'_>) {
-        let p = Param {
-            shape: vec![self.outputs, self.inputs],
+        let (outputs, inputs) = (self.outputs, self.inputs);
+        let weight = Weights {
+            shape: vec![outputs, inputs],
             value: &mut self.weight,
             grad: &mut self.grad_weight,
-            kind: ParamKind::Weight,
         };
-        emit(prefix, "weight", p, f);
-        if self.bias.is_empty() {
-            return;
-        }
-        let p = Param {
-            shape: vec![self.outputs],
+        let bias = Weights {
+            shape: vec![outputs],
             value: &mut self.bias,
             grad: &mut self.grad_bias,
-            kind: ParamKind::Bias,
         };
-        emit(prefix, "bias", p, f);
+        emit_weight_bias(prefix, weight, bias, f);
     }
 
     fn num_params(&self) -> usize {

@@ -79,6 +79,48 @@ pub fn emit(prefix: &mut String, name: &str, p: Param<'_>, f: &mut ParamVisitor<
     prefix.truncate(len);
 }
 
+/// The values and gradient of one parameter tensor, as a layer stores them.
+pub(crate) struct Weights<'a> {
+    pub(crate) shape: Vec<usize>,
+    pub(crate) value: &'a mut [f32],
+    pub(crate) grad: &'a mut [f32],
+}
+
+/// Hands a layer's `weight` and (if it has one, i.e. non-empty) `bias` to `f`.
+pub(crate) fn emit_weight_bias(
+    prefix: &mut String,
+    weight: Weights<'_>,
+    bias: Weights<'_>,
+    f: &mut ParamVisitor<'_>,
+) {
+    let (shape, value, grad) = (weight.shape, weight.value, weight.grad);
+    emit(
+        prefix,
+        "weight",
+        Param {
+            shape,
+            value,
+            grad,
+            kind: ParamKind::Weight,
+        },
+        f,
+    );
+    if !bias.value.is_empty() {
+        let (shape, value, grad) = (bias.shape, bias.value, bias.grad);
+        emit(
+            prefix,
+            "bias",
+            Param {
+                shape,
+                value,
+                grad,
+                kind: ParamKind::Bias,
+            },
+            f,
+        );
+    }
+}
+
 /// A network layer: a forward/backward pair plus its parameters.
 pub trait Layer: Send {
     /// One-line description, e.g. `Conv2d(3→6, 5×5, stride 1, pad 0)`.
