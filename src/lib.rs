@@ -14,6 +14,8 @@ pub mod checkpoint;
 pub mod cpu;
 pub mod data;
 pub mod error;
+#[cfg(feature = "wgpu")]
+pub mod gpu;
 pub mod layers;
 pub mod loss;
 pub mod model;
