@@ -1,6 +1,9 @@
 //! The wgpu path against the CPU kernels (feature `wgpu`; in CI on Mesa's lavapipe).
 #![cfg(feature = "wgpu")]
 
+mod common;
+use common::values;
+
 use ferroconv::cpu::gemm::gemm_naive;
 use ferroconv::gpu::Gpu;
 use proptest::prelude::*;
@@ -15,18 +18,6 @@ fn gpu() -> &'static Gpu {
         eprintln!("GPU: {}", g.adapter_name());
         g
     })
-}
-
-fn values(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
 }
 
 proptest! {

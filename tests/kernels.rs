@@ -1,20 +1,11 @@
 //! Fast kernels against their naive references, on random shapes.
 
+mod common;
+use common::values;
+
 use ferroconv::cpu::im2col::{ConvGeometry, col2im, col2im_naive, im2col, im2col_naive};
 use ferroconv::cpu::pool::{maxpool_forward, maxpool_forward_naive, pooled};
 use proptest::prelude::*;
-
-fn values(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
