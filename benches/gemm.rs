@@ -5,35 +5,18 @@
 //! Every number is the median of several timed repetitions. `GEMM_BENCH_FILTER=<text>`
 //! runs only the lines whose name contains `<text>`.
 
+mod common;
+use common::*;
+
 use ferroconv::cpu::gemm::{
     best_kernel_name, gemm, gemm_blocked, gemm_naive, gemm_packed, gemm_packed_portable,
     gemm_parallel,
 };
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 type GemmFn =
     fn(usize, usize, usize, &[f32], usize, usize, &[f32], usize, usize, &mut [f32], usize, bool);
-
-/// Median of `reps` timings of `f`, each timing running `f` enough times to last about
-/// `target` (calibrated on one warm-up call). Returns seconds per call.
-fn median_secs(reps: usize, target: Duration, mut f: impl FnMut()) -> f64 {
-    let t0 = Instant::now();
-    f();
-    let once = t0.elapsed().as_secs_f64().max(1e-9);
-    let inner = ((target.as_secs_f64() / once).ceil() as usize).max(1);
-    let mut times: Vec<f64> = (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..inner {
-                f();
-            }
-            t.elapsed().as_secs_f64() / inner as f64
-        })
-        .collect();
-    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    times[reps / 2]
-}
 
 /// Pure FMA throughput loop: 12 independent `ymm` accumulator chains (more than the
 /// 2 pipes × 4–5 cycles latency), distinct start values so nothing folds.

@@ -55,7 +55,8 @@ impl Layer for GlobalAvgPool {
 
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> &Tensor {
         let s = x.shape();
-        self.input_shape = s.to_vec();
+        self.input_shape.clear();
+        self.input_shape.extend_from_slice(s);
         let plane = s[2] * s[3];
         self.output.reshape_to(&[s[0], s[1]]);
         for (y, p) in self
@@ -91,7 +92,8 @@ impl Layer for GlobalMaxPool {
 
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> &Tensor {
         let s = x.shape();
-        self.input_shape = s.to_vec();
+        self.input_shape.clear();
+        self.input_shape.extend_from_slice(s);
         let plane = s[2] * s[3];
         self.output.reshape_to(&[s[0], s[1]]);
         self.argmax.resize(s[0] * s[1], 0);
