@@ -50,6 +50,9 @@ Options:
                        state, epoch), atomically
   --resume DIR         continue the run saved in DIR (same model, seed and batch size)
   --plot PATH.svg      at the end, draw loss and accuracy per epoch and the confusion matrix
+  --device NAME        cpu (default) or wgpu: train on the GPU with the compute shaders of
+                       kernels/ (build with --features wgpu; Conv2d, Dense, ReLU, MaxPool2d and
+                       Flatten layers, i.e. --model seed or keras)
   --help               this text";
 
 /// A model and everything its recipe sets.
@@ -169,6 +172,7 @@ struct Args {
     save: Option<PathBuf>,
     resume: Option<PathBuf>,
     plot: Option<PathBuf>,
+    device: String,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -196,6 +200,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         save: None,
         resume: None,
         plot: None,
+        device: "cpu".into(),
     };
     let mut it = argv.into_iter();
     while let Some(flag) = it.next() {
@@ -229,6 +234,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--save" => a.save = Some(PathBuf::from(value()?)),
             "--resume" => a.resume = Some(PathBuf::from(value()?)),
             "--plot" => a.plot = Some(PathBuf::from(value()?)),
+            "--device" => a.device = one_of(&flag, value()?, &["cpu", "wgpu"])?,
             _ => return Err(format!("unknown option {flag:?} (see --help)")),
         }
     }
@@ -249,6 +255,11 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--weight-decay must be ≥ 0, got {}",
             r.weight_decay
         ));
+    }
+    if a.device == "wgpu" && !cfg!(feature = "wgpu") {
+        return Err("--device wgpu needs the wgpu feature: \
+                    cargo run --release --features wgpu --example cifar10 -- --device wgpu"
+            .into());
     }
     a.recipe = r;
     Ok(Some(a))
@@ -402,6 +413,80 @@ fn resume(
     Ok(epoch)
 }
 
+/// Where the steps run: the CPU layers, or their mirror on a GPU.
+enum Engine {
+    Cpu(ferroconv::SoftmaxCrossEntropy),
+    #[cfg(feature = "wgpu")]
+    Gpu(Box<ferroconv::gpu::GpuNet>),
+}
+
+impl Engine {
+    fn new(args: &Args, model: &mut Sequential, opt: &mut dyn Optimizer) -> Result<Self, String> {
+        let smoothing = args.recipe.label_smoothing;
+        if args.device == "wgpu" {
+            #[cfg(feature = "wgpu")]
+            {
+                let gpu = ferroconv::gpu::Gpu::new().map_err(|e| e.to_string())?;
+                let net = ferroconv::gpu::GpuNet::new(gpu, model, opt, smoothing)
+                    .map_err(|e| e.to_string())?;
+                return Ok(Engine::Gpu(Box::new(net)));
+            }
+        }
+        let _ = (model, opt);
+        Ok(Engine::Cpu(
+            ferroconv::SoftmaxCrossEntropy::with_label_smoothing(smoothing),
+        ))
+    }
+
+    /// `cpu`, or `wgpu: <adapter>`.
+    fn name(&self) -> String {
+        match self {
+            Engine::Cpu(_) => "cpu".into(),
+            #[cfg(feature = "wgpu")]
+            Engine::Gpu(net) => format!("wgpu: {}", net.gpu().adapter_name()),
+        }
+    }
+
+    fn train_epoch(
+        &mut self,
+        model: &mut Sequential,
+        opt: &mut dyn Optimizer,
+        (data, plan, epoch): (&Cifar10, &Plan, u64),
+        progress: ferroconv::train::Progress<'_>,
+    ) -> ferroconv::Result<ferroconv::train::EpochStats> {
+        match self {
+            Engine::Cpu(loss) => train_epoch(model, loss, opt, data, plan, epoch, progress),
+            #[cfg(feature = "wgpu")]
+            Engine::Gpu(net) => ferroconv::gpu::train_epoch(net, opt, data, plan, epoch, progress),
+        }
+    }
+
+    fn evaluate(
+        &mut self,
+        model: &mut Sequential,
+        data: &Cifar10,
+        tta: bool,
+    ) -> ferroconv::Result<ferroconv::train::Evaluation> {
+        match self {
+            Engine::Cpu(_) => evaluate(model, data, 500, tta),
+            #[cfg(feature = "wgpu")]
+            Engine::Gpu(net) => ferroconv::gpu::evaluate(net, data, 500, tta),
+        }
+    }
+
+    /// Brings the model and optimizer state on the host up to date (for a checkpoint).
+    fn sync(&mut self, model: &mut Sequential, opt: &mut dyn Optimizer) -> ferroconv::Result<()> {
+        match self {
+            Engine::Cpu(_) => {
+                let _ = (model, opt); // the CPU trains the host model itself
+                Ok(())
+            }
+            #[cfg(feature = "wgpu")]
+            Engine::Gpu(net) => net.sync_to_host(model, opt),
+        }
+    }
+}
+
 fn run(args: Args) -> Result<(), String> {
     if let Some(t) = args.threads {
         ferroconv::set_threads(t).map_err(|e| e.to_string())?;
@@ -466,7 +551,13 @@ fn run(args: Args) -> Result<(), String> {
         ),
         None => None,
     };
-    let mut loss = ferroconv::SoftmaxCrossEntropy::with_label_smoothing(r.label_smoothing);
+    let mut engine = Engine::new(&args, &mut model, opt.as_mut())?;
+    println!("device: {}", engine.name());
+    let device_tag = match &engine {
+        Engine::Cpu(_) => String::new(),
+        #[cfg(feature = "wgpu")]
+        Engine::Gpu(_) => format!("  [{}]", engine.name()),
+    };
     println!(
         "{:>5} {:>10} {:>9} {:>8} {:>8} {:>8} {:>9}",
         "epoch", "train_loss", "train_acc", "test_acc", "seconds", "img/s", "lr"
@@ -481,19 +572,19 @@ fn run(args: Args) -> Result<(), String> {
     for epoch in first_epoch..=r.epochs {
         let mut bar = ProgressLine::new(train.len());
         let mut progress = |done, loss, lr| bar.update(epoch, done, loss, lr);
-        let s = train_epoch(
-            &mut model,
-            &mut loss,
-            opt.as_mut(),
-            &train,
-            &plan,
-            epoch,
-            &mut progress,
-        )
-        .map_err(|e| e.to_string())?;
-        let eval = evaluate(&mut model, &test, 500, r.tta).map_err(|e| e.to_string())?;
+        let s = engine
+            .train_epoch(
+                &mut model,
+                opt.as_mut(),
+                (&train, &plan, epoch),
+                &mut progress,
+            )
+            .map_err(|e| e.to_string())?;
+        let eval = engine
+            .evaluate(&mut model, &test, r.tta)
+            .map_err(|e| e.to_string())?;
         println!(
-            "{epoch:>5} {:>10.4} {:>8.2}% {:>7.2}% {:>8.2} {:>8.0} {:>9.2e}",
+            "{epoch:>5} {:>10.4} {:>8.2}% {:>7.2}% {:>8.2} {:>8.0} {:>9.2e}{device_tag}",
             s.train_loss,
             s.train_acc * 100.0,
             eval.accuracy * 100.0,
@@ -504,14 +595,15 @@ fn run(args: Args) -> Result<(), String> {
         if let Some(f) = json.as_mut() {
             writeln!(
                 f,
-                "{{\"epoch\":{epoch},\"train_loss\":{},\"train_acc\":{},\"test_acc\":{},\"seconds\":{},\"images_per_sec\":{},\"lr\":{},\"wall_seconds\":{}}}",
+                "{{\"epoch\":{epoch},\"train_loss\":{},\"train_acc\":{},\"test_acc\":{},\"seconds\":{},\"images_per_sec\":{},\"lr\":{},\"wall_seconds\":{},\"device\":{:?}}}",
                 s.train_loss,
                 s.train_acc,
                 eval.accuracy,
                 s.seconds,
                 s.images_per_sec,
                 s.lr,
-                run_start.elapsed().as_secs_f64()
+                run_start.elapsed().as_secs_f64(),
+                engine.name()
             )
             .and_then(|_| f.flush())
             .map_err(|e| format!("cannot write --json file: {e}"))?;
@@ -519,6 +611,9 @@ fn run(args: Args) -> Result<(), String> {
         if let Some(dir) = &args.save {
             let meta = run_metadata(&args, epoch);
             let path = dir.join(CHECKPOINT);
+            engine
+                .sync(&mut model, opt.as_mut())
+                .map_err(|e| e.to_string())?;
             ferroconv::checkpoint::save_training(&path, &mut model, opt.as_mut(), meta)
                 .map_err(|e| e.to_string())?;
         }

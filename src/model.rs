@@ -51,6 +51,14 @@ impl Sequential {
         Ok(model)
     }
 
+    /// The layers, in order, with each one's output shape per item.
+    pub fn layers(&self) -> impl Iterator<Item = (&dyn Layer, &[usize])> {
+        self.layers
+            .iter()
+            .zip(&self.shapes)
+            .map(|(l, s)| (l.as_ref(), s.as_slice()))
+    }
+
     /// Draws fresh initial parameters from `seed`.
     pub fn reinit(&mut self, seed: u64) {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);

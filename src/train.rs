@@ -6,6 +6,7 @@ use crate::layers::Mode;
 use crate::loss::SoftmaxCrossEntropy;
 use crate::model::Sequential;
 use crate::optim::{Optimizer, Schedule};
+use crate::tensor::Tensor;
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -81,9 +82,8 @@ pub fn train_epoch(
     progress: Progress<'_>,
 ) -> Result<EpochStats> {
     let start = Instant::now();
-    let order = epoch_permutation(data.len(), plan.seed, epoch);
     let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-    let mut step = |batch: &Batch| -> Result<()> {
+    for_each_batch(data, plan, epoch, &mut |batch| {
         let lr = plan.schedule.lr(plan.lr, opt.steps(), plan.total_steps);
         opt.set_lr(lr);
         model.set_step(opt.steps());
@@ -97,7 +97,36 @@ pub fn train_epoch(
         seen += n;
         progress(seen, loss_sum / seen as f64, lr);
         Ok(())
-    };
+    })?;
+    Ok(EpochStats::new(loss_sum, correct, seen, start, opt.lr()))
+}
+
+impl EpochStats {
+    /// Stats of an epoch that started at `start` and saw `seen` images.
+    pub(crate) fn new(loss_sum: f64, correct: usize, seen: usize, start: Instant, lr: f32) -> Self {
+        let seconds = start.elapsed().as_secs_f64();
+        EpochStats {
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_acc: correct as f64 / seen.max(1) as f64,
+            seconds,
+            images_per_sec: seen as f64 / seconds,
+            lr,
+        }
+    }
+}
+
+/// Calls `step` on each mini-batch of one epoch (epochs count from 1), in the order
+/// `epoch_permutation(len, seed, epoch)`, augmented as the plan says.
+///
+/// With augmentation, a loader thread prepares the next batches while `step` runs. Every
+/// training loop (CPU or GPU) gets its batches from here, so they see the same images.
+pub fn for_each_batch(
+    data: &Cifar10,
+    plan: &Plan,
+    epoch: u64,
+    step: &mut dyn FnMut(&Batch) -> Result<()>,
+) -> Result<()> {
+    let order = epoch_permutation(data.len(), plan.seed, epoch);
     if plan.augment.is_identity() {
         // Assembling a batch is a table look-up per pixel: do it inline.
         let mut batch = Batch::default();
@@ -105,44 +134,36 @@ pub fn train_epoch(
             data.fill_batch(indices, &mut batch.images, &mut batch.labels);
             step(&batch)?;
         }
-    } else {
-        // Augmentation runs on a loader thread, a few batches ahead of training.
-        let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(PREFETCH);
-        let (empty_tx, empty_rx) = mpsc::channel::<Batch>();
-        for _ in 0..PREFETCH {
-            empty_tx.send(Batch::default()).expect("receiver alive");
-        }
-        std::thread::scope(|scope| -> Result<()> {
-            let order = &order;
-            scope.spawn(move || {
-                let mut pos = 0;
-                for indices in Batches::new(order, plan.batch_size) {
-                    let Ok(mut batch) = empty_rx.recv() else {
-                        return;
-                    };
-                    let key = |k: usize| augment_key(plan.seed, epoch, (pos + k) as u64);
-                    let (x, l) = (&mut batch.images, &mut batch.labels);
-                    data.fill_batch_augmented(indices, &plan.augment, key, x, l);
-                    pos += indices.len();
-                    if full_tx.send(batch).is_err() {
-                        return;
-                    }
-                }
-            });
-            for batch in full_rx.iter() {
-                step(&batch)?;
-                let _ = empty_tx.send(batch);
-            }
-            Ok(())
-        })?;
+        return Ok(());
     }
-    let seconds = start.elapsed().as_secs_f64();
-    Ok(EpochStats {
-        train_loss: loss_sum / seen.max(1) as f64,
-        train_acc: correct as f64 / seen.max(1) as f64,
-        seconds,
-        images_per_sec: seen as f64 / seconds,
-        lr: opt.lr(),
+    // Augmentation runs on a loader thread, a few batches ahead of training.
+    let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(PREFETCH);
+    let (empty_tx, empty_rx) = mpsc::channel::<Batch>();
+    for _ in 0..PREFETCH {
+        empty_tx.send(Batch::default()).expect("receiver alive");
+    }
+    std::thread::scope(|scope| -> Result<()> {
+        let order = &order;
+        scope.spawn(move || {
+            let mut pos = 0;
+            for indices in Batches::new(order, plan.batch_size) {
+                let Ok(mut batch) = empty_rx.recv() else {
+                    return;
+                };
+                let key = |k: usize| augment_key(plan.seed, epoch, (pos + k) as u64);
+                let (x, l) = (&mut batch.images, &mut batch.labels);
+                data.fill_batch_augmented(indices, &plan.augment, key, x, l);
+                pos += indices.len();
+                if full_tx.send(batch).is_err() {
+                    return;
+                }
+            }
+        });
+        for batch in full_rx.iter() {
+            step(&batch)?;
+            let _ = empty_tx.send(batch);
+        }
+        Ok(())
     })
 }
 
@@ -175,19 +196,35 @@ pub fn evaluate(
     tta: bool,
 ) -> Result<Evaluation> {
     let classes = model.output_shape().iter().product::<usize>();
+    evaluate_with(data, batch_size, tta, classes, &mut |images, logits| {
+        let out = model.forward(images, Mode::Eval)?;
+        logits.reshape_to(out.shape());
+        logits.data_mut().copy_from_slice(out.data());
+        Ok(())
+    })
+}
+
+/// [`evaluate`] for any classifier: `logits_of(images[N, ...], logits)` must fill
+/// `logits[N, classes]` (any backend: the CPU model, the GPU mirror, …).
+pub fn evaluate_with(
+    data: &Cifar10,
+    batch_size: usize,
+    tta: bool,
+    classes: usize,
+    logits_of: &mut dyn FnMut(&Tensor, &mut Tensor) -> Result<()>,
+) -> Result<Evaluation> {
     let mut confusion = vec![vec![0u32; classes]; classes];
     let order: Vec<usize> = (0..data.len()).collect();
-    let (mut batch, mut logits) = (Batch::default(), crate::Tensor::default());
+    let (mut batch, mut logits, mut mirrored) =
+        (Batch::default(), Tensor::default(), Tensor::default());
     let mut loss = SoftmaxCrossEntropy::new();
     let (mut loss_sum, mut correct) = (0.0, 0);
     for indices in Batches::new(&order, batch_size) {
         data.fill_batch(indices, &mut batch.images, &mut batch.labels);
-        let out = model.forward(&batch.images, Mode::Eval)?;
-        logits.reshape_to(out.shape());
-        logits.data_mut().copy_from_slice(out.data());
+        logits_of(&batch.images, &mut logits)?;
         if tta {
             data.fill_batch_mirrored(indices, &mut batch.images, &mut batch.labels);
-            let mirrored = model.forward(&batch.images, Mode::Eval)?;
+            logits_of(&batch.images, &mut mirrored)?;
             for (a, &b) in logits.data_mut().iter_mut().zip(mirrored.data()) {
                 *a = 0.5 * (*a + b);
             }

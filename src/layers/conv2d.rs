@@ -488,4 +488,15 @@ impl Layer for Conv2d {
     fn num_params(&self) -> usize {
         self.weight.len() + self.bias.len()
     }
+
+    fn kind(&self) -> super::LayerKind {
+        super::LayerKind::Conv2d {
+            in_channels: self.in_channels,
+            out_channels: self.out_channels,
+            kernel: self.kernel,
+            stride: self.stride,
+            padding: self.padding,
+            bias: !self.bias.is_empty(),
+        }
+    }
 }

@@ -154,4 +154,12 @@ impl Layer for Dense {
     fn num_params(&self) -> usize {
         self.weight.len() + self.bias.len()
     }
+
+    fn kind(&self) -> super::LayerKind {
+        super::LayerKind::Dense {
+            inputs: self.inputs,
+            outputs: self.outputs,
+            bias: !self.bias.is_empty(),
+        }
+    }
 }

@@ -19,6 +19,10 @@ impl Flatten {
 }
 
 impl Layer for Flatten {
+    fn kind(&self) -> super::LayerKind {
+        super::LayerKind::Flatten
+    }
+
     fn describe(&self) -> String {
         "Flatten".into()
     }

@@ -37,6 +37,13 @@ impl MaxPool2d {
 const PLANES_PER_TASK: usize = 16;
 
 impl Layer for MaxPool2d {
+    fn kind(&self) -> super::LayerKind {
+        super::LayerKind::MaxPool2d {
+            kernel: self.kernel,
+            stride: self.stride,
+        }
+    }
+
     fn describe(&self) -> String {
         format!(
             "MaxPool2d({k}×{k}, stride {})",

@@ -121,6 +121,50 @@ pub(crate) fn emit_weight_bias(
     }
 }
 
+/// What a layer computes, in terms another backend can run without the layer's code
+/// (the wgpu path builds its kernels from this). Parameters are visited in the order
+/// `weight`, then `bias` when there is one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LayerKind {
+    /// [`Conv2d`]: square kernel, same stride and padding both ways.
+    Conv2d {
+        /// Input channels.
+        in_channels: usize,
+        /// Output channels.
+        out_channels: usize,
+        /// Kernel side.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+        /// Zero padding on every side.
+        padding: usize,
+        /// Whether there is a bias.
+        bias: bool,
+    },
+    /// [`Dense`].
+    Dense {
+        /// Input features.
+        inputs: usize,
+        /// Output features.
+        outputs: usize,
+        /// Whether there is a bias.
+        bias: bool,
+    },
+    /// [`ReLU`].
+    ReLU,
+    /// [`MaxPool2d`].
+    MaxPool2d {
+        /// Window side.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+    },
+    /// [`Flatten`].
+    Flatten,
+    /// Anything else: only the layer's own (CPU) code runs it.
+    Other,
+}
+
 /// A network layer: a forward/backward pair plus its parameters.
 pub trait Layer: Send {
     /// One-line description, e.g. `Conv2d(3→6, 5×5, stride 1, pad 0)`.
@@ -157,6 +201,11 @@ pub trait Layer: Send {
     /// Number of trainable scalars.
     fn num_params(&self) -> usize {
         0
+    }
+
+    /// What the layer computes, for backends that run it with their own kernels.
+    fn kind(&self) -> LayerKind {
+        LayerKind::Other
     }
 }
 

@@ -19,6 +19,10 @@ impl ReLU {
 }
 
 impl Layer for ReLU {
+    fn kind(&self) -> super::LayerKind {
+        super::LayerKind::ReLU
+    }
+
     fn describe(&self) -> String {
         "ReLU".into()
     }

@@ -124,6 +124,16 @@ impl Optimizer for Adam {
         out
     }
 
+    fn rule(&self) -> super::UpdateRule {
+        super::UpdateRule::Adam {
+            betas: self.betas,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            decoupled: self.decoupled,
+            decay_filter: self.decay_filter,
+        }
+    }
+
     fn describe(&self) -> String {
         let name = if self.decoupled { "AdamW" } else { "Adam" };
         format!("{name}(betas {:?}, wd {})", self.betas, self.weight_decay)

@@ -12,6 +12,36 @@ pub use sgd::Sgd;
 use crate::layers::ParamKind;
 use crate::model::Sequential;
 
+/// An optimizer's update rule and hyper-parameters, for backends that apply it with their
+/// own kernels (the learning rate and step count stay with the optimizer).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UpdateRule {
+    /// [`Sgd`].
+    Sgd {
+        /// Momentum `μ` (0: no buffers).
+        momentum: f32,
+        /// L2 weight decay.
+        weight_decay: f32,
+        /// Nesterov momentum.
+        nesterov: bool,
+        /// Which parameters are decayed.
+        decay_filter: DecayFilter,
+    },
+    /// [`Adam`] and AdamW.
+    Adam {
+        /// `(β₁, β₂)`.
+        betas: (f32, f32),
+        /// `ε`.
+        eps: f32,
+        /// Weight decay.
+        weight_decay: f32,
+        /// Decoupled (AdamW) decay.
+        decoupled: bool,
+        /// Which parameters are decayed.
+        decay_filter: DecayFilter,
+    },
+}
+
 /// What every optimizer offers the training loop.
 pub trait Optimizer: Send {
     /// Updates every parameter of `model` from its gradient.
@@ -30,6 +60,8 @@ pub trait Optimizer: Send {
     /// parameters of `model` (`momentum.3.weight`, `exp_avg.3.weight`, …), allocated
     /// (zeros) if no step was taken yet, so a checkpoint can save or restore them.
     fn state(&mut self, model: &mut Sequential) -> Vec<(String, &mut Vec<f32>)>;
+    /// The update rule, so another backend can apply the same steps.
+    fn rule(&self) -> UpdateRule;
 }
 
 /// `(name, length)` of every parameter of `model`, in visiting order.

@@ -118,6 +118,15 @@ impl Optimizer for Sgd {
         .collect()
     }
 
+    fn rule(&self) -> super::UpdateRule {
+        super::UpdateRule::Sgd {
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            nesterov: self.nesterov,
+            decay_filter: self.decay_filter,
+        }
+    }
+
     fn describe(&self) -> String {
         let nesterov = if self.nesterov { ", nesterov" } else { "" };
         format!(
