@@ -569,22 +569,36 @@ fn run(args: Args) -> Result<(), String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    for epoch in first_epoch..=r.epochs {
-        let mut bar = ProgressLine::new(train.len());
-        let mut progress = |done, loss, lr| bar.update(epoch, done, loss, lr);
-        let s = engine
-            .train_epoch(
-                &mut model,
-                opt.as_mut(),
-                (&train, &plan, epoch),
-                &mut progress,
-            )
-            .map_err(|e| e.to_string())?;
-        let eval = engine
-            .evaluate(&mut model, &test, r.tta)
-            .map_err(|e| e.to_string())?;
+    // On the CPU, each epoch's evaluation runs on its own thread, on a copy of the weights
+    // taken at the end of the epoch, while the next epoch trains: at small batches training
+    // keeps one core busy and the other free. Results and their order are the same.
+    let mut snapshot = match engine {
+        Engine::Cpu(_) => Some(r.build(args.seed).map_err(|e| e.to_string())?),
+        #[cfg(feature = "wgpu")]
+        Engine::Gpu(_) => None,
+    };
+    let eval_pool = match snapshot {
+        Some(_) => Some(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .map_err(|e| format!("cannot start the evaluation thread: {e}"))?,
+        ),
+        None => None,
+    };
+    let engine_name = engine.name();
+    let line_start = if std::io::stderr().is_terminal() {
+        "\r\x1b[K" // clear the progress line first
+    } else {
+        ""
+    };
+    let report = |epoch: u64,
+                  s: &ferroconv::train::EpochStats,
+                  eval: &ferroconv::train::Evaluation,
+                  json: &mut Option<std::fs::File>|
+     -> Result<(), String> {
         println!(
-            "{epoch:>5} {:>10.4} {:>8.2}% {:>7.2}% {:>8.2} {:>8.0} {:>9.2e}{device_tag}",
+            "{line_start}{epoch:>5} {:>10.4} {:>8.2}% {:>7.2}% {:>8.2} {:>8.0} {:>9.2e}{device_tag}",
             s.train_loss,
             s.train_acc * 100.0,
             eval.accuracy * 100.0,
@@ -603,28 +617,83 @@ fn run(args: Args) -> Result<(), String> {
                 s.images_per_sec,
                 s.lr,
                 run_start.elapsed().as_secs_f64(),
-                engine.name()
+                engine_name
             )
             .and_then(|_| f.flush())
             .map_err(|e| format!("cannot write --json file: {e}"))?;
         }
-        if let Some(dir) = &args.save {
-            let meta = run_metadata(&args, epoch);
-            let path = dir.join(CHECKPOINT);
-            engine
-                .sync(&mut model, opt.as_mut())
+        Ok(())
+    };
+    type Done = (
+        u64,
+        ferroconv::train::EpochStats,
+        ferroconv::train::Evaluation,
+    );
+    std::thread::scope(|scope| -> Result<(), String> {
+        let mut pending: Option<std::thread::ScopedJoinHandle<'_, _>> = None;
+        let mut finish = |done: Done| {
+            let (epoch, s, eval) = done;
+            points.push(plot::EpochPoint {
+                epoch,
+                train_loss: s.train_loss,
+                train_acc: s.train_acc,
+                test_acc: eval.accuracy,
+            });
+            last_eval = Some(eval);
+        };
+        for epoch in first_epoch..=r.epochs {
+            let mut bar = ProgressLine::new(train.len());
+            let mut progress = |done, loss, lr| bar.update(epoch, done, loss, lr);
+            let s = engine
+                .train_epoch(
+                    &mut model,
+                    opt.as_mut(),
+                    (&train, &plan, epoch),
+                    &mut progress,
+                )
                 .map_err(|e| e.to_string())?;
-            ferroconv::checkpoint::save_training(&path, &mut model, opt.as_mut(), meta)
-                .map_err(|e| e.to_string())?;
+            if let Some(dir) = &args.save {
+                let meta = run_metadata(&args, epoch);
+                let path = dir.join(CHECKPOINT);
+                engine
+                    .sync(&mut model, opt.as_mut())
+                    .map_err(|e| e.to_string())?;
+                ferroconv::checkpoint::save_training(&path, &mut model, opt.as_mut(), meta)
+                    .map_err(|e| e.to_string())?;
+            }
+            if let Some(h) = pending.take() {
+                let (done, snap, file) = h.join().expect("evaluation thread panicked")?;
+                (snapshot, json) = (Some(snap), file);
+                finish(done);
+            }
+            if let Some(mut snap) = snapshot.take() {
+                snap.copy_state_from(&mut model)
+                    .map_err(|e| e.to_string())?;
+                let (test, tta, report) = (&test, r.tta, &report);
+                let mut file = json.take();
+                let pool = eval_pool.as_ref().expect("built with the snapshot");
+                pending = Some(scope.spawn(move || -> Result<_, String> {
+                    // One thread: the other core(s) keep training.
+                    let eval = pool
+                        .install(|| evaluate(&mut snap, test, 500, tta))
+                        .map_err(|e| e.to_string())?;
+                    report(epoch, &s, &eval, &mut file)?;
+                    Ok(((epoch, s, eval), snap, file))
+                }));
+            } else {
+                let eval = engine
+                    .evaluate(&mut model, &test, r.tta)
+                    .map_err(|e| e.to_string())?;
+                report(epoch, &s, &eval, &mut json)?;
+                finish((epoch, s, eval));
+            }
         }
-        points.push(plot::EpochPoint {
-            epoch,
-            train_loss: s.train_loss,
-            train_acc: s.train_acc,
-            test_acc: eval.accuracy,
-        });
-        last_eval = Some(eval);
-    }
+        if let Some(h) = pending.take() {
+            let (done, _, _) = h.join().expect("evaluation thread panicked")?;
+            finish(done);
+        }
+        Ok(())
+    })?;
     if let Some(eval) = last_eval {
         println!("\nper-class test accuracy:");
         for (c, name) in CLASSES.iter().enumerate() {

@@ -59,6 +59,32 @@ impl Sequential {
             .map(|(l, s)| (l.as_ref(), s.as_slice()))
     }
 
+    /// Copies every parameter and state buffer (batch-norm statistics) of `from`, a model
+    /// of the same architecture, into this one: a snapshot to evaluate on another thread
+    /// while `from` trains on. An error, leaving this model unchanged, when the two differ.
+    pub fn copy_state_from(&mut self, from: &mut Sequential) -> Result<()> {
+        let mut values: Vec<(String, Vec<f32>)> = Vec::new();
+        from.visit_params(&mut |name, p| values.push((name.to_string(), p.value.to_vec())));
+        from.visit_buffers(&mut |name, b| values.push((name.to_string(), b.to_vec())));
+        let mut mine: Vec<(String, usize)> = Vec::new();
+        self.visit_params(&mut |name, p| mine.push((name.to_string(), p.value.len())));
+        self.visit_buffers(&mut |name, b| mine.push((name.to_string(), b.len())));
+        let same = mine.len() == values.len()
+            && mine
+                .iter()
+                .zip(&values)
+                .all(|((n, len), (m, v))| n == m && *len == v.len());
+        if !same {
+            return Err(Error::Invalid(
+                "copy_state_from: the models have different parameters".into(),
+            ));
+        }
+        let mut it = values.into_iter();
+        self.visit_params(&mut |_, p| p.value.copy_from_slice(&it.next().expect("checked").1));
+        self.visit_buffers(&mut |_, b| b.copy_from_slice(&it.next().expect("checked").1));
+        Ok(())
+    }
+
     /// Draws fresh initial parameters from `seed`.
     pub fn reinit(&mut self, seed: u64) {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);

@@ -132,6 +132,25 @@ pub fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32], ld: usize) {
     let p = oh_n * ow_n;
     assert!(x.len() >= g.input_len() && ld >= p);
     assert!(col.len() >= (g.col_rows() - 1) * ld + p);
+    if g.stride == 1 && g.padding == 0 {
+        // No edges: row (c, kh, kw) is OH runs of OW pixels, run oh starting at input
+        // pixel (c, oh + kh, kw). Plain slice copies: the fastest form measured here.
+        let (h, w) = (g.height, g.width);
+        for c in 0..g.channels {
+            let plane = &x[c * h * w..(c + 1) * h * w];
+            for kh in 0..g.kernel_h {
+                for kw in 0..g.kernel_w {
+                    let r = (c * g.kernel_h + kh) * g.kernel_w + kw;
+                    let src = &plane[kh * w + kw..];
+                    let row = &mut col[r * ld..r * ld + p];
+                    for (oh, out) in row.chunks_exact_mut(ow_n).enumerate() {
+                        out.copy_from_slice(&src[oh * w..oh * w + ow_n]);
+                    }
+                }
+            }
+        }
+        return;
+    }
     for c in 0..g.channels {
         let plane = &x[c * g.height * g.width..(c + 1) * g.height * g.width];
         for kh in 0..g.kernel_h {
@@ -196,7 +215,8 @@ pub fn col2im_naive(g: &ConvGeometry, dcol: &[f32], ld: usize, dx: &mut [f32]) {
 
 /// col2im, row by row, the adjoint of [`im2col`]: `dcol` has row stride `ld`. Overwrites `dx`.
 ///
-/// Sums in the same (c, kh, kw, oh, ow) order as [`col2im_naive`], so the two agree bit for bit.
+/// Sums in the same (c, kh, kw, oh, ow) order as [`col2im_naive`], so the two agree bit for
+/// bit.
 pub fn col2im(g: &ConvGeometry, dcol: &[f32], ld: usize, dx: &mut [f32]) {
     let (oh_n, ow_n) = (g.out_h(), g.out_w());
     let p = oh_n * ow_n;
