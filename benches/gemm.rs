@@ -9,7 +9,7 @@ mod common;
 use common::*;
 
 use ferroconv::cpu::gemm::{
-    best_kernel_name, gemm, gemm_blocked, gemm_naive, gemm_packed, gemm_packed_portable,
+    best_kernel_name, gemm, gemm_blocked, gemm_dot, gemm_naive, gemm_packed, gemm_packed_portable,
     gemm_parallel,
 };
 use std::hint::black_box;
@@ -179,6 +179,8 @@ impl Bench {
         });
         self.line("parallel", 2, tag, p, &|p| p.run(gemm_parallel));
         if small {
+            // Dot products without packing (A·Bᵀ layouts; others fall back to packed).
+            self.line("dot", 1, tag, p, &|p| p.run(gemm_dot));
             // The entry point (serial for these sizes) with a 2-thread pool available.
             self.line("gemm", 2, tag, p, &|p| p.run(gemm));
         }
@@ -212,9 +214,9 @@ fn main() {
     let cnn: &[(usize, usize, usize, bool, bool)] = &[
         (6, 75, 784, false, false),
         (16, 150, 100, false, false),
-        (4, 400, 120, false, false),
-        (4, 120, 84, false, false),
-        (4, 84, 10, false, false),
+        (4, 400, 120, false, true),
+        (4, 120, 84, false, true),
+        (4, 84, 10, false, true),
         (6, 784, 75, false, true),
         (75, 6, 784, true, false),
         (16, 100, 150, false, true),

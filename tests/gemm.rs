@@ -6,7 +6,8 @@
 //! by the magnitude of the terms, so it holds for any `k` and any cancellation.
 
 use ferroconv::cpu::gemm::{
-    gemm, gemm_blocked, gemm_naive, gemm_packed, gemm_packed_portable, gemm_parallel,
+    gemm, gemm_blocked, gemm_dot, gemm_dot_portable, gemm_naive, gemm_packed, gemm_packed_portable,
+    gemm_parallel,
 };
 use proptest::prelude::*;
 
@@ -19,6 +20,8 @@ const VARIANTS: &[(&str, GemmFn)] = &[
     ("packed", gemm_packed),
     ("packed_portable", gemm_packed_portable),
     ("parallel", gemm_parallel),
+    ("dot", gemm_dot),
+    ("dot_portable", gemm_dot_portable),
 ];
 
 /// Small deterministic generator (xorshift64*), values in [-1, 1).

@@ -14,6 +14,8 @@
 //! | [`gemm_packed`]          | BLIS design, best microkernel for this CPU, one thread   |
 //! | [`gemm_packed_portable`] | BLIS design, `wide::f32x8` microkernel forced            |
 //! | [`gemm_parallel`]        | BLIS design, best microkernel, rayon over row blocks     |
+//! | [`gemm_dot`]             | dot products, no packing, for `A·Bᵀ` with few rows       |
+//! | [`gemm_dot_portable`]    | the same on `wide::f32x8`                                |
 //! | [`gemm`]                 | the entry point: picks serial or parallel by size        |
 //!
 //! # The BLIS design in five loops
@@ -41,6 +43,7 @@
 //! depends only on the CPU.)
 
 mod blocked;
+mod dot;
 mod kernel;
 #[cfg(target_arch = "x86_64")]
 mod kernel_avx2;
@@ -48,6 +51,7 @@ mod kernel_portable;
 mod pack;
 
 pub use blocked::gemm_blocked;
+pub use dot::DOT_MAX_M;
 pub use kernel::MicroKernel;
 #[cfg(target_arch = "x86_64")]
 pub use kernel_avx2::Avx2Fma;
@@ -216,6 +220,10 @@ gemm_variant!(
             Best::Avx2(_) => Avx2Fma::MR,
             Best::Portable(_) => Portable::MR,
         };
+        if csa == 1 && rsb == 1 && m <= dot::DOT_MAX_M && k >= 8 {
+            // Few rows, A's rows and B's columns contiguous: dot products beat packing.
+            return dot_best(m, k, n, a, rsa, b, csb, c, rsc, accumulate);
+        }
         let big = m.saturating_mul(n).saturating_mul(k) >= PAR_MIN_WORK && m >= 2 * mr;
         let threads = if big && rayon::current_num_threads() > 1 {
             Threads::Parallel
@@ -223,6 +231,68 @@ gemm_variant!(
             Threads::Serial
         };
         packed_best(threads, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate)
+    }
+);
+
+/// [`dot::gemm_dot`] with the best kernel for this CPU.
+#[allow(clippy::too_many_arguments)]
+fn dot_best(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: usize,
+    b: &[f32],
+    csb: usize,
+    c: &mut [f32],
+    rsc: usize,
+    accumulate: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(kern) = dot::Avx2Dot::detect() {
+        return dot::gemm_dot(kern, m, k, n, a, rsa, b, csb, c, rsc, accumulate);
+    }
+    dot::gemm_dot(
+        dot::PortableDot,
+        m,
+        k,
+        n,
+        a,
+        rsa,
+        b,
+        csb,
+        c,
+        rsc,
+        accumulate,
+    )
+}
+
+gemm_variant!(
+    /// Dot-product GEMM (no packing) with the best kernel for this CPU whenever A's rows
+    /// and B's columns are contiguous (`csa = 1`, `rsb = 1`), any `m`; other layouts go to
+    /// [`gemm_packed`]. [`gemm`] uses it for such products with at most
+    /// [`DOT_MAX_M`] rows.
+    gemm_dot,
+    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| {
+        if csa == 1 && rsb == 1 {
+            dot_best(m, k, n, a, rsa, b, csb, c, rsc, accumulate)
+        } else {
+            packed_best(Threads::Serial, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate)
+        }
+    }
+);
+
+gemm_variant!(
+    /// [`gemm_dot`] forced onto the portable `wide::f32x8` kernel.
+    gemm_dot_portable,
+    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| {
+        if csa == 1 && rsb == 1 {
+            dot::gemm_dot(dot::PortableDot, m, k, n, a, rsa, b, csb, c, rsc, accumulate)
+        } else {
+            packed_driver(
+                Portable, Threads::Serial, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+            )
+        }
     }
 );
 

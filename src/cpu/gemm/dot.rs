@@ -1,0 +1,199 @@
+//! GEMM as dot products, for `A·Bᵀ`-shaped products with few rows.
+//!
+//! When A's rows and B's columns are both contiguous along k (`csa = 1`, `rsb = 1`: the
+//! weight gradient `dW = dY·colsᵀ` of a convolution, a dense layer's `x·Wᵀ`), every
+//! element of C is the dot product of two contiguous runs. With few rows of C, packing B
+//! (a transpose of all of it) costs as much as the product itself; here nothing is packed.
+//!
+//! Each block of C (up to [`R`] rows × [`C`] columns) keeps one 8-lane accumulator per
+//! element: per 8 values of k, `rows + cols` loads and `rows·cols` multiply-adds. Each
+//! element's sum is: lane sums over k rounded down to a multiple of 8, in increasing k;
+//! the 8 lanes added in a fixed tree; the remaining `k mod 8` terms added in order; then
+//! `C = C + sum` (or `C = sum`). Nothing depends on threads.
+
+/// Most rows of C for which [`super::gemm`] takes this path.
+pub const DOT_MAX_M: usize = 16;
+
+/// Rows of C per block.
+const R: usize = 2;
+/// Columns of C per block.
+const C: usize = 4;
+
+/// The block computation of one instruction set: `sums[i][j] = A row i · B column j` for
+/// `RR` rows and `CC` columns (all slices of length `k`).
+pub trait DotKernel: Copy {
+    /// See the trait docs.
+    fn block<const RR: usize, const CC: usize>(
+        self,
+        k: usize,
+        rows: &[&[f32]; RR],
+        cols: &[&[f32]; CC],
+    ) -> [[f32; CC]; RR];
+}
+
+/// Adds the 8 lanes in a fixed tree: `((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7))`.
+#[inline(always)]
+fn lane_sum(l: [f32; 8]) -> f32 {
+    ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))
+}
+
+/// The `k mod 8` tail of one dot product, added in order to `s`.
+#[inline(always)]
+fn tail(row: &[f32], col: &[f32], k8: usize, mut s: f32) -> f32 {
+    for (x, y) in row[k8..].iter().zip(&col[k8..]) {
+        s = x.mul_add(*y, s);
+    }
+    s
+}
+
+/// `C[m×n] (=|+=) A[m×k]·B[k×n]` with `A[i][p] = a[i·rsa + p]`, `B[p][j] = b[j·csb + p]`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_dot<K: DotKernel>(
+    kern: K,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: usize,
+    b: &[f32],
+    csb: usize,
+    c: &mut [f32],
+    rsc: usize,
+    accumulate: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(rsc >= n || m == 1, "gemm: C row stride {rsc} < n = {n}");
+    let a_row = |i: usize| &a[i * rsa..i * rsa + k];
+    let b_col = |j: usize| &b[j * csb..j * csb + k];
+    let mut store = |i0: usize, j0: usize, sums: &[&[f32]]| {
+        for (i, row) in sums.iter().enumerate() {
+            let dst = &mut c[(i0 + i) * rsc + j0..(i0 + i) * rsc + j0 + row.len()];
+            for (d, &s) in dst.iter_mut().zip(*row) {
+                *d = if accumulate { *d + s } else { s };
+            }
+        }
+    };
+    // One block of `$rr` rows at i0 and `$cc` columns at j0.
+    macro_rules! block {
+        ($rr:literal, $cc:literal, $i0:expr, $j0:expr) => {{
+            let rows: [&[f32]; $rr] = std::array::from_fn(|i| a_row($i0 + i));
+            let cols: [&[f32]; $cc] = std::array::from_fn(|j| b_col($j0 + j));
+            let s = kern.block::<$rr, $cc>(k, &rows, &cols);
+            let refs: [&[f32]; $rr] = std::array::from_fn(|i| &s[i][..]);
+            store($i0, $j0, &refs);
+        }};
+    }
+    for i0 in (0..m).step_by(R) {
+        let full_rows = m - i0 >= R;
+        for j0 in (0..n).step_by(C) {
+            match (full_rows, (n - j0).min(C)) {
+                (true, 4) => block!(2, 4, i0, j0),
+                (true, 3) => block!(2, 3, i0, j0),
+                (true, 2) => block!(2, 2, i0, j0),
+                (true, _) => block!(2, 1, i0, j0),
+                (false, 4) => block!(1, 4, i0, j0),
+                (false, 3) => block!(1, 3, i0, j0),
+                (false, 2) => block!(1, 2, i0, j0),
+                (false, _) => block!(1, 1, i0, j0),
+            }
+        }
+    }
+}
+
+/// `wide::f32x8` blocks (SSE2 without target flags; the multiply-add need not fuse).
+#[derive(Clone, Copy, Debug)]
+pub struct PortableDot;
+
+impl DotKernel for PortableDot {
+    #[inline(always)]
+    fn block<const RR: usize, const CC: usize>(
+        self,
+        k: usize,
+        rows: &[&[f32]; RR],
+        cols: &[&[f32]; CC],
+    ) -> [[f32; CC]; RR] {
+        use wide::f32x8;
+        let load = |s: &[f32], p: usize| f32x8::from(<[f32; 8]>::try_from(&s[p..p + 8]).unwrap());
+        let k8 = k / 8 * 8;
+        let mut acc = [[f32x8::ZERO; CC]; RR];
+        for p in (0..k8).step_by(8) {
+            let av: [f32x8; RR] = std::array::from_fn(|i| load(rows[i], p));
+            for j in 0..CC {
+                let bv = load(cols[j], p);
+                for i in 0..RR {
+                    acc[i][j] = av[i].mul_add(bv, acc[i][j]);
+                }
+            }
+        }
+        std::array::from_fn(|i| {
+            std::array::from_fn(|j| tail(rows[i], cols[j], k8, lane_sum(acc[i][j].to_array())))
+        })
+    }
+}
+
+/// AVX2+FMA blocks; only [`Avx2Dot::detect`] makes one.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Debug)]
+pub struct Avx2Dot {
+    _proof: (),
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Avx2Dot {
+    /// The kernel, if this CPU has AVX2 and FMA.
+    pub fn detect() -> Option<Self> {
+        super::Avx2Fma::detect().map(|_| Avx2Dot { _proof: () })
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl DotKernel for Avx2Dot {
+    #[inline(always)]
+    fn block<const RR: usize, const CC: usize>(
+        self,
+        k: usize,
+        rows: &[&[f32]; RR],
+        cols: &[&[f32]; CC],
+    ) -> [[f32; CC]; RR] {
+        assert!(rows.iter().chain(cols).all(|s| s.len() >= k));
+        // SAFETY: `self` exists only if `detect` saw AVX2 and FMA; every slice holds k
+        // values (asserted), which is all `block_avx2` reads.
+        unsafe { block_avx2(k, rows, cols) }
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX2 and FMA; every slice must hold at least `k` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block_avx2<const RR: usize, const CC: usize>(
+    k: usize,
+    rows: &[&[f32]; RR],
+    cols: &[&[f32]; CC],
+) -> [[f32; CC]; RR] {
+    use std::arch::x86_64::*;
+    let k8 = k / 8 * 8;
+    let mut acc = [[_mm256_setzero_ps(); CC]; RR];
+    for p in (0..k8).step_by(8) {
+        // SAFETY: p + 8 ≤ k8 ≤ k ≤ every slice's length.
+        let av: [__m256; RR] =
+            std::array::from_fn(|i| unsafe { _mm256_loadu_ps(rows[i].as_ptr().add(p)) });
+        for j in 0..CC {
+            // SAFETY: as above.
+            let bv = unsafe { _mm256_loadu_ps(cols[j].as_ptr().add(p)) };
+            for i in 0..RR {
+                acc[i][j] = _mm256_fmadd_ps(av[i], bv, acc[i][j]);
+            }
+        }
+    }
+    std::array::from_fn(|i| {
+        std::array::from_fn(|j| {
+            let mut lanes = [0.0f32; 8];
+            // SAFETY: `lanes` holds 8 floats.
+            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc[i][j]) };
+            tail(rows[i], cols[j], k8, lane_sum(lanes))
+        })
+    })
+}
