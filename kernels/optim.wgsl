@@ -6,21 +6,14 @@
 //         m = β₁m + (1−β₁)g;  v = β₂v + (1−β₂)g²;
 //         w −= (lr/(1−β₁ᵗ)) · m / (√v/√(1−β₂ᵗ) + ε)
 //
-// `Update` holds a parameter's fixed hyper-parameters; `Step` the values that change each
-// step (learning rate, first-step flag, bias corrections), written once per step.
+// `Update` holds a parameter's fixed hyper-parameters; `Step` (from step.wgsl) the values
+// that change each step (learning rate, first-step flag, bias corrections).
 
 struct Update {
     len: u32, momentum: f32, weight_decay: f32, nesterov: u32,
     beta1: f32, beta2: f32, eps: f32, decoupled: u32,
     pad0: u32, pad1: u32, pad2: u32, pad3: u32,
     pad4: u32, pad5: u32, pad6: u32, pad7: u32,
-}
-
-struct Step {
-    lr: f32, first: u32, slot: u32, bias1: f32,
-    bias2: f32, pad0: u32, pad1: u32, pad2: u32,
-    pad3: u32, pad4: u32, pad5: u32, pad6: u32,
-    pad7: u32, pad8: u32, pad9: u32, pad10: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> w: array<f32>;

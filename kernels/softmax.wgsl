@@ -15,13 +15,7 @@ struct Loss {
     pad8: u32, pad9: u32, pad10: u32, pad11: u32,
 }
 
-// The per-step values (see optim.wgsl): only `slot` is read here.
-struct Step {
-    lr: f32, first: u32, slot: u32, bias1: f32,
-    bias2: f32, pad0: u32, pad1: u32, pad2: u32,
-    pad3: u32, pad4: u32, pad5: u32, pad6: u32,
-    pad7: u32, pad8: u32, pad9: u32, pad10: u32,
-}
+// `Step` (the per-step values; only `slot` is read here) comes from step.wgsl.
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> labels: array<u32>;

@@ -106,7 +106,8 @@ impl Kernel {
     }
 }
 
-/// The WGSL sources, compiled into the library.
+/// The WGSL sources, compiled into the library (`step.wgsl`, the per-step uniform block,
+/// is prepended to the two files that read it).
 const SOURCES: [(&str, &str); 6] = [
     ("gemm.wgsl", include_str!("../../kernels/gemm.wgsl")),
     ("im2col.wgsl", include_str!("../../kernels/im2col.wgsl")),
@@ -115,8 +116,20 @@ const SOURCES: [(&str, &str); 6] = [
         "elementwise.wgsl",
         include_str!("../../kernels/elementwise.wgsl"),
     ),
-    ("softmax.wgsl", include_str!("../../kernels/softmax.wgsl")),
-    ("optim.wgsl", include_str!("../../kernels/optim.wgsl")),
+    (
+        "softmax.wgsl",
+        concat!(
+            include_str!("../../kernels/step.wgsl"),
+            include_str!("../../kernels/softmax.wgsl")
+        ),
+    ),
+    (
+        "optim.wgsl",
+        concat!(
+            include_str!("../../kernels/step.wgsl"),
+            include_str!("../../kernels/optim.wgsl")
+        ),
+    ),
 ];
 
 /// Compiles every kernel: one shader module per file, one pipeline per entry point.
