@@ -46,6 +46,17 @@ struct DeviceParam {
     state: Vec<GpuBuffer>,
 }
 
+/// What a layer's forward leaves for its backward, in device buffers.
+enum Saved {
+    /// Nothing (ReLU reads its output, dense its input: both are activations anyway).
+    Nothing,
+    /// A convolution's im2col columns (reused for `dcols`) and its product before the
+    /// permute (reused for `dY'`).
+    Conv { cols: GpuBuffer, yp: GpuBuffer },
+    /// A max-pool's winners.
+    Pool { argmax: GpuBuffer },
+}
+
 /// The dispatches of one forward (eval) or training step at one batch size.
 struct Program {
     batch: usize,
@@ -254,9 +265,7 @@ impl GpuNet {
         let input = g.zeros(n * item)?;
         let labels = g.zeros(n)?;
         let mut acts = vec![input.clone()];
-        // Per layer, what backward needs: im2col columns (reused for dcols), the conv
-        // product before the permute (reused for dY'), or the pool winners.
-        let mut saved: Vec<Option<(GpuBuffer, GpuBuffer)>> = Vec::new();
+        let mut saved: Vec<Saved> = Vec::new();
         let mut ops = Vec::new();
         for node in &self.nodes {
             let x = acts.last().expect("input").clone();
@@ -288,7 +297,7 @@ impl GpuNet {
                     if bias {
                         ops.push(g.add_bias_op(out_len, p, &y, &param(1).value)?);
                     }
-                    saved.push(Some((cols, yp)));
+                    saved.push(Saved::Conv { cols, yp });
                     acts.push(y);
                 }
                 LayerKind::Dense {
@@ -311,13 +320,13 @@ impl GpuNet {
                     if bias {
                         ops.push(g.add_bias_op(out_len, 1, &y, &param(1).value)?);
                     }
-                    saved.push(None);
+                    saved.push(Saved::Nothing);
                     acts.push(y);
                 }
                 LayerKind::ReLU => {
                     let y = g.zeros(out_len)?;
                     ops.push(g.relu_forward_op(out_len, &x, &y)?);
-                    saved.push(None);
+                    saved.push(Saved::Nothing);
                     acts.push(y);
                 }
                 LayerKind::MaxPool2d { kernel, stride } => {
@@ -326,11 +335,11 @@ impl GpuNet {
                     let argmax = g.zeros(out_len)?;
                     let win = (kernel, stride);
                     ops.push(g.maxpool_forward_op(planes, hw, win, &x, &y, &argmax)?);
-                    saved.push(Some((argmax.clone(), argmax)));
+                    saved.push(Saved::Pool { argmax });
                     acts.push(y);
                 }
                 LayerKind::Flatten => {
-                    saved.push(None);
+                    saved.push(Saved::Nothing);
                     acts.push(x);
                 }
                 LayerKind::Other => unreachable!("rejected by GpuNet::new"),
@@ -366,7 +375,7 @@ impl GpuNet {
         &self,
         n: usize,
         acts: &[GpuBuffer],
-        saved: &[Option<(GpuBuffer, GpuBuffer)>],
+        saved: &[Saved],
         dlogits: GpuBuffer,
         ops: &mut Vec<Dispatch>,
     ) -> Result<()> {
@@ -389,7 +398,9 @@ impl GpuNet {
                 } => {
                     let geom = conv_geometry(&node.kind, &node.input);
                     let (r, p) = (geom.col_rows(), geom.col_cols());
-                    let (cols, dyp) = saved[i].as_ref().expect("conv saves");
+                    let Saved::Conv { cols, yp: dyp } = &saved[i] else {
+                        unreachable!("a convolution saves its columns")
+                    };
                     ops.push(g.permute_op((n, cout, p), &dy, dyp)?);
                     let dw = GemmShape {
                         m: cout,
@@ -455,7 +466,9 @@ impl GpuNet {
                 }
                 LayerKind::MaxPool2d { kernel, stride } if need_dx => {
                     let (planes, hw) = planes(n, &node.input);
-                    let (argmax, _) = saved[i].as_ref().expect("pool saves");
+                    let Saved::Pool { argmax } = &saved[i] else {
+                        unreachable!("a max-pool saves its winners")
+                    };
                     let win = (kernel, stride);
                     ops.push(g.maxpool_backward_op(planes, hw, win, &dy, argmax, &dx)?);
                 }
