@@ -48,7 +48,6 @@ fn main() {
             accumulate: false,
         };
         let ops = gpu.gemm_op(&shape, &a, &b, &c).unwrap();
-        let ops: Vec<_> = ops.iter().collect();
         let reps = if quick { 3 } else { 5 };
         let s = median_secs(reps, Duration::from_millis(300), || {
             gpu.run(&ops).unwrap();

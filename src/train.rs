@@ -40,6 +40,11 @@ impl Plan {
         }
     }
 
+    /// The learning rate of the step that follows `steps` steps (the schedule over the run).
+    pub fn lr_at(&self, steps: u64) -> f32 {
+        self.schedule.lr(self.lr, steps, self.total_steps)
+    }
+
     /// Steps per epoch over `n` images.
     pub fn steps_per_epoch(&self, n: usize) -> u64 {
         n.div_ceil(self.batch_size.max(1)) as u64
@@ -84,7 +89,7 @@ pub fn train_epoch(
     let start = Instant::now();
     let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
     for_each_batch(data, plan, epoch, &mut |batch| {
-        let lr = plan.schedule.lr(plan.lr, opt.steps(), plan.total_steps);
+        let lr = plan.lr_at(opt.steps());
         opt.set_lr(lr);
         model.set_step(opt.steps());
         let logits = model.forward(&batch.images, Mode::Train)?;

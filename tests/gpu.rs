@@ -38,7 +38,7 @@ fn gpu() -> &'static Gpu {
 
 /// Runs `op` and reads back the first `len` values of `out`.
 fn run(op: &Dispatch, out: &GpuBuffer, len: usize) -> Vec<f32> {
-    gpu().run(&[op]).unwrap();
+    gpu().run([op]).unwrap();
     gpu().download(out, len).unwrap()
 }
 

@@ -23,15 +23,7 @@ pub fn median_secs(reps: usize, target: Duration, mut f: impl FnMut()) -> f64 {
     times[reps / 2]
 }
 
-/// Deterministic values in `[-1, 1)` (xorshift from `seed`).
-pub fn values(seed: u64, n: usize) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect()
-}
+#[path = "../../tests/common/values.rs"]
+mod values;
+#[allow(unused_imports)] // not every test binary uses it
+pub use values::values;

@@ -219,7 +219,7 @@ impl Gpu {
     }
 
     /// Records `dispatches` in order into one compute pass and submits it (no wait).
-    pub fn submit(&self, dispatches: &[&Dispatch]) {
+    pub fn submit<'a>(&self, dispatches: impl IntoIterator<Item = &'a Dispatch>) {
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
@@ -234,7 +234,7 @@ impl Gpu {
     }
 
     /// Runs `dispatches` in order and waits for them.
-    pub fn run(&self, dispatches: &[&Dispatch]) -> Result<()> {
+    pub fn run<'a>(&self, dispatches: impl IntoIterator<Item = &'a Dispatch>) -> Result<()> {
         self.submit(dispatches);
         self.wait()
     }
@@ -292,7 +292,7 @@ impl Gpu {
         let b_buf = self.upload(&b[..b_len])?;
         let c_buf = self.upload(&c[..c_len])?;
         let ops = self.gemm_op(&shape, &a_buf, &b_buf, &c_buf)?;
-        self.submit(&ops.iter().collect::<Vec<_>>());
+        self.submit(&ops);
         self.download_into(&c_buf, &mut c[..c_len])
     }
 }

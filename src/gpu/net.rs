@@ -517,10 +517,21 @@ impl GpuNet {
         lr: f32,
         steps: u64,
     ) -> Result<()> {
-        let n = self.check_batch(images, Some(labels))?;
         if self.pending.len() == STATS_SLOTS {
             self.flush()?;
         }
+        let prog = self.load_step(images, labels, lr, steps)?;
+        let p = &self.programs[prog];
+        self.gpu.submit(p.dispatches.iter().chain(&self.update));
+        self.pending.push(p.batch);
+        Ok(())
+    }
+
+    /// Checks a training batch and queues its uploads: images, labels, and the step uniform
+    /// (learning rate, first step, the next stats slot, Adam's bias corrections). Returns the
+    /// index of the batch size's training program.
+    fn load_step(&mut self, images: &Tensor, labels: &[u8], lr: f32, steps: u64) -> Result<usize> {
+        let n = self.check_batch(images, Some(labels))?;
         let prog = self.program(n, true)?;
         let p = &self.programs[prog];
         self.gpu.write(&p.input, images.data())?;
@@ -535,10 +546,7 @@ impl GpuNet {
         let slot = self.pending.len();
         self.gpu
             .write_step(&self.step, lr, steps == 0, slot, bias)?;
-        let all: Vec<&Dispatch> = p.dispatches.iter().chain(&self.update).collect();
-        self.gpu.submit(&all);
-        self.pending.push(n);
-        Ok(())
+        Ok(prog)
     }
 
     /// Runs one training step like [`GpuNet::train_step`] (it does update the parameters),
@@ -551,21 +559,14 @@ impl GpuNet {
         lr: f32,
         steps: u64,
     ) -> Result<Vec<(Kernel, f64)>> {
-        let n = self.check_batch(images, Some(labels))?;
         self.flush()?;
-        let prog = self.program(n, true)?;
-        let p = &self.programs[prog];
-        self.gpu.write(&p.input, images.data())?;
-        self.labels.clear();
-        self.labels.extend(labels.iter().map(|&l| u32::from(l)));
-        self.gpu.write_u32(&p.labels, &self.labels)?;
-        self.gpu
-            .write_step(&self.step, lr, steps == 0, 0, (1.0, 1.0))?;
+        let prog = self.load_step(images, labels, lr, steps)?;
         self.gpu.wait()?;
+        let p = &self.programs[prog];
         let mut out = Vec::new();
         for d in p.dispatches.iter().chain(&self.update) {
             let t = Instant::now();
-            self.gpu.run(&[d])?;
+            self.gpu.run([d])?;
             out.push((d.kernel(), t.elapsed().as_secs_f64()));
         }
         Ok(out)
@@ -603,8 +604,7 @@ impl GpuNet {
         let prog = self.program(n, false)?;
         let p = &self.programs[prog];
         self.gpu.write(&p.input, images.data())?;
-        let all: Vec<&Dispatch> = p.dispatches.iter().collect();
-        self.gpu.submit(&all);
+        self.gpu.submit(&p.dispatches);
         logits.reshape_to(&[n, self.classes]);
         self.gpu.download_into(&p.logits, logits.data_mut())
     }
@@ -696,7 +696,7 @@ pub fn train_epoch(
     let start = Instant::now();
     net.take_totals()?;
     for_each_batch(data, plan, epoch, &mut |batch| {
-        let lr = plan.schedule.lr(plan.lr, opt.steps(), plan.total_steps);
+        let lr = plan.lr_at(opt.steps());
         opt.set_lr(lr);
         let report = net.pending_steps() + 1 == STATS_SLOTS;
         net.train_step(&batch.images, &batch.labels, lr, opt.steps())?;
