@@ -70,7 +70,7 @@ fn main() {
         };
         let n_steps = steps(batch);
         let x = Tensor::from_vec(&[batch, 3, 32, 32], values(3, batch * 3 * 32 * 32)).unwrap();
-        let labels: Vec<u8> = (0..batch).map(|i| (i % 10) as u8).collect();
+        let labels: Vec<u32> = (0..batch).map(|i| (i % 10) as u32).collect();
 
         let (mut model, mut opt) = (build(), Sgd::new(0.001, 0.9));
         let mut net = GpuNet::new(Gpu::new().unwrap(), &mut model, &mut opt, 0.0).unwrap();

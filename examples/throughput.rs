@@ -60,7 +60,7 @@ fn measure(config: &str, repeats: usize) -> Result<Result1, String> {
         (0..batch * 3072).map(|_| rand()).collect(),
     )
     .map_err(|e| e.to_string())?;
-    let labels: Vec<u8> = (0..batch).map(|i| (i % 10) as u8).collect();
+    let labels: Vec<u32> = (0..batch).map(|i| (i % 10) as u32).collect();
     let mut loss = SoftmaxCrossEntropy::new();
     let mut opt = Sgd::new(0.001, 0.9);
     // Steps per timed repeat: about 0.3 s of work each, at least one.

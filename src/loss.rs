@@ -37,7 +37,7 @@ impl SoftmaxCrossEntropy {
 
     /// `logits[N, classes]`, `labels[N]` → mean loss and hits; keeps `∂loss/∂logits`
     /// (already divided by `N`) for [`SoftmaxCrossEntropy::grad`].
-    pub fn forward(&mut self, logits: &Tensor, labels: &[u8]) -> Result<LossStats> {
+    pub fn forward(&mut self, logits: &Tensor, labels: &[u32]) -> Result<LossStats> {
         let &[n, classes] = logits.shape() else {
             return Err(Error::Invalid(format!(
                 "SoftmaxCrossEntropy: logits must be [N, classes], got {:?}",

@@ -1,6 +1,6 @@
 //! The training and evaluation loops shared by the examples and the tests.
 
-use crate::data::{Augment, Batch, Batches, Cifar10, augment_key, epoch_permutation};
+use crate::data::{Augment, Batch, Batches, Dataset, View, augment_key, epoch_permutation};
 use crate::error::Result;
 use crate::layers::Mode;
 use crate::loss::SoftmaxCrossEntropy;
@@ -81,7 +81,7 @@ pub fn train_epoch(
     model: &mut Sequential,
     loss: &mut SoftmaxCrossEntropy,
     opt: &mut dyn Optimizer,
-    data: &Cifar10,
+    data: &dyn Dataset,
     plan: &Plan,
     epoch: u64,
     progress: Progress<'_>,
@@ -126,7 +126,7 @@ impl EpochStats {
 /// With augmentation, a loader thread prepares the next batches while `step` runs. Every
 /// training loop (CPU or GPU) gets its batches from here, so they see the same images.
 pub fn for_each_batch(
-    data: &Cifar10,
+    data: &dyn Dataset,
     plan: &Plan,
     epoch: u64,
     step: &mut dyn FnMut(&Batch) -> Result<()>,
@@ -136,13 +136,13 @@ pub fn for_each_batch(
         // Assembling a batch is a table look-up per pixel: do it inline.
         let mut batch = Batch::default();
         for indices in Batches::new(&order, plan.batch_size) {
-            data.fill_batch(indices, &mut batch.images, &mut batch.labels);
+            data.fill_batch(indices, View::Plain, &mut batch)?;
             step(&batch)?;
         }
         return Ok(());
     }
     // Augmentation runs on a loader thread, a few batches ahead of training.
-    let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(PREFETCH);
+    let (full_tx, full_rx) = mpsc::sync_channel::<Result<Batch>>(PREFETCH);
     let (empty_tx, empty_rx) = mpsc::channel::<Batch>();
     for _ in 0..PREFETCH {
         empty_tx.send(Batch::default()).expect("receiver alive");
@@ -156,15 +156,23 @@ pub fn for_each_batch(
                     return;
                 };
                 let key = |k: usize| augment_key(plan.seed, epoch, (pos + k) as u64);
-                let (x, l) = (&mut batch.images, &mut batch.labels);
-                data.fill_batch_augmented(indices, &plan.augment, key, x, l);
+                let view = View::Augmented {
+                    augment: &plan.augment,
+                    key: &key,
+                };
+                let filled = data.fill_batch(indices, view, &mut batch).map(|_| batch);
                 pos += indices.len();
-                if full_tx.send(batch).is_err() {
+                let failed = filled.is_err();
+                if full_tx.send(filled).is_err() || failed {
                     return;
                 }
             }
         });
-        for batch in full_rx.iter() {
+        // Both channel ends move into this closure, so an early return drops them and the
+        // loader thread, blocked on either, stops instead of waiting forever.
+        let empty_tx = empty_tx;
+        for batch in full_rx {
+            let batch = batch?;
             step(&batch)?;
             let _ = empty_tx.send(batch);
         }
@@ -196,7 +204,7 @@ impl Evaluation {
 /// With `tta`, each image's logits are averaged with those of its mirror image.
 pub fn evaluate(
     model: &mut Sequential,
-    data: &Cifar10,
+    data: &dyn Dataset,
     batch_size: usize,
     tta: bool,
 ) -> Result<Evaluation> {
@@ -212,7 +220,7 @@ pub fn evaluate(
 /// [`evaluate`] for any classifier: `logits_of(images[N, ...], logits)` must fill
 /// `logits[N, classes]` (any backend: the CPU model, the GPU mirror, …).
 pub fn evaluate_with(
-    data: &Cifar10,
+    data: &dyn Dataset,
     batch_size: usize,
     tta: bool,
     classes: usize,
@@ -225,10 +233,10 @@ pub fn evaluate_with(
     let mut loss = SoftmaxCrossEntropy::new();
     let (mut loss_sum, mut correct) = (0.0, 0);
     for indices in Batches::new(&order, batch_size) {
-        data.fill_batch(indices, &mut batch.images, &mut batch.labels);
+        data.fill_batch(indices, View::Plain, &mut batch)?;
         logits_of(&batch.images, &mut logits)?;
         if tta {
-            data.fill_batch_mirrored(indices, &mut batch.images, &mut batch.labels);
+            data.fill_batch(indices, View::Mirrored, &mut batch)?;
             logits_of(&batch.images, &mut mirrored)?;
             for (a, &b) in logits.data_mut().iter_mut().zip(mirrored.data()) {
                 *a = 0.5 * (*a + b);

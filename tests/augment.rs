@@ -1,6 +1,6 @@
 //! Augmentation: crops and flips move pixels where they should, draws are seeded.
 
-use ferroconv::data::{Augment, Cifar10, augment_key, shift_flip};
+use ferroconv::data::{Augment, Batch, Cifar10, Dataset, View, augment_key, shift_flip};
 
 fn image(side: usize) -> Vec<u8> {
     (0..3 * side * side).map(|i| (i % 251 + 1) as u8).collect()
@@ -61,13 +61,11 @@ fn augment_is_seeded_and_varied() {
 #[test]
 fn mirrored_batch_is_the_mirror_image() {
     let data = Cifar10::from_raw(image(32), vec![3]).unwrap();
-    let (mut x, mut m, mut l) = (
-        ferroconv::Tensor::default(),
-        ferroconv::Tensor::default(),
-        Vec::new(),
-    );
-    data.fill_batch(&[0], &mut x, &mut l);
-    data.fill_batch_mirrored(&[0], &mut m, &mut l);
+    let (mut plain, mut mirrored) = (Batch::default(), Batch::default());
+    data.fill_batch(&[0], View::Plain, &mut plain).unwrap();
+    data.fill_batch(&[0], View::Mirrored, &mut mirrored)
+        .unwrap();
+    let (x, m) = (&plain.images, &mirrored.images);
     for row in 0..96 {
         for col in 0..32 {
             assert_eq!(x.data()[row * 32 + col], m.data()[row * 32 + 31 - col]);

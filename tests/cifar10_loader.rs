@@ -1,7 +1,7 @@
 //! The CIFAR-10 reader on small files the tests write: good ones and each kind of corrupt one.
 
 use ferroconv::Error;
-use ferroconv::data::{Cifar10, RECORD_BYTES, Split, read_batch_file};
+use ferroconv::data::{Batch, Cifar10, Dataset, RECORD_BYTES, Split, View, read_batch_file};
 use std::path::{Path, PathBuf};
 
 /// A fresh, empty folder under the system temp dir, removed when dropped.
@@ -49,15 +49,22 @@ fn reads_good_file_and_normalises() {
 
     let set = Cifar10::load(&dir.0, Split::Test).unwrap();
     assert_eq!(set.len(), 3);
-    let (mut x, mut l) = (ferroconv::Tensor::default(), Vec::new());
-    set.fill_batch(&[2, 0], &mut x, &mut l);
+    let mut batch = Batch::default();
+    set.fill_batch(&[2, 0], View::Plain, &mut batch).unwrap();
+    let (x, l) = (&batch.images, &batch.labels);
     assert_eq!(x.shape(), &[2, 3, 32, 32]);
-    assert_eq!(l, vec![9, 3]);
+    assert_eq!(*l, vec![9, 3]);
     // image 2, byte 0 is 14: (14/255 − 0.5)/0.5
     assert_eq!(x.data()[0], (14.0f32 / 255.0 - 0.5) / 0.5);
     // byte 255 → 1, byte 0 → −1 (image 0 has 255 at i = 255 and 0 at i = 256)
     assert_eq!(x.data()[3072 + 255], 1.0);
     assert_eq!(x.data()[3072 + 256], -1.0);
+    // Out of range: an error naming the index, and no panic.
+    let err = set
+        .fill_batch(&[0, 3], View::Plain, &mut batch)
+        .unwrap_err();
+    assert!(err.to_string().contains("image 3"), "{err}");
+    assert!(set.image(3).is_none() && set.image(2).is_some());
 }
 
 #[test]

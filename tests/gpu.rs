@@ -252,7 +252,7 @@ proptest! {
         slot in 0usize..4, seed in any::<u64>(),
     ) {
         let logits: Vec<f32> = values(seed, n * classes).iter().map(|v| v * 8.0).collect();
-        let labels: Vec<u8> = values(seed ^ 1, n).iter().map(|v| ((v + 1.0) * 0.5 * classes as f32) as u8 % classes as u8).collect();
+        let labels: Vec<u32> = values(seed ^ 1, n).iter().map(|v| ((v + 1.0) * 0.5 * classes as f32) as u32 % classes as u32).collect();
         let scale = 1.0 / n as f32;
         let mut grad = vec![0.0; n * classes];
         let (loss, correct) = softmax_xent(&logits, &labels, classes, smoothing, scale, &mut grad);
@@ -366,7 +366,7 @@ fn ops_reject_short_buffers() {
 fn training_steps_match_cpu() {
     let batch = 8;
     let x = Tensor::from_vec(&[batch, 3, 32, 32], values(7, batch * 3 * 32 * 32)).unwrap();
-    let labels: Vec<u8> = (0..batch as u8).map(|i| i % 10).collect();
+    let labels: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
     let mut cpu = models::seed_net(1).unwrap();
     let mut cpu_opt = Sgd::new(0.01, 0.9).weight_decay(5e-4).nesterov(true);
     let mut loss = SoftmaxCrossEntropy::new();
@@ -439,7 +439,7 @@ fn adam_training_matches_cpu() {
     };
     let batch = 6;
     let x = Tensor::from_vec(&[batch, 3, 13, 13], values(3, batch * 3 * 13 * 13)).unwrap();
-    let labels = [1u8, 4, 9, 0, 2, 2];
+    let labels = [1u32, 4, 9, 0, 2, 2];
     let (mut cpu, mut gpu_model) = (build(), build());
     let (mut cpu_opt, mut gpu_opt) = (Adam::adamw(0.01, 0.05), Adam::adamw(0.01, 0.05));
     let mut loss = SoftmaxCrossEntropy::with_label_smoothing(0.1);

@@ -233,7 +233,7 @@ proptest! {
     ) {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let logits: Vec<f32> = random_f32(&mut rng, n * classes).iter().map(|v| v * scale).collect();
-        let labels: Vec<u8> = (0..n).map(|_| (rng.next_u32() as usize % classes) as u8).collect();
+        let labels: Vec<u32> = (0..n).map(|_| rng.next_u32() % classes as u32).collect();
         let eps = smoothing as f64;
         let reference = |z: &[f64]| -> Vec<f64> {
             let mut total = 0.0;

@@ -8,7 +8,7 @@
 /// Stable: `log softmax(z)_j = z_j − m − log Σ exp(z_i − m)` with `m = max z`.
 pub fn softmax_xent(
     logits: &[f32],
-    labels: &[u8],
+    labels: &[u32],
     classes: usize,
     smoothing: f32,
     scale: f32,

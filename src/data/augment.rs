@@ -6,13 +6,36 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, SeedableRng};
 
 /// Which augmentations to apply.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Augment {
-    /// Pad every side by this many black pixels, then crop 32×32 at a random offset
-    /// (0 disables; 4 is the classic CIFAR-10 recipe).
+    /// Pad every side by this many black pixels, then crop at a random offset back to
+    /// the image's size (0 disables; 4 is the classic CIFAR-10 recipe).
     pub crop_pad: usize,
     /// Mirror left-right with probability ½.
     pub flip: bool,
+    /// torchvision's `RandomResizedCrop`: a random part of the source image, resized to
+    /// the output size. For sources that resize (image folders); the fixed-size CIFAR-10
+    /// loader refuses it.
+    pub resized_crop: Option<ResizedCrop>,
+}
+
+/// The ranges a random-resized crop draws from (torchvision's defaults: area fraction
+/// 0.08–1, aspect ratio ¾–4⁄3, drawn log-uniformly).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ResizedCrop {
+    /// Smallest and largest fraction of the source area the crop covers.
+    pub scale: (f32, f32),
+    /// Smallest and largest width/height ratio of the crop.
+    pub ratio: (f32, f32),
+}
+
+impl Default for ResizedCrop {
+    fn default() -> Self {
+        ResizedCrop {
+            scale: (0.08, 1.0),
+            ratio: (3.0 / 4.0, 4.0 / 3.0),
+        }
+    }
 }
 
 impl Augment {
@@ -21,12 +44,22 @@ impl Augment {
         Augment {
             crop_pad: 4,
             flip: true,
+            resized_crop: None,
+        }
+    }
+
+    /// torchvision's standard for photos: random-resized crop and horizontal flip.
+    pub fn photos() -> Self {
+        Augment {
+            crop_pad: 0,
+            flip: true,
+            resized_crop: Some(ResizedCrop::default()),
         }
     }
 
     /// True when nothing is applied.
     pub fn is_identity(&self) -> bool {
-        self.crop_pad == 0 && !self.flip
+        self.crop_pad == 0 && !self.flip && self.resized_crop.is_none()
     }
 
     /// Writes an augmented copy of `src` (`[3, side, side]` bytes) into `dst`; the draw

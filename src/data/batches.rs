@@ -23,7 +23,7 @@ pub struct Batch {
     /// The images.
     pub images: Tensor,
     /// The labels, one per image.
-    pub labels: Vec<u8>,
+    pub labels: Vec<u32>,
 }
 
 /// Walks an index order in chunks of `batch_size` (the last may be shorter).

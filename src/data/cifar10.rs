@@ -1,11 +1,12 @@
 //! The CIFAR-10 binary format: files of 3073-byte records, one label byte (0–9) then a
 //! 32×32 image as three 1024-byte planes (R, G, B), row-major.
 
-use super::{Augment, shift_flip};
+use super::{Batch, Dataset, Normalize, View, shift_flip};
 use crate::error::{Error, Result};
 use byteorder::ReadBytesExt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 /// Bytes of one image: 3 planes of 32×32.
 pub const IMAGE_BYTES: usize = 3 * 32 * 32;
@@ -167,6 +168,7 @@ impl Cifar10 {
 
     /// Keeps only the first `n` images.
     pub fn truncate(&mut self, n: usize) {
+        let n = n.min(self.len());
         self.labels.truncate(n);
         self.images.truncate(n * IMAGE_BYTES);
     }
@@ -186,69 +188,84 @@ impl Cifar10 {
         &self.labels
     }
 
-    /// Raw bytes of image `i`: `[3, 32, 32]`.
-    pub fn image(&self, i: usize) -> &[u8] {
-        &self.images[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES]
+    /// Raw bytes of image `i`: `[3, 32, 32]`, or `None` past the end.
+    pub fn image(&self, i: usize) -> Option<&[u8]> {
+        self.images.get(i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES)
     }
 
-    /// Writes the images `indices` into `x` as `[n, 3, 32, 32]` floats normalised to
-    /// `(v/255 − 0.5)/0.5` (torchvision's `ToTensor` + `Normalize(0.5, 0.5)`), and their
-    /// labels into `labels`.
-    pub fn fill_batch(&self, indices: &[usize], x: &mut crate::Tensor, labels: &mut Vec<u8>) {
-        self.fill_batch_with(indices, x, labels, |i, _, dst| {
-            normalise(self.image(i), dst)
-        })
-    }
-
-    /// [`Cifar10::fill_batch`] through augmentation: image at position `k` of the batch
-    /// is augmented with key `key(k)` (see [`crate::data::augment_key`]).
-    pub fn fill_batch_augmented(
-        &self,
-        indices: &[usize],
-        augment: &Augment,
-        key: impl Fn(usize) -> u64,
-        x: &mut crate::Tensor,
-        labels: &mut Vec<u8>,
-    ) {
-        let mut scratch = [0u8; IMAGE_BYTES];
-        self.fill_batch_with(indices, x, labels, |i, k, dst| {
-            augment.apply(self.image(i), &mut scratch, 32, key(k));
-            normalise(&scratch, dst)
-        })
-    }
-
-    /// [`Cifar10::fill_batch`] with every image mirrored left-right (test-time augmentation).
-    pub fn fill_batch_mirrored(
-        &self,
-        indices: &[usize],
-        x: &mut crate::Tensor,
-        labels: &mut Vec<u8>,
-    ) {
-        let mut scratch = [0u8; IMAGE_BYTES];
-        self.fill_batch_with(indices, x, labels, |i, _, dst| {
-            shift_flip(self.image(i), &mut scratch, 32, (0, 0), true);
-            normalise(&scratch, dst)
-        })
-    }
-
-    /// Runs `write(index, position, destination)` for each image of the batch.
+    /// Runs `write(image bytes, position, destination)` for each image of the batch,
+    /// after checking every index.
     fn fill_batch_with(
         &self,
         indices: &[usize],
-        x: &mut crate::Tensor,
-        labels: &mut Vec<u8>,
-        mut write: impl FnMut(usize, usize, &mut [f32]),
-    ) {
-        x.reshape_to(&[indices.len(), 3, 32, 32]);
-        labels.clear();
-        for (k, (dst, &i)) in x
+        batch: &mut Batch,
+        mut write: impl FnMut(&[u8], usize, &mut [f32]),
+    ) -> Result<()> {
+        if let Some(&i) = indices.iter().find(|&&i| i >= self.len()) {
+            return Err(Error::Invalid(format!(
+                "CIFAR-10: image {i} requested from a set of {}",
+                self.len()
+            )));
+        }
+        batch.images.reshape_to(&[indices.len(), 3, 32, 32]);
+        batch.labels.clear();
+        for (k, (dst, &i)) in batch
+            .images
             .data_mut()
             .chunks_exact_mut(IMAGE_BYTES)
             .zip(indices)
             .enumerate()
         {
-            write(i, k, dst);
-            labels.push(self.labels[i]);
+            write(&self.images[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES], k, dst);
+            batch.labels.push(u32::from(self.labels[i]));
+        }
+        Ok(())
+    }
+}
+
+/// The class names as owned strings, for [`Dataset::classes`].
+static CLASS_NAMES: LazyLock<Vec<String>> =
+    LazyLock::new(|| CLASSES.iter().map(|c| c.to_string()).collect());
+
+impl Dataset for Cifar10 {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn image_shape(&self) -> [usize; 3] {
+        [3, 32, 32]
+    }
+
+    fn classes(&self) -> &[String] {
+        &CLASS_NAMES
+    }
+
+    /// `(v/255 − 0.5)/0.5`: torchvision's `ToTensor` + `Normalize(0.5, 0.5)`.
+    fn normalization(&self) -> Normalize {
+        Normalize::half()
+    }
+
+    fn fill_batch(&self, indices: &[usize], view: View<'_>, batch: &mut Batch) -> Result<()> {
+        let mut scratch = [0u8; IMAGE_BYTES];
+        match view {
+            View::Plain => self.fill_batch_with(indices, batch, |src, _, dst| normalise(src, dst)),
+            View::Mirrored => self.fill_batch_with(indices, batch, |src, _, dst| {
+                shift_flip(src, &mut scratch, 32, (0, 0), true);
+                normalise(&scratch, dst)
+            }),
+            View::Augmented { augment, key } => {
+                if augment.resized_crop.is_some() {
+                    return Err(Error::Invalid(
+                        "CIFAR-10: random-resized crops are for image folders; \
+                         use the pad-and-crop augmentation (Augment::standard)"
+                            .into(),
+                    ));
+                }
+                self.fill_batch_with(indices, batch, |src, k, dst| {
+                    augment.apply(src, &mut scratch, 32, key(k));
+                    normalise(&scratch, dst)
+                })
+            }
         }
     }
 }

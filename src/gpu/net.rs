@@ -16,7 +16,7 @@
 
 use super::{Dispatch, GemmShape, Gpu, GpuBuffer, Kernel};
 use crate::cpu::im2col::ConvGeometry;
-use crate::data::Cifar10;
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::layers::{LayerKind, ParamKind};
 use crate::model::Sequential;
@@ -480,7 +480,7 @@ impl GpuNet {
     }
 
     /// Checks a batch against the model's input and classes.
-    fn check_batch(&self, images: &Tensor, labels: Option<&[u8]>) -> Result<usize> {
+    fn check_batch(&self, images: &Tensor, labels: Option<&[u32]>) -> Result<usize> {
         let n = images.batch();
         let mut want = vec![n];
         want.extend_from_slice(&self.input_shape);
@@ -513,7 +513,7 @@ impl GpuNet {
     pub fn train_step(
         &mut self,
         images: &Tensor,
-        labels: &[u8],
+        labels: &[u32],
         lr: f32,
         steps: u64,
     ) -> Result<()> {
@@ -530,13 +530,13 @@ impl GpuNet {
     /// Checks a training batch and queues its uploads: images, labels, and the step uniform
     /// (learning rate, first step, the next stats slot, Adam's bias corrections). Returns the
     /// index of the batch size's training program.
-    fn load_step(&mut self, images: &Tensor, labels: &[u8], lr: f32, steps: u64) -> Result<usize> {
+    fn load_step(&mut self, images: &Tensor, labels: &[u32], lr: f32, steps: u64) -> Result<usize> {
         let n = self.check_batch(images, Some(labels))?;
         let prog = self.program(n, true)?;
         let p = &self.programs[prog];
         self.gpu.write(&p.input, images.data())?;
         self.labels.clear();
-        self.labels.extend(labels.iter().map(|&l| u32::from(l)));
+        self.labels.extend_from_slice(labels);
         self.gpu.write_u32(&p.labels, &self.labels)?;
         let t = i32::try_from(steps + 1).unwrap_or(i32::MAX);
         let bias = match self.rule {
@@ -555,7 +555,7 @@ impl GpuNet {
     pub fn profile_step(
         &mut self,
         images: &Tensor,
-        labels: &[u8],
+        labels: &[u32],
         lr: f32,
         steps: u64,
     ) -> Result<Vec<(Kernel, f64)>> {
@@ -688,7 +688,7 @@ fn planes(n: usize, input: &[usize]) -> (usize, (usize, usize)) {
 pub fn train_epoch(
     net: &mut GpuNet,
     opt: &mut dyn Optimizer,
-    data: &Cifar10,
+    data: &dyn Dataset,
     plan: &Plan,
     epoch: u64,
     progress: Progress<'_>,
@@ -720,7 +720,7 @@ pub fn train_epoch(
 /// [`crate::train::evaluate`] on the GPU.
 pub fn evaluate(
     net: &mut GpuNet,
-    data: &Cifar10,
+    data: &dyn Dataset,
     batch_size: usize,
     tta: bool,
 ) -> Result<Evaluation> {

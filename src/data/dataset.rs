@@ -1,0 +1,52 @@
+//! The `Dataset` trait: what the training and evaluation loops read, whatever the source
+//! (the CIFAR-10 binary files, a folder of images, …).
+
+use crate::data::{Augment, Batch, Normalize};
+use crate::error::Result;
+
+/// How the images of a batch are presented.
+#[derive(Clone, Copy)]
+pub enum View<'a> {
+    /// As stored, after the source's evaluation preprocessing.
+    Plain,
+    /// Mirrored left-right (test-time augmentation).
+    Mirrored,
+    /// Augmented for training: the image at position `k` of the batch draws its crop and
+    /// flip from the generator key `key(k)` alone (see [`crate::data::augment_key`]), so
+    /// any thread may prepare it and a resumed run draws the same.
+    Augmented {
+        /// What to apply.
+        augment: &'a Augment,
+        /// The generator key of each position in the batch.
+        key: &'a (dyn Fn(usize) -> u64 + Sync),
+    },
+}
+
+/// A labelled set of images of one shape, read by index.
+///
+/// Implementations: [`crate::data::Cifar10`] (the binary files, in memory) and, with the
+/// `image` feature, `ImageFolder` (a folder of photos, decoded as needed).
+pub trait Dataset: Sync {
+    /// Number of images.
+    fn len(&self) -> usize;
+
+    /// True when there are no images.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Shape of one image as the model sees it, `[C, H, W]`.
+    fn image_shape(&self) -> [usize; 3];
+
+    /// The class names; a label is an index into them.
+    fn classes(&self) -> &[String];
+
+    /// How the source's bytes become the model's floats (saved with a trained model, so
+    /// that prediction prepares images the same way).
+    fn normalization(&self) -> Normalize;
+
+    /// Writes images `indices` into `batch.images` as `[n, C, H, W]` normalised floats and
+    /// their labels into `batch.labels`, presented as `view` says. An index out of range,
+    /// or an image that can no longer be read, is an error naming it.
+    fn fill_batch(&self, indices: &[usize], view: View<'_>, batch: &mut Batch) -> Result<()>;
+}
