@@ -132,7 +132,7 @@ pub fn for_each_batch(
     step: &mut dyn FnMut(&Batch) -> Result<()>,
 ) -> Result<()> {
     let order = epoch_permutation(data.len(), plan.seed, epoch);
-    if plan.augment.is_identity() {
+    if plan.augment.is_identity() && data.in_memory() {
         // Assembling a batch is a table look-up per pixel: do it inline.
         let mut batch = Batch::default();
         for indices in Batches::new(&order, plan.batch_size) {
@@ -141,7 +141,7 @@ pub fn for_each_batch(
         }
         return Ok(());
     }
-    // Augmentation runs on a loader thread, a few batches ahead of training.
+    // Augmentation and decoding run on a loader thread, a few batches ahead of training.
     let (full_tx, full_rx) = mpsc::sync_channel::<Result<Batch>>(PREFETCH);
     let (empty_tx, empty_rx) = mpsc::channel::<Batch>();
     for _ in 0..PREFETCH {
@@ -156,9 +156,13 @@ pub fn for_each_batch(
                     return;
                 };
                 let key = |k: usize| augment_key(plan.seed, epoch, (pos + k) as u64);
-                let view = View::Augmented {
-                    augment: &plan.augment,
-                    key: &key,
+                let view = if plan.augment.is_identity() {
+                    View::Plain
+                } else {
+                    View::Augmented {
+                        augment: &plan.augment,
+                        key: &key,
+                    }
                 };
                 let filled = data.fill_batch(indices, view, &mut batch).map(|_| batch);
                 pos += indices.len();

@@ -232,6 +232,10 @@ impl Dataset for Cifar10 {
         self.labels.len()
     }
 
+    fn in_memory(&self) -> bool {
+        true
+    }
+
     fn image_shape(&self) -> [usize; 3] {
         [3, 32, 32]
     }

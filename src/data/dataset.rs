@@ -35,6 +35,13 @@ pub trait Dataset: Sync {
         self.len() == 0
     }
 
+    /// True when a batch is assembled from memory at table-look-up cost (the loops then
+    /// fill un-augmented batches inline); false (the default) when images are decoded
+    /// from files, so the loops prepare every batch on a loader thread, ahead of training.
+    fn in_memory(&self) -> bool {
+        false
+    }
+
     /// Shape of one image as the model sees it, `[C, H, W]`.
     fn image_shape(&self) -> [usize; 3];
 
