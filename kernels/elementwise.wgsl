@@ -1,6 +1,6 @@
 // Element-wise passes and the small reductions around the GEMMs.
 //
-//   relu_forward:  y = max(x, 0)
+//   relu_forward:  y = x where x >= 0 or NaN, else 0 (NaN propagates, as on the CPU)
 //   relu_backward: dx = dy where y > 0, else 0
 //   add_bias:      y[i] += bias[(i / inner) % count]  (inner = P for NCHW, 1 for [N, F])
 //   permute:       y[b][a][k] = x[a][b][k] for x [A, B, inner] (swaps the two outer axes:
@@ -29,7 +29,8 @@ struct Params {
 fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
     for (var i = gid.x; i < p.len; i = i + nwg.x * 256u) {
-        y[i] = max(x[i], 0.0);
+        let v = x[i];
+        y[i] = select(v, 0.0, v < 0.0);
     }
 }
 

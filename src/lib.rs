@@ -4,23 +4,33 @@
 //! dense layers, softmax cross-entropy, backpropagation and SGD, on hand-written CPU
 //! kernels (SIMD + rayon).
 //!
-//! Layout: [`tensor`] holds data; [`cpu`] the kernels, which know nothing of layers;
-//! [`backend`] is the one seam through which [`layers`] reach kernels; [`model`] chains
-//! layers; [`loss`], [`optim`], [`data`] and [`train`] complete a training loop.
+//! Start with [`Sequential`] (a model of named [`layers`], saved and loaded with its
+//! architecture), [`data`] (the [`data::Dataset`] trait and its sources), [`recipe`] (the
+//! presets the examples train) and [`driver`] (the training run they share); [`train`]
+//! has the epoch and evaluation loops underneath, [`optim`] the optimizers and schedules,
+//! [`checkpoint`] the safetensors files.
+//!
+//! The kernels (`cpu`, reached by the layers only through `backend`) know nothing of
+//! layers; they are public for the benchmarks and tests but hidden from these docs.
 #![warn(missing_docs)]
 
+#[doc(hidden)]
 pub mod backend;
 pub mod checkpoint;
+#[doc(hidden)]
 pub mod cpu;
 pub mod data;
+pub mod driver;
 pub mod error;
 #[cfg(feature = "wgpu")]
 pub mod gpu;
+mod json;
 pub mod layers;
 pub mod loss;
 pub mod model;
 pub mod models;
 pub mod optim;
+pub mod recipe;
 pub mod tensor;
 pub mod train;
 
@@ -36,10 +46,29 @@ pub use model::Sequential;
 pub use tensor::Tensor;
 
 /// Sets the number of worker threads used by the kernels (rayon's global pool).
-/// Call once, before any training; results do not depend on the count.
+/// Call once, before any training; results do not depend on the count. A count of 0, or
+/// one above [`max_threads`] (spawning thousands of threads costs more than any epoch
+/// gains), is an error.
 pub fn set_threads(threads: usize) -> Result<()> {
+    let max = max_threads();
+    if threads == 0 || threads > max {
+        return Err(Error::Invalid(format!(
+            "{threads} threads: use 1 to {max} ({} cores here)",
+            cores()
+        )));
+    }
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build_global()
         .map_err(|e| Error::Invalid(format!("cannot set {threads} threads: {e}")))
+}
+
+/// Cores this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The most threads [`set_threads`] accepts: 4 per core, at least 64.
+pub fn max_threads() -> usize {
+    (4 * cores()).max(64)
 }

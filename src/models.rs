@@ -11,29 +11,55 @@ pub type Layers = Vec<Box<dyn Layer>>;
 
 /// The article's network, the classic PyTorch CIFAR-10 tutorial classifier:
 /// conv 3→6 5×5, ReLU, pool 2, conv 6→16 5×5, ReLU, pool 2, dense 400→120→84→10.
+///
+/// Its parameters carry the tutorial's names (`conv1`, `conv2`, `fc1`, `fc2`, `fc3`), so
+/// the tutorial's `state_dict`, saved with `safetensors.torch.save_file`, loads with
+/// [`Sequential::load_weights`].
 pub fn seed_net(seed: u64) -> Result<Sequential> {
-    let layers: Layers = vec![
-        Box::new(Conv2d::new(3, 6, 5)),
-        Box::new(ReLU::new()),
-        Box::new(MaxPool2d::new(2, 2)),
-        Box::new(Conv2d::new(6, 16, 5)),
-        Box::new(ReLU::new()),
-        Box::new(MaxPool2d::new(2, 2)),
-        Box::new(Flatten::new()),
-        Box::new(Dense::new(16 * 5 * 5, 120)),
-        Box::new(ReLU::new()),
-        Box::new(Dense::new(120, 84)),
-        Box::new(ReLU::new()),
-        Box::new(Dense::new(84, 10)),
+    seed_net_for([3, 32, 32], 10, seed)
+}
+
+/// Side of a `k×k` valid convolution's output followed by a 2×2 pool, or 0 when the
+/// input is too small.
+fn conv_pool(side: usize, k: usize) -> usize {
+    side.checked_sub(k - 1).map_or(0, |s| s / 2)
+}
+
+/// [`seed_net`] for `[C, H, W]` images and `classes` classes: `fc1` takes what the two
+/// conv-pool stages leave (`16·5·5` at 32×32).
+pub fn seed_net_for(input: [usize; 3], classes: usize, seed: u64) -> Result<Sequential> {
+    let [c, h, w] = input;
+    let flat = 16 * conv_pool(conv_pool(h, 5), 5) * conv_pool(conv_pool(w, 5), 5);
+    let layers: Vec<(&str, Box<dyn Layer>)> = vec![
+        ("conv1", Box::new(Conv2d::new(c, 6, 5))),
+        ("relu1", Box::new(ReLU::new())),
+        ("pool1", Box::new(MaxPool2d::new(2, 2))),
+        ("conv2", Box::new(Conv2d::new(6, 16, 5))),
+        ("relu2", Box::new(ReLU::new())),
+        ("pool2", Box::new(MaxPool2d::new(2, 2))),
+        ("flatten", Box::new(Flatten::new())),
+        ("fc1", Box::new(Dense::new(flat, 120))),
+        ("relu3", Box::new(ReLU::new())),
+        ("fc2", Box::new(Dense::new(120, 84))),
+        ("relu4", Box::new(ReLU::new())),
+        ("fc3", Box::new(Dense::new(84, classes))),
     ];
-    Sequential::new(&[3, 32, 32], layers, seed)
+    Sequential::named(&input, layers, seed)
 }
 
 /// The TensorFlow CNN tutorial's network: conv 32, 64, 64 (3×3, valid), max-pool after
 /// the first two, dense 64, dense 10; ReLU throughout.
 pub fn keras_net(seed: u64) -> Result<Sequential> {
+    keras_net_for([3, 32, 32], 10, seed)
+}
+
+/// [`keras_net`] for `[C, H, W]` images and `classes` classes (the first dense layer
+/// takes what the convolutions leave: `64·4·4` at 32×32).
+pub fn keras_net_for(input: [usize; 3], classes: usize, seed: u64) -> Result<Sequential> {
+    let [c, h, w] = input;
+    let side = |s: usize| conv_pool(conv_pool(s, 3), 3).saturating_sub(2);
     let layers: Layers = vec![
-        Box::new(Conv2d::new(3, 32, 3)),
+        Box::new(Conv2d::new(c, 32, 3)),
         Box::new(ReLU::new()),
         Box::new(MaxPool2d::new(2, 2)),
         Box::new(Conv2d::new(32, 64, 3)),
@@ -42,11 +68,11 @@ pub fn keras_net(seed: u64) -> Result<Sequential> {
         Box::new(Conv2d::new(64, 64, 3)),
         Box::new(ReLU::new()),
         Box::new(Flatten::new()),
-        Box::new(Dense::new(64 * 4 * 4, 64)),
+        Box::new(Dense::new(64 * side(h) * side(w), 64)),
         Box::new(ReLU::new()),
-        Box::new(Dense::new(64, 10)),
+        Box::new(Dense::new(64, classes)),
     ];
-    Sequential::new(&[3, 32, 32], layers, seed)
+    Sequential::new(&input, layers, seed)
 }
 
 /// 3×3 convolution (pad 1, no bias) → batch norm → ReLU.
@@ -66,7 +92,7 @@ fn residual(c: usize) -> Residual {
 }
 
 /// The ResNet-9-style network of the "fast CIFAR-10" family (DAWNBench), widths
-/// 64/128/256, as in `shared/reference/throughput_pytorch.py`: prep conv; conv, pool,
+/// 64/128/256, as in the PyTorch throughput reference script: prep conv; conv, pool,
 /// residual; conv, pool, residual; global max-pool; linear. ~0.30 GMAC per image.
 pub fn resnet9(seed: u64) -> Result<Sequential> {
     let mut layers: Layers = conv_bn(3, 64);
@@ -114,25 +140,42 @@ impl Activation {
 
 /// A fast CIFAR-10 network in the style of airbench (conv–pool–BN groups): a 2×2 stem
 /// conv, three groups of `widths`, global max-pool, linear. With widths `[64, 256, 256]`
-/// and GELU it is airbench94's body; the `--model resnet` preset ([`fast_net`]) uses a
+/// and GELU it is airbench94's body; the `--model fast` preset ([`fast_net`]) uses a
 /// narrower one with ReLU, to fit two CPU cores.
 pub fn airbench_net(widths: [usize; 3], act: Activation, seed: u64) -> Result<Sequential> {
+    airbench_net_for(widths, act, [3, 32, 32], 10, seed)
+}
+
+/// [`airbench_net`] for `[C, H, W]` images and `classes` classes: the global max-pool
+/// before the head takes any size the three pooling groups leave.
+pub fn airbench_net_for(
+    widths: [usize; 3],
+    act: Activation,
+    input: [usize; 3],
+    classes: usize,
+    seed: u64,
+) -> Result<Sequential> {
     let stem = 24;
-    let mut layers: Layers = vec![Box::new(Conv2d::new(3, stem, 2)), act.layer()];
+    let mut layers: Layers = vec![Box::new(Conv2d::new(input[0], stem, 2)), act.layer()];
     layers.extend(airbench_group(stem, widths[0], act));
     layers.extend(airbench_group(widths[0], widths[1], act));
     layers.extend(airbench_group(widths[1], widths[2], act));
     layers.push(Box::new(GlobalMaxPool::new()));
-    layers.push(Box::new(Dense::new(widths[2], 10).bias(false)));
-    Sequential::new(&[3, 32, 32], layers, seed)
+    layers.push(Box::new(Dense::new(widths[2], classes).bias(false)));
+    Sequential::new(&input, layers, seed)
 }
 
 /// Widths of [`fast_net`]'s three groups.
 pub const FAST_NET_WIDTHS: [usize; 3] = [32, 128, 128];
 
-/// The `--model resnet` preset's network: [`airbench_net`] at widths
+/// The `--model fast` preset's network: [`airbench_net`] at widths
 /// [`FAST_NET_WIDTHS`] with ReLU (~33 M multiply-adds per image), sized so ten epochs fit
-/// half an hour on two CPU cores.
+/// half an hour on two CPU cores. It has no residual connections.
 pub fn fast_net(seed: u64) -> Result<Sequential> {
-    airbench_net(FAST_NET_WIDTHS, Activation::Relu, seed)
+    fast_net_for([3, 32, 32], 10, seed)
+}
+
+/// [`fast_net`] for `[C, H, W]` images and `classes` classes.
+pub fn fast_net_for(input: [usize; 3], classes: usize, seed: u64) -> Result<Sequential> {
+    airbench_net_for(FAST_NET_WIDTHS, Activation::Relu, input, classes, seed)
 }

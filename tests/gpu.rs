@@ -257,7 +257,7 @@ proptest! {
         let mut grad = vec![0.0; n * classes];
         let (loss, correct) = softmax_xent(&logits, &labels, classes, smoothing, scale, &mut grad);
         let g = gpu();
-        let labels32: Vec<u32> = labels.iter().map(|&l| u32::from(l)).collect();
+        let labels32: Vec<u32> = labels.to_vec();
         let (ggrad, stats, step) = (g.zeros(grad.len()).unwrap(), g.zeros(8).unwrap(), g.step_uniform());
         g.write_step(&step, 0.0, false, slot, (1.0, 1.0)).unwrap();
         let op = g.softmax_xent_op((n, classes), smoothing, scale, &up(&logits), &g.upload_u32(&labels32).unwrap(), &ggrad, &stats, &step).unwrap();
@@ -407,12 +407,12 @@ fn training_steps_match_cpu() {
     });
     // The optimizer state came back too: momentum buffers match the CPU's.
     let cpu_state: Vec<Vec<f32>> = cpu_opt
-        .state(&mut cpu)
+        .state(&cpu)
         .into_iter()
         .map(|(_, b)| b.clone())
         .collect();
     let gpu_state: Vec<Vec<f32>> = gpu_opt
-        .state(&mut gpu_model)
+        .state(&gpu_model)
         .into_iter()
         .map(|(_, b)| b.clone())
         .collect();
@@ -505,18 +505,12 @@ fn training_on_cifar10_loss_falls() {
         let mut model = models::seed_net(0).unwrap();
         let mut opt = Sgd::new(0.01, 0.9);
         let mut net = GpuNet::new(Gpu::new().unwrap(), &mut model, &mut opt, 0.0).unwrap();
-        let plan = ferroconv::train::Plan::constant(16, 0, 0.01);
+        let plan = ferroconv::train::Plan::constant(16, 0);
         let mut losses = Vec::new();
         for epoch in 1..=epochs {
-            let s = ferroconv::gpu::train_epoch(
-                &mut net,
-                &mut opt,
-                &train,
-                &plan,
-                epoch,
-                &mut |_, _, _| {},
-            )
-            .unwrap();
+            let s =
+                ferroconv::gpu::train_epoch(&mut net, &mut opt, &train, &plan, epoch, &mut |_| {})
+                    .unwrap();
             losses.push(s.train_loss);
         }
         losses

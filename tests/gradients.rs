@@ -58,6 +58,14 @@ fn numeric_grad(v: &[f64], upstream: &[f64], f: &dyn Fn(&[f64]) -> Vec<f64>) -> 
         .collect()
 }
 
+/// A layer with its parameters allocated (as building a model does).
+fn built<L: Layer>(mut layer: L) -> L {
+    layer
+        .init(&mut Xoshiro256PlusPlus::seed_from_u64(0))
+        .unwrap();
+    layer
+}
+
 /// A layer's forward in f64: `(input, parameters) → output`.
 type Reference<'a> = dyn Fn(&[f64], &[Vec<f64>]) -> Vec<f64> + 'a;
 
@@ -165,7 +173,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let (h, w) = (k + extra_h, k + extra_w);
-        let mut layer = Conv2d::new(c, cout, k).stride(stride).padding(pad);
+        let mut layer = built(Conv2d::new(c, cout, k).stride(stride).padding(pad));
         prop_assert!(layer.output_shape(&[c, h, w]).is_ok());
         check_layer(&mut layer, &[n, c, h, w], seed, &|x, p| {
             conv_ref(x, &p[0], &p[1], (n, c, h, w), cout, k, stride, pad)
@@ -201,7 +209,7 @@ proptest! {
 
     #[test]
     fn dense_gradients(n in 1usize..5, fin in 1usize..20, fout in 1usize..12, seed in any::<u64>()) {
-        let mut layer = Dense::new(fin, fout);
+        let mut layer = built(Dense::new(fin, fout));
         check_layer(&mut layer, &[n, fin], seed, &|x, p| {
             let mut y = vec![0.0; n * fout];
             for i in 0..n {
@@ -312,7 +320,7 @@ proptest! {
     #[test]
     fn batchnorm2d_gradients_train_mode(n in 1usize..4, c in 1usize..4, h in 1usize..4, w in 1usize..4, seed in any::<u64>()) {
         prop_assume!(n * h * w > 1);
-        let mut layer = BatchNorm2d::new(c);
+        let mut layer = built(BatchNorm2d::new(c));
         check_layer(&mut layer, &[n, c, h, w], seed, &|x, p| {
             batchnorm_ref(x, (n, c, h * w), &p[0], &p[1], None)
         });
@@ -320,7 +328,7 @@ proptest! {
 
     #[test]
     fn batchnorm2d_gradients_eval_mode(n in 1usize..4, c in 1usize..4, h in 1usize..4, w in 1usize..4, seed in any::<u64>()) {
-        let mut layer = BatchNorm2d::new(c);
+        let mut layer = built(BatchNorm2d::new(c));
         // Random running statistics (variance positive).
         let mut stats: Vec<Vec<f64>> = Vec::new();
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 99);
@@ -337,7 +345,7 @@ proptest! {
 
     #[test]
     fn batchnorm2d_updates_running_statistics(c in 1usize..4, seed in any::<u64>()) {
-        let mut layer = BatchNorm2d::new(c);
+        let mut layer = built(BatchNorm2d::new(c));
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let x = random_f32(&mut rng, 2 * c * 9);
         layer.forward(&Tensor::from_vec(&[2, c, 3, 3], x.clone()).unwrap(), Mode::Train);
@@ -363,12 +371,12 @@ proptest! {
     fn dropout_gradients(n in 1usize..4, f in 1usize..40, p in 0.0f32..0.9, seed in any::<u64>()) {
         let mut layer = Dropout::new(p);
         // Learn the step-0 mask from a forward pass on ones, then rewind to step 0.
-        layer.init(&mut Xoshiro256PlusPlus::seed_from_u64(seed));
+        layer.init(&mut Xoshiro256PlusPlus::seed_from_u64(seed)).unwrap();
         let ones = Tensor::from_vec(&[n, f], vec![1.0; n * f]).unwrap();
         let mask = to64(layer.forward(&ones, Mode::Train).data());
         let keep = 1.0 / (1.0 - p as f64);
         prop_assert!(mask.iter().all(|&m| m == 0.0 || (m - keep).abs() < 1e-6));
-        layer.init(&mut Xoshiro256PlusPlus::seed_from_u64(seed));
+        layer.init(&mut Xoshiro256PlusPlus::seed_from_u64(seed)).unwrap();
         check_layer(&mut layer, &[n, f], seed, &|x, _| x.iter().zip(&mask).map(|(a, m)| a * m).collect());
         // Evaluation is the identity.
         prop_assert_eq!(layer.forward(&ones, Mode::Eval).data(), ones.data());
@@ -391,7 +399,7 @@ proptest! {
             Box::new(ReLU::new()),
             Box::new(Conv2d::new(c, c, 3).padding(1).bias(false)),
         ];
-        let mut layer = Residual::new(branch);
+        let mut layer = built(Residual::new(branch));
         prop_assert!(layer.output_shape(&[c, h, w]).is_ok());
         check_layer(&mut layer, &[n, c, h, w], seed, &|x, p| {
             let a: Vec<f64> = conv_ref(x, &p[0], &p[1], (n, c, h, w), c, 3, 1, 1).iter().map(|v| v.max(0.0)).collect();

@@ -152,6 +152,9 @@ fn conv2d_grouped_paths_match_reference_and_each_other() {
             .unwrap();
         pool.install(|| {
             let mut layer = Conv2d::new(c, co, k).padding(pad).keep_cols_max(keep_max);
+            layer
+                .init(&mut <rand::rngs::Xoshiro256PlusPlus as rand::SeedableRng>::seed_from_u64(0))
+                .unwrap();
             let (mut wv, mut bv) = (Vec::new(), Vec::new());
             let mut prefix = String::new();
             layer.visit_params(&mut prefix, &mut |_, p| {

@@ -7,9 +7,39 @@ use common::*;
 #[path = "../examples/support/image.rs"]
 mod image;
 
-use ferroconv::checkpoint::{SafeTensors, model_tensors};
+use ferroconv::checkpoint::SafeTensors;
+use ferroconv::data::Normalize;
 use std::path::Path;
 use std::process::Command;
+
+/// A valid PNG header declaring `w × h` RGB pixels, followed by a tiny compressed stream:
+/// a decompression bomb's signature.
+fn bomb_png(w: u32, h: u32) -> Vec<u8> {
+    let mut out = png_bytes(1, 1, png::ColorType::Rgb, png::BitDepth::Eight, &[1, 2, 3]);
+    // IHDR's width and height sit at bytes 16..24; its CRC follows the 13 data bytes.
+    out[16..20].copy_from_slice(&w.to_be_bytes());
+    out[20..24].copy_from_slice(&h.to_be_bytes());
+    let crc = crc32(&out[12..29]);
+    out[29..33].copy_from_slice(&crc.to_be_bytes());
+    out.resize(1200, 0);
+    out
+}
+
+/// CRC-32 (PNG's chunk checksum), bit by bit.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 == 1 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
 
 fn png_bytes(w: u32, h: u32, color: png::ColorType, depth: png::BitDepth, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -121,11 +151,14 @@ fn predict_answers_good_images_and_reports_bad_ones() {
     );
     let dir = temp_dir("e2e");
     let mut model = ferroconv::models::seed_net(1).unwrap();
-    let st = SafeTensors {
-        tensors: model_tensors(&mut model),
-        metadata: [("model".to_string(), "seed".to_string())].into(),
-    };
-    st.write(&dir.join("checkpoint.safetensors")).unwrap();
+    model.set_normalization(Normalize::half()).unwrap();
+    let names: Vec<String> = ferroconv::data::CLASSES
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    model.set_classes(names).unwrap();
+    model.save(dir.join("checkpoint.safetensors")).unwrap();
+    let st = SafeTensors::read(&dir.join("checkpoint.safetensors")).unwrap();
     let png_path = dir.join("a.png");
     let pixels: Vec<u8> = (0..40 * 30 * 3).map(|i| (i * 7 % 256) as u8).collect();
     std::fs::write(
@@ -141,11 +174,14 @@ fn predict_answers_good_images_and_reports_bad_ones() {
     .unwrap();
     let bad_path = dir.join("c.png");
     std::fs::write(&bad_path, b"\x89PNG this is not really a png").unwrap();
+    // 1.2 KB of PNG that declares 100000×100000 pixels: refused before any allocation.
+    let bomb_path = dir.join("bomb.png");
+    std::fs::write(&bomb_path, bomb_png(100_000, 100_000)).unwrap();
 
     let out = Command::new(&bin)
         .arg("--model")
         .arg(&dir)
-        .args([&png_path, &bad_path, &ppm_path])
+        .args([&png_path, &bad_path, &bomb_path, &ppm_path])
         .output()
         .unwrap();
     let (stdout, stderr) = (
@@ -180,10 +216,14 @@ fn predict_answers_good_images_and_reports_bad_ones() {
         stderr.contains("c.png") && stderr.contains("bad PNG"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("bomb.png") && stderr.contains("100000×100000"),
+        "{stderr}"
+    );
 
     // A checkpoint of another shape is a clear one-line error.
     let mut st2 = st.clone();
-    st2.tensors.remove("0.weight");
+    st2.tensors.remove("conv1.weight");
     st2.write(&dir.join("checkpoint.safetensors")).unwrap();
     let out = Command::new(&bin)
         .arg("--model")
@@ -192,6 +232,31 @@ fn predict_answers_good_images_and_reports_bad_ones() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("missing tensor \"0.weight\""));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("1 missing") && err.contains("conv1.weight"),
+        "{err}"
+    );
+
+    // A model with NaN weights is refused, not answered with NaN%.
+    let mut st3 = st.clone();
+    st3.tensors.get_mut("fc3.bias").unwrap().data.fill(f32::NAN);
+    st3.write(&dir.join("checkpoint.safetensors")).unwrap();
+    let out = Command::new(&bin)
+        .arg("--model")
+        .arg(&dir)
+        .arg(&ppm_path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let (err, stdout) = (
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout),
+    );
+    assert!(
+        err.contains("fc3.bias") && err.contains("not finite"),
+        "{err}"
+    );
+    assert!(!stdout.contains("NaN"), "{stdout}");
     std::fs::remove_dir_all(dir).unwrap();
 }

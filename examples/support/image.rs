@@ -14,11 +14,15 @@ pub struct Rgb {
     pub pixels: Vec<u8>,
 }
 
-/// Reads a PNG or PPM file (told apart by their magic bytes).
-pub fn read_image(path: &Path) -> Result<Rgb, String> {
+/// Largest image decoded by default: 64 megapixels (an 8K photo is 33).
+pub const MAX_PIXELS: u64 = 64 << 20;
+
+/// Reads a PNG or PPM file (told apart by their magic bytes), refusing images that
+/// declare more than `max_pixels` pixels before decoding them (a decompression bomb).
+pub fn read_image(path: &Path, max_pixels: u64) -> Result<Rgb, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
     if bytes.starts_with(b"\x89PNG") {
-        decode_png(&bytes)
+        decode_png_limited(&bytes, max_pixels)
     } else if bytes.starts_with(b"P6") || bytes.starts_with(b"P3") {
         decode_ppm(&bytes)
     } else {
@@ -26,11 +30,23 @@ pub fn read_image(path: &Path) -> Result<Rgb, String> {
     }
 }
 
-/// Decodes a PNG of any colour type and bit depth to 8-bit RGB.
+/// Decodes a PNG of any colour type and bit depth to 8-bit RGB (at most [`MAX_PIXELS`]).
 pub fn decode_png(bytes: &[u8]) -> Result<Rgb, String> {
+    decode_png_limited(bytes, MAX_PIXELS)
+}
+
+/// [`decode_png`] refusing images of more than `max_pixels` pixels before allocating.
+pub fn decode_png_limited(bytes: &[u8], max_pixels: u64) -> Result<Rgb, String> {
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::normalize_to_color8());
     let mut reader = decoder.read_info().map_err(|e| format!("bad PNG: {e}"))?;
+    let (w, h) = (reader.info().width, reader.info().height);
+    if u64::from(w) * u64::from(h) > max_pixels {
+        return Err(format!(
+            "declares {w}×{h} pixels, more than the limit of {max_pixels} \
+             (a decompression bomb? --max-pixels raises the limit)"
+        ));
+    }
     let size = reader.output_buffer_size().ok_or("PNG too large")?;
     let mut buf = vec![0; size];
     let info = reader

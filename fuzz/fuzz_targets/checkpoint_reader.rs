@@ -14,5 +14,6 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again.to_bytes(), bytes);
         let mut model = ferroconv::models::seed_net(0).unwrap();
         let _ = load_model(&mut model, &st, Path::new("fuzz"));
+        let _ = ferroconv::checkpoint::model_from_file(&st, Path::new("fuzz"));
     }
 });

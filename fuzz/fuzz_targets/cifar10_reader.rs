@@ -9,8 +9,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok((images, labels)) = ferroconv::data::read_batch_file(&path) {
         assert_eq!(images.len(), labels.len() * ferroconv::data::IMAGE_BYTES);
         assert!(labels.iter().all(|&l| l <= 9));
+        use ferroconv::data::{Batch, Dataset, View};
+        let n = labels.len();
         let set = ferroconv::data::Cifar10::from_raw(images, labels).unwrap();
-        let (mut x, mut l) = (ferroconv::Tensor::default(), Vec::new());
-        set.fill_batch(&[0], &mut x, &mut l);
+        let mut batch = Batch::default();
+        assert_eq!(set.fill_batch(&[0], View::Plain, &mut batch).is_ok(), n > 0);
+
     }
 });

@@ -7,7 +7,8 @@
 pub fn relu_forward(x: &[f32], y: &mut [f32]) {
     super::for_each_chunk(y, CHUNK, |i, y| {
         for (o, &v) in y.iter_mut().zip(&x[i * CHUNK..]) {
-            *o = if v > 0.0 { v } else { 0.0 };
+            // `v < 0` is false for NaN, so NaN passes through as in PyTorch.
+            *o = if v < 0.0 { 0.0 } else { v };
         }
     });
 }

@@ -131,6 +131,24 @@ pub fn read_batch_file(path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
 }
 
 impl Cifar10 {
+    /// Where the examples keep CIFAR-10: `$CIFAR10_DIR`, else `data/cifar-10-batches-bin`
+    /// under the current folder (the `cifar10` example downloads it there).
+    pub fn default_dir() -> PathBuf {
+        std::env::var_os("CIFAR10_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("data/cifar-10-batches-bin"))
+    }
+
+    /// Loads the first `n` images of a split, reading only the files that holds
+    /// (10,000 images each).
+    pub fn load_first(dir: &Path, split: Split, n: usize) -> Result<Self> {
+        let files = n.div_ceil(10_000).clamp(1, split.files().len());
+        let paths: Vec<PathBuf> = split.files()[..files].iter().map(|f| dir.join(f)).collect();
+        let mut set = Self::load_files(&paths)?;
+        set.truncate(n);
+        Ok(set)
+    }
+
     /// Loads a split from a folder holding the official binary files.
     pub fn load(dir: &Path, split: Split) -> Result<Self> {
         let paths: Vec<PathBuf> = split.files().iter().map(|f| dir.join(f)).collect();

@@ -1,0 +1,543 @@
+//! The training driver every example shares: epochs under a recipe, evaluation after each,
+//! a checkpoint after each (atomic, never a non-finite one), `--resume`, JSON lines, and
+//! events for a progress display.
+//!
+//! ```no_run
+//! use ferroconv::data::{Cifar10, Split};
+//! use ferroconv::driver::{Event, RunConfig, run};
+//! use ferroconv::recipe::Recipe;
+//! # fn main() -> ferroconv::Result<()> {
+//! let dir = Cifar10::default_dir();
+//! let (train, test) = (Cifar10::load(&dir, Split::Train)?, Cifar10::load(&dir, Split::Test)?);
+//! let config = RunConfig::new(Recipe::preset("seed")?, 0);
+//! let report = run(&config, &train, &test, &mut |event| {
+//!     if let Event::Epoch(e) = event {
+//!         println!("epoch {}: {:.2}%", e.epoch, 100.0 * e.eval.accuracy);
+//!     }
+//! })?;
+//! report.model.save("seed.safetensors")?;
+//! # Ok(()) }
+//! ```
+
+use crate::checkpoint;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::Sequential;
+use crate::optim::Optimizer;
+use crate::recipe::Recipe;
+use crate::train::{EpochStats, Evaluation, Plan, StepReport, evaluate, train_epoch};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// File name of the checkpoint inside a save folder.
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+
+/// Where the training steps run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Device {
+    /// The CPU kernels.
+    #[default]
+    Cpu,
+    /// The wgpu compute shaders (feature `wgpu`).
+    Wgpu,
+}
+
+/// A training run: the recipe and everything around it.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Network and training settings.
+    pub recipe: Recipe,
+    /// Seed of the initial weights, shuffles and augmentations.
+    pub seed: u64,
+    /// Write `DIR/checkpoint.safetensors` after every epoch.
+    pub save: Option<PathBuf>,
+    /// Continue the run saved in this folder.
+    pub resume: Option<PathBuf>,
+    /// Replace another run's checkpoint in the save folder (refused otherwise).
+    pub overwrite: bool,
+    /// Append one JSON object per epoch to this file (truncated first unless resuming).
+    pub json: Option<PathBuf>,
+    /// Where to train.
+    pub device: Device,
+    /// Images per evaluation batch.
+    pub eval_batch: usize,
+    /// Start from these weights (a file of [`Sequential::save`] or any safetensors file
+    /// with the model's names) instead of the seed's initial ones.
+    pub init_weights: Option<PathBuf>,
+    /// Extra `key = value` pairs recorded in the checkpoint and compared on resume
+    /// (e.g. which data the run trains on).
+    pub tags: BTreeMap<String, String>,
+}
+
+impl RunConfig {
+    /// A run of `recipe` from `seed`: no checkpoints, no JSON, on the CPU.
+    pub fn new(recipe: Recipe, seed: u64) -> Self {
+        RunConfig {
+            recipe,
+            seed,
+            save: None,
+            resume: None,
+            overwrite: false,
+            json: None,
+            device: Device::Cpu,
+            eval_batch: 500,
+            init_weights: None,
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+/// One finished epoch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochReport {
+    /// The epoch (from 1).
+    pub epoch: u64,
+    /// What training measured.
+    pub stats: EpochStats,
+    /// The evaluation on the test set after it.
+    pub eval: Evaluation,
+    /// Seconds since the run started.
+    pub wall_seconds: f64,
+}
+
+/// What the driver tells its caller while it runs.
+pub enum Event<'a> {
+    /// Training starts at `first_epoch` (after 1 when resuming) on `device` (a name such
+    /// as `cpu` or `wgpu: <adapter>`).
+    Started {
+        /// The first epoch to train.
+        first_epoch: u64,
+        /// Where the steps run.
+        device: &'a str,
+        /// The model as built (for a summary).
+        model: &'a Sequential,
+    },
+    /// After each mini-batch (every 256 on the GPU).
+    Step(&'a StepReport),
+    /// After each epoch's evaluation.
+    Epoch(&'a EpochReport),
+}
+
+/// What a run leaves.
+pub struct RunReport {
+    /// The trained model (normalisation and class names set from the training data).
+    pub model: Sequential,
+    /// The epochs trained in this call, in order.
+    pub epochs: Vec<EpochReport>,
+    /// The epoch the run resumed after, when it did.
+    pub resumed_after: Option<u64>,
+    /// Seconds from start to end.
+    pub wall_seconds: f64,
+}
+
+impl RunReport {
+    /// The last evaluation of this call, if an epoch ran.
+    pub fn last_eval(&self) -> Option<&Evaluation> {
+        self.epochs.last().map(|e| &e.eval)
+    }
+}
+
+/// Trains a fresh model of `config.recipe` on `train`, evaluating on `test` after each
+/// epoch. Everything the run writes is checked before the first step (the save folder,
+/// the JSON file); a NaN or infinite loss stops it with [`Error::NonFinite`], leaving
+/// the last good checkpoint in place.
+pub fn run(
+    config: &RunConfig,
+    train: &dyn Dataset,
+    test: &dyn Dataset,
+    on: &mut dyn FnMut(Event<'_>),
+) -> Result<RunReport> {
+    let r = &config.recipe;
+    r.check()?;
+    check_data(train, test, r)?;
+    let classes = train.classes().len();
+    let mut model = r.build_model(&train.image_shape(), classes, config.seed)?;
+    model.set_normalization(train.normalization())?;
+    model.set_classes(train.classes().to_vec())?;
+    if let Some(path) = &config.init_weights {
+        model.load_weights(path)?;
+    }
+    let mut opt = r.optimizer();
+    let plan = r.plan(train.len(), config.seed, !train.in_memory());
+    let metadata = |epoch: u64| run_metadata(config, train, epoch);
+
+    let save_path = config.save.as_ref().map(|d| d.join(CHECKPOINT));
+    if let Some(dir) = &config.save {
+        prepare_save_dir(dir, config)?;
+    }
+    let resumed_after = match &config.resume {
+        Some(dir) => Some(resume(
+            dir,
+            &metadata(0),
+            &config.tags,
+            &mut model,
+            opt.as_mut(),
+        )?),
+        None => None,
+    };
+    let first_epoch = resumed_after.map_or(1, |e| e + 1);
+    if first_epoch > r.epochs {
+        return Err(Error::Invalid(format!(
+            "the run in {} already finished its {} epochs: pass --epochs N with N > {} \
+             to train on",
+            config.resume.as_ref().expect("resumed").display(),
+            first_epoch - 1,
+            first_epoch - 1
+        )));
+    }
+    let start = Instant::now();
+    let mut engine = Engine::new(config, &mut model, opt.as_mut())?;
+    let device = engine.name();
+    on(Event::Started {
+        first_epoch,
+        device: &device,
+        model: &model,
+    });
+    let mut epochs = Vec::new();
+    // On the CPU, each epoch's evaluation runs on its own thread, on a copy of the weights
+    // taken at the end of the epoch, while the next epoch trains: at small batches
+    // training keeps one core busy and the other free. Results are the same.
+    let mut snapshot = match engine {
+        Engine::Cpu(_) => Some(Sequential::from_specs(
+            model.input_shape(),
+            &model.specs(),
+            0,
+        )?),
+        #[cfg(feature = "wgpu")]
+        Engine::Gpu(_) => None,
+    };
+    let eval_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|e| Error::Invalid(format!("cannot start the evaluation thread: {e}")))?;
+    let eval_batch = config.eval_batch.max(1);
+    let mut out = Output {
+        json: open_json(config)?,
+        device: &device,
+        start,
+        epochs: &mut epochs,
+    };
+    std::thread::scope(|scope| -> Result<()> {
+        type Pending<'s> = std::thread::ScopedJoinHandle<'s, Result<(Evaluation, Sequential)>>;
+        let mut pending: Option<(u64, EpochStats, Pending<'_>)> = None;
+        for epoch in first_epoch..=r.epochs {
+            let stats =
+                engine.train_epoch(&mut model, opt.as_mut(), (train, &plan, epoch), &mut |s| {
+                    on(Event::Step(s))
+                });
+            let stats = match stats {
+                Ok(s) => s,
+                Err(e) => {
+                    // Report the epoch whose evaluation is still running, then stop.
+                    if let Some((epoch, s, h)) = pending.take() {
+                        out.finish(epoch, s, join(h)?.0, on)?;
+                    }
+                    return Err(e);
+                }
+            };
+            if let Some(path) = &save_path {
+                engine.sync(&mut model, opt.as_mut())?;
+                checkpoint::save_training(path, &model, opt.as_mut(), metadata(epoch))?;
+            }
+            if let Some((epoch, s, h)) = pending.take() {
+                let (eval, snap) = join(h)?;
+                snapshot = Some(snap);
+                out.finish(epoch, s, eval, on)?;
+            }
+            match snapshot.take() {
+                Some(mut snap) => {
+                    snap.copy_state_from(&model)?;
+                    let (pool, tta) = (&eval_pool, r.tta);
+                    let h = scope.spawn(move || {
+                        pool.install(|| evaluate(&mut snap, test, eval_batch, tta))
+                            .map(|eval| (eval, snap))
+                    });
+                    pending = Some((epoch, stats, h));
+                }
+                None => {
+                    let eval = engine.evaluate(&mut model, test, eval_batch, r.tta)?;
+                    out.finish(epoch, stats, eval, on)?;
+                }
+            }
+        }
+        if let Some((epoch, s, h)) = pending.take() {
+            out.finish(epoch, s, join(h)?.0, on)?;
+        }
+        Ok(())
+    })?;
+    engine.sync(&mut model, opt.as_mut())?;
+    Ok(RunReport {
+        model,
+        epochs,
+        resumed_after,
+        wall_seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Where finished epochs go: the JSON file, the caller, the report.
+struct Output<'a> {
+    json: Option<std::fs::File>,
+    device: &'a str,
+    start: Instant,
+    epochs: &'a mut Vec<EpochReport>,
+}
+
+impl Output<'_> {
+    fn finish(
+        &mut self,
+        epoch: u64,
+        stats: EpochStats,
+        eval: Evaluation,
+        on: &mut dyn FnMut(Event<'_>),
+    ) -> Result<()> {
+        let report = EpochReport {
+            epoch,
+            stats,
+            eval,
+            wall_seconds: self.start.elapsed().as_secs_f64(),
+        };
+        if let Some(f) = self.json.as_mut() {
+            write_json(f, &report, self.device)?;
+        }
+        on(Event::Epoch(&report));
+        self.epochs.push(report);
+        Ok(())
+    }
+}
+
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+    h.join()
+        .map_err(|_| Error::Invalid("the evaluation thread panicked".into()))?
+}
+
+/// Refuses data the recipe cannot train on.
+fn check_data(train: &dyn Dataset, test: &dyn Dataset, r: &Recipe) -> Result<()> {
+    if train.is_empty() || test.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{} training and {} test images: both sets need images",
+            train.len(),
+            test.len()
+        )));
+    }
+    if r.batch_size > train.len() {
+        return Err(Error::Invalid(format!(
+            "batch size {} is larger than the {} training images",
+            r.batch_size,
+            train.len()
+        )));
+    }
+    if train.image_shape() != test.image_shape() || train.classes() != test.classes() {
+        return Err(Error::Invalid(format!(
+            "the training images are {:?} in {} classes, the test images {:?} in {}",
+            train.image_shape(),
+            train.classes().len(),
+            test.image_shape(),
+            test.classes().len()
+        )));
+    }
+    Ok(())
+}
+
+/// Creates the save folder, refuses to replace another run's checkpoint without
+/// `overwrite`, and proves the folder writable before any training.
+fn prepare_save_dir(dir: &Path, config: &RunConfig) -> Result<()> {
+    let io = |what, source| Error::Io {
+        path: dir.to_path_buf(),
+        what,
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io("cannot create the save folder", e))?;
+    let resuming_here = config.resume.as_deref() == Some(dir);
+    if dir.join(CHECKPOINT).exists() && !resuming_here && !config.overwrite {
+        return Err(Error::Invalid(format!(
+            "{} already holds a checkpoint: --resume {0} continues that run, --overwrite \
+             replaces it, or choose another --save folder",
+            dir.display()
+        )));
+    }
+    let probe = dir.join(format!(".write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| io("cannot write into the save folder", e))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// What a checkpoint records about the run: to resume it, and to check it is the same.
+fn run_metadata(config: &RunConfig, train: &dyn Dataset, epoch: u64) -> BTreeMap<String, String> {
+    let r = &config.recipe;
+    let mut m: BTreeMap<String, String> = [
+        ("model", r.model.clone()),
+        ("seed", config.seed.to_string()),
+        ("batch_size", r.batch_size.to_string()),
+        ("epoch", epoch.to_string()),
+        ("epochs", r.epochs.to_string()),
+        ("optimizer", r.optimizer.clone()),
+        ("lr", r.lr.to_string()),
+        ("schedule", r.schedule.clone()),
+        ("train_images", train.len().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for (k, v) in &config.tags {
+        m.insert(k.clone(), v.clone());
+    }
+    m
+}
+
+/// Settings a resumed run must share with the saved one.
+const SAME_ON_RESUME: [&str; 5] = ["model", "seed", "batch_size", "optimizer", "train_images"];
+
+/// Loads `dir`'s checkpoint into model and optimizer; returns the epoch it finished.
+fn resume(
+    dir: &Path,
+    want: &BTreeMap<String, String>,
+    tags: &BTreeMap<String, String>,
+    model: &mut Sequential,
+    opt: &mut dyn Optimizer,
+) -> Result<u64> {
+    let path = dir.join(CHECKPOINT);
+    let meta = checkpoint::load_training(&path, model, opt)?;
+    let keys = SAME_ON_RESUME.iter().map(|k| k.to_string());
+    for key in keys.chain(tags.keys().cloned()) {
+        if meta.get(&key) != want.get(&key) {
+            return Err(Error::Invalid(format!(
+                "{}: saved with {key} = {}, this run has {}; resume with the same settings",
+                path.display(),
+                meta.get(&key).map_or("(none)", |s| s.as_str()),
+                want.get(&key).map_or("(none)", |s| s.as_str()),
+            )));
+        }
+    }
+    meta.get("epoch")
+        .and_then(|e| e.parse().ok())
+        .ok_or_else(|| Error::Format {
+            path,
+            detail: "no epoch in the checkpoint metadata".into(),
+        })
+}
+
+fn open_json(config: &RunConfig) -> Result<Option<std::fs::File>> {
+    let Some(p) = &config.json else {
+        return Ok(None);
+    };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(config.resume.is_some())
+        .truncate(config.resume.is_none())
+        .open(p)
+        .map(Some)
+        .map_err(|source| Error::Io {
+            path: p.clone(),
+            what: "cannot open the --json file",
+            source,
+        })
+}
+
+/// One JSON object per epoch: `epoch`, `train_loss`, `train_acc`, `test_acc`, `test_loss`,
+/// `seconds`, `images_per_sec`, `lr`, `wall_seconds`, `device`.
+fn write_json(f: &mut std::fs::File, e: &EpochReport, device: &str) -> Result<()> {
+    let s = &e.stats;
+    writeln!(
+        f,
+        "{{\"epoch\":{},\"train_loss\":{},\"train_acc\":{},\"test_acc\":{},\"test_loss\":{},\"seconds\":{},\"images_per_sec\":{},\"lr\":{},\"wall_seconds\":{},\"device\":{}}}",
+        e.epoch,
+        s.train_loss,
+        s.train_acc,
+        e.eval.accuracy,
+        e.eval.loss,
+        s.seconds,
+        s.images_per_sec,
+        s.lr,
+        e.wall_seconds,
+        crate::json::string(device)
+    )
+    .and_then(|_| f.flush())
+    .map_err(|source| Error::Io {
+        path: PathBuf::from("--json"),
+        what: "cannot write",
+        source,
+    })
+}
+
+/// Where the steps run: the CPU layers, or their mirror on a GPU.
+enum Engine {
+    Cpu(crate::SoftmaxCrossEntropy),
+    #[cfg(feature = "wgpu")]
+    Gpu(Box<crate::gpu::GpuNet>),
+}
+
+impl Engine {
+    fn new(config: &RunConfig, model: &mut Sequential, opt: &mut dyn Optimizer) -> Result<Self> {
+        match config.device {
+            Device::Cpu => Ok(Engine::Cpu(
+                crate::SoftmaxCrossEntropy::with_label_smoothing(config.recipe.label_smoothing),
+            )),
+            #[cfg(feature = "wgpu")]
+            Device::Wgpu => {
+                let gpu = crate::gpu::Gpu::new()?;
+                let smoothing = config.recipe.label_smoothing;
+                let net = crate::gpu::GpuNet::new(gpu, model, opt, smoothing)?;
+                Ok(Engine::Gpu(Box::new(net)))
+            }
+            #[cfg(not(feature = "wgpu"))]
+            Device::Wgpu => {
+                let _ = (model, opt);
+                Err(Error::Invalid(
+                    "the wgpu device needs the wgpu feature (cargo … --features wgpu)".into(),
+                ))
+            }
+        }
+    }
+
+    /// `cpu`, or `wgpu: <adapter>`.
+    fn name(&self) -> String {
+        match self {
+            Engine::Cpu(_) => "cpu".into(),
+            #[cfg(feature = "wgpu")]
+            Engine::Gpu(net) => format!("wgpu: {}", net.gpu().adapter_name()),
+        }
+    }
+
+    fn train_epoch(
+        &mut self,
+        model: &mut Sequential,
+        opt: &mut dyn Optimizer,
+        (data, plan, epoch): (&dyn Dataset, &Plan, u64),
+        progress: crate::train::Progress<'_>,
+    ) -> Result<EpochStats> {
+        match self {
+            Engine::Cpu(loss) => train_epoch(model, loss, opt, data, plan, epoch, progress),
+            #[cfg(feature = "wgpu")]
+            Engine::Gpu(net) => crate::gpu::train_epoch(net, opt, data, plan, epoch, progress),
+        }
+    }
+
+    fn evaluate(
+        &mut self,
+        model: &mut Sequential,
+        data: &dyn Dataset,
+        batch: usize,
+        tta: bool,
+    ) -> Result<Evaluation> {
+        match self {
+            Engine::Cpu(_) => evaluate(model, data, batch, tta),
+            #[cfg(feature = "wgpu")]
+            Engine::Gpu(net) => crate::gpu::evaluate(net, data, batch, tta),
+        }
+    }
+
+    /// Brings the model and optimizer state on the host up to date.
+    fn sync(&mut self, model: &mut Sequential, opt: &mut dyn Optimizer) -> Result<()> {
+        match self {
+            Engine::Cpu(_) => {
+                let _ = (model, opt); // the CPU trains the host model itself
+                Ok(())
+            }
+            #[cfg(feature = "wgpu")]
+            Engine::Gpu(net) => net.sync_to_host(model, opt),
+        }
+    }
+}

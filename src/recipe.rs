@@ -1,0 +1,229 @@
+//! Recipes: a preset network with the training settings that go with it, as the CLI
+//! examples use them, so an embedding program trains with exactly the same recipe.
+//!
+//! ```
+//! use ferroconv::recipe::Recipe;
+//! let mut r = Recipe::preset("seed").unwrap(); // the article's recipe
+//! r.epochs = 2;                                 // every field can be overridden
+//! let model = r.build_model(&[3, 32, 32], 10, 0).unwrap();
+//! assert_eq!(model.output_shape(), &[10]);
+//! ```
+
+use crate::data::Augment;
+use crate::error::{Error, Result};
+use crate::model::Sequential;
+use crate::models;
+use crate::optim::{Adam, DecayFilter, Optimizer, Schedule, Sgd};
+use crate::train::Plan;
+
+/// The presets [`Recipe::preset`] knows, with one line each.
+pub const PRESETS: [(&str, &str); 3] = [
+    (
+        "seed",
+        "the article's network and recipe (SGD lr 0.001, momentum 0.9, batch 4, 10 epochs)",
+    ),
+    (
+        "keras",
+        "the TensorFlow CNN tutorial's network, Adam, batch 32, 10 epochs",
+    ),
+    (
+        "fast",
+        "an airbench-style conv-pool-batch-norm net (no residual connections), \
+         Nesterov one-cycle, batch 512, 12 epochs, augmentation and test-time flips",
+    ),
+];
+
+/// A model and everything its training recipe sets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recipe {
+    /// The preset network: `seed`, `keras` or `fast`.
+    pub model: String,
+    /// Epochs to train.
+    pub epochs: u64,
+    /// Images per mini-batch.
+    pub batch_size: usize,
+    /// (Peak) learning rate.
+    pub lr: f32,
+    /// SGD momentum.
+    pub momentum: f32,
+    /// `sgd`, `nesterov`, `adam` or `adamw`.
+    pub optimizer: String,
+    /// `constant`, `step`, `cosine` or `onecycle`.
+    pub schedule: String,
+    /// Weight decay (L2; decoupled for AdamW).
+    pub weight_decay: f32,
+    /// Decay biases and batch-norm parameters too.
+    pub decay_all: bool,
+    /// Label smoothing of the loss.
+    pub label_smoothing: f32,
+    /// Random crops and flips while training.
+    pub augment: bool,
+    /// Average each test image's prediction with its mirror image's.
+    pub tta: bool,
+}
+
+impl Recipe {
+    /// The recipe of preset `name` (see [`PRESETS`]).
+    pub fn preset(name: &str) -> Result<Recipe> {
+        let base = Recipe {
+            model: name.into(),
+            epochs: 10,
+            batch_size: 4,
+            lr: 0.001,
+            momentum: 0.9,
+            optimizer: "sgd".into(),
+            schedule: "constant".into(),
+            weight_decay: 0.0,
+            decay_all: true,
+            label_smoothing: 0.0,
+            augment: false,
+            tta: false,
+        };
+        match name {
+            "seed" => Ok(base),
+            "keras" => Ok(Recipe {
+                batch_size: 32,
+                optimizer: "adam".into(),
+                ..base
+            }),
+            "fast" => Ok(Recipe {
+                epochs: 12,
+                batch_size: 512,
+                lr: 0.4,
+                optimizer: "nesterov".into(),
+                schedule: "onecycle".into(),
+                weight_decay: 5e-4,
+                decay_all: false,
+                label_smoothing: 0.2,
+                augment: true,
+                tta: true,
+                ..base
+            }),
+            "resnet" => Err(Error::Invalid(
+                "the preset \"resnet\" is now called \"fast\": it has no residual connections \
+                 (models::resnet9 is the ResNet-9-style network)"
+                    .into(),
+            )),
+            _ => {
+                let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+                Err(Error::Invalid(format!(
+                    "unknown model {name:?}: expected one of {}",
+                    names.join(", ")
+                )))
+            }
+        }
+    }
+
+    /// An error naming the first setting out of range.
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Invalid(m));
+        if self.epochs == 0 || self.batch_size == 0 {
+            return bad("epochs and batch size must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!(
+                "the learning rate must be positive, got {}",
+                self.lr
+            ));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return bad(format!("momentum must be in [0, 1), got {}", self.momentum));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad(format!(
+                "label smoothing must be in [0, 1), got {}",
+                self.label_smoothing
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(format!(
+                "weight decay must be ≥ 0, got {}",
+                self.weight_decay
+            ));
+        }
+        if !["sgd", "nesterov", "adam", "adamw"].contains(&self.optimizer.as_str()) {
+            return bad(format!("unknown optimizer {:?}", self.optimizer));
+        }
+        if !["constant", "step", "cosine", "onecycle"].contains(&self.schedule.as_str()) {
+            return bad(format!("unknown schedule {:?}", self.schedule));
+        }
+        Ok(())
+    }
+
+    /// The preset's network for images `[C, H, W]` and `classes` classes, initialised
+    /// from `seed`. The article's and the Keras tutorial's networks size their first
+    /// dense layer to the input; the fast network pools globally before its head.
+    pub fn build_model(&self, input: &[usize], classes: usize, seed: u64) -> Result<Sequential> {
+        let &[c, h, w] = input else {
+            return Err(Error::Invalid(format!(
+                "presets take [C, H, W] images, got {input:?}"
+            )));
+        };
+        let shape = [c, h, w];
+        match self.model.as_str() {
+            "seed" => models::seed_net_for(shape, classes, seed),
+            "keras" => models::keras_net_for(shape, classes, seed),
+            "fast" => models::fast_net_for(shape, classes, seed),
+            other => Err(Recipe::preset(other)
+                .err()
+                .unwrap_or_else(|| Error::Invalid(format!("no network for {other:?}")))),
+        }
+    }
+
+    /// The recipe's optimizer, at its learning rate.
+    pub fn optimizer(&self) -> Box<dyn Optimizer> {
+        let filter = if self.decay_all {
+            DecayFilter::All
+        } else {
+            DecayFilter::WeightsOnly
+        };
+        let wd = self.weight_decay;
+        match self.optimizer.as_str() {
+            "adam" => Box::new(Adam::new(self.lr).weight_decay(wd).decay_filter(filter)),
+            "adamw" => Box::new(Adam::adamw(self.lr, wd).decay_filter(filter)),
+            name => Box::new(
+                Sgd::new(self.lr, self.momentum)
+                    .weight_decay(wd)
+                    .nesterov(name == "nesterov")
+                    .decay_filter(filter),
+            ),
+        }
+    }
+
+    /// The schedule over a run of `total_steps` steps.
+    pub fn schedule(&self, total_steps: u64) -> Schedule {
+        match self.schedule.as_str() {
+            "step" => Schedule::Step {
+                first: total_steps / 2,
+                second: total_steps * 3 / 4,
+                gamma: 0.1,
+            },
+            "cosine" => Schedule::Cosine {
+                warmup: total_steps / 20,
+            },
+            "onecycle" => Schedule::OneCycle {
+                warmup: total_steps / 5,
+                div: 10.0,
+                final_frac: 0.0,
+            },
+            _ => Schedule::Constant,
+        }
+    }
+
+    /// The plan for `train_images` training images, shuffled and augmented from `seed`.
+    /// `photos` picks torchvision's random-resized crops over CIFAR-10's pad-and-crop.
+    pub fn plan(&self, train_images: usize, seed: u64, photos: bool) -> Plan {
+        let total = (train_images.div_ceil(self.batch_size.max(1)) as u64) * self.epochs;
+        Plan {
+            batch_size: self.batch_size,
+            seed,
+            schedule: self.schedule(total),
+            total_steps: total,
+            augment: match (self.augment, photos) {
+                (false, _) => Augment::default(),
+                (true, false) => Augment::standard(),
+                (true, true) => Augment::photos(),
+            },
+        }
+    }
+}
