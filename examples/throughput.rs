@@ -1,5 +1,6 @@
 //! Training and inference throughput on synthetic data, the same configurations as
-//! `shared/reference/throughput_pytorch.py`, for side-by-side comparison.
+//! the PyTorch reference script (`throughput_pytorch.py`), for side-by-side comparison
+//! (`tools/side_by_side.sh` runs both, alternately).
 //!
 //! `cargo run --release --example throughput -- [--configs seed@4,seed@64,tfcnn@64,resnet@128]
 //!  [--threads N] [--repeats N] [--json PATH]`
@@ -18,9 +19,14 @@ fn build(name: &str) -> Result<Sequential, String> {
         "tfcnn" | "keras" => ferroconv::models::keras_net(0),
         "resnet" => ferroconv::models::resnet9(0),
         "airbench" => ferroconv::models::fast_net(0),
+        "airbench94" => ferroconv::models::airbench_net(
+            [64, 256, 256],
+            ferroconv::models::Activation::Gelu,
+            0,
+        ),
         _ => {
             return Err(format!(
-                "unknown model {name:?}: seed, tfcnn, resnet, airbench"
+                "unknown model {name:?}: seed, tfcnn, resnet, airbench, airbench94"
             ));
         }
     };
@@ -113,7 +119,7 @@ fn run() -> Result<(), String> {
             "--json" => json = Some(value()?),
             "--help" | "-h" => {
                 println!(
-                    "Usage: throughput [--configs seed@4,seed@64,tfcnn@64,resnet@128,airbench@512] \
+                    "Usage: throughput [--configs seed@4,seed@64,tfcnn@64,resnet@128,airbench@512,airbench94@512] \
                      [--threads N] [--repeats N] [--json PATH]"
                 );
                 return Ok(());
