@@ -97,7 +97,7 @@ impl MicroKernel for Avx2Fma {
         assert!(out.len() >= 16 * kc, "pack: output too short");
         // SAFETY: `self` exists only if `detect` saw AVX2 on this CPU; the bounds the
         // function relies on were just asserted.
-        unsafe { pack_b_transposed_16(kc, b, off, csb, out) };
+        unsafe { pack_b_transposed_n::<16>(kc, b, off, csb, out) };
         true
     }
 }
@@ -145,32 +145,40 @@ unsafe fn transpose_8x8(src: *const f32, ld: usize, dst: *mut f32, ldd: usize) {
     }
 }
 
-/// Packs a full `kc × 16` panel of a column-major B: `out[p·16 + j] = b[off + j·csb + p]`,
-/// 8×8 blocks at a time, the last `kc mod 8` rows one by one.
+/// Packs a full `kc × N` panel of a column-major B (`N` a multiple of 8):
+/// `out[p·N + j] = b[off + j·csb + p]`, 8×8 blocks at a time, the last `kc mod 8` rows
+/// one by one. Shared with the AVX-512 kernel (whose CPUs have AVX2).
 ///
 /// # Safety
-/// The CPU must support AVX2; the caller checked `off + 15·csb + kc ≤ b.len()` and
-/// `16·kc ≤ out.len()`.
+/// The CPU must support AVX2; the caller checked `off + (N-1)·csb + kc ≤ b.len()` and
+/// `N·kc ≤ out.len()`.
 #[target_feature(enable = "avx2")]
-unsafe fn pack_b_transposed_16(kc: usize, b: &[f32], off: usize, csb: usize, out: &mut [f32]) {
+pub(super) unsafe fn pack_b_transposed_n<const N: usize>(
+    kc: usize,
+    b: &[f32],
+    off: usize,
+    csb: usize,
+    out: &mut [f32],
+) {
+    const { assert!(N.is_multiple_of(8)) };
     let full = kc / 8 * 8;
     for p0 in (0..full).step_by(8) {
-        for j0 in [0, 8] {
-            // SAFETY: reads b[off + (j0+i)·csb + p0 + t] and writes out[(p0+t)·16 + j0 + i]
-            // for i, t < 8: inside the bounds the caller checked (j0 + i ≤ 15, p0 + t < kc).
+        for j0 in (0..N).step_by(8) {
+            // SAFETY: reads b[off + (j0+i)·csb + p0 + t] and writes out[(p0+t)·N + j0 + i]
+            // for i, t < 8: inside the bounds the caller checked (j0 + i < N, p0 + t < kc).
             unsafe {
                 transpose_8x8(
                     b.as_ptr().add(off + j0 * csb + p0),
                     csb,
-                    out.as_mut_ptr().add(p0 * 16 + j0),
-                    16,
+                    out.as_mut_ptr().add(p0 * N + j0),
+                    N,
                 );
             }
         }
     }
     for p in full..kc {
-        for j in 0..16 {
-            out[p * 16 + j] = b[off + j * csb + p];
+        for j in 0..N {
+            out[p * N + j] = b[off + j * csb + p];
         }
     }
 }

@@ -47,6 +47,8 @@ mod dot;
 mod kernel;
 #[cfg(target_arch = "x86_64")]
 mod kernel_avx2;
+#[cfg(target_arch = "x86_64")]
+mod kernel_avx512;
 mod kernel_portable;
 mod pack;
 
@@ -55,6 +57,8 @@ pub use dot::DOT_MAX_M;
 pub use kernel::MicroKernel;
 #[cfg(target_arch = "x86_64")]
 pub use kernel_avx2::Avx2Fma;
+#[cfg(target_arch = "x86_64")]
+pub use kernel_avx512::{Avx512F, Avx512Tile};
 pub use kernel_portable::Portable;
 
 use pack::{A_BUF, B_BUF, pack_a, pack_b, pack_b_panel, with_buffer};
@@ -84,7 +88,7 @@ const DIRECT_B_MAX_M: usize = 24;
 /// task overhead (a few µs) would eat the gain.
 const PAR_MIN_WORK: usize = 1 << 21;
 /// Largest microkernel tile (`MR·NR`) the edge-tile scratch can hold.
-const MAX_TILE: usize = 256;
+const MAX_TILE: usize = 512;
 
 /// `C[m×n] (=|+=) A[m×k] · B[k×n]`; `C` is row-major with row stride `rsc`.
 ///
@@ -116,29 +120,153 @@ pub fn gemm_naive(
     }
 }
 
-/// The microkernel [`gemm`], [`gemm_packed`] and [`gemm_parallel`] use on this CPU.
+/// A microkernel family the packed driver can run, named for tests, benches and the
+/// `FERROCONV_GEMM_KERNEL` override. Not every kind runs on every CPU: see
+/// [`Kernel::supported`].
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// [`Avx512F`]: AVX-512F, 8×48 tile (x86-64 with AVX-512F, AVX2 and FMA).
+    Avx512,
+    /// [`Avx2Fma`]: AVX2 + FMA, 6×16 tile (x86-64 with AVX2 and FMA).
+    Avx2,
+    /// [`Portable`]: `wide::f32x8`, any CPU.
+    Portable,
+}
+
+impl Kernel {
+    /// Every kind, fastest first.
+    pub const ALL: [Kernel; 3] = [Kernel::Avx512, Kernel::Avx2, Kernel::Portable];
+
+    /// The instruction set's short name: `avx512f`, `avx2+fma` or `portable` (the
+    /// values `FERROCONV_GEMM_KERNEL` accepts, `avx512` and `avx2` also accepted).
+    pub fn isa(self) -> &'static str {
+        match self {
+            Kernel::Avx512 => "avx512f",
+            Kernel::Avx2 => "avx2+fma",
+            Kernel::Portable => "portable",
+        }
+    }
+
+    /// Parses a `FERROCONV_GEMM_KERNEL` value.
+    pub fn parse(s: &str) -> Result<Kernel, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "avx512" | "avx512f" => Ok(Kernel::Avx512),
+            "avx2" | "avx2+fma" => Ok(Kernel::Avx2),
+            "portable" => Ok(Kernel::Portable),
+            other => Err(format!(
+                "FERROCONV_GEMM_KERNEL={other:?}: expected avx512, avx2 or portable"
+            )),
+        }
+    }
+
+    /// The kinds this CPU can run, fastest first (`Portable` always).
+    pub fn supported() -> Vec<Kernel> {
+        Kernel::ALL
+            .into_iter()
+            .filter(|k| k.token().is_some())
+            .collect()
+    }
+
+    /// The kind the fast variants use: `FERROCONV_GEMM_KERNEL` if set to a kind this CPU
+    /// supports, else the fastest supported one. Read once per process; an unknown or
+    /// unsupported value is reported on stderr once and ignored.
+    pub fn selected() -> Kernel {
+        best().kind()
+    }
+
+    /// The kernel's full name with its tile ("avx512f 8x48").
+    pub fn name(self) -> Option<&'static str> {
+        self.token().map(|t| match t {
+            #[cfg(target_arch = "x86_64")]
+            Best::Avx512(k) => k.name(),
+            #[cfg(target_arch = "x86_64")]
+            Best::Avx2(k) => k.name(),
+            Best::Portable(k) => k.name(),
+        })
+    }
+
+    /// The capability token, if this CPU supports the kind.
+    fn token(self) -> Option<Best> {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => Avx512F::detect().map(Best::Avx512),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => Avx2Fma::detect().map(Best::Avx2),
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx512 | Kernel::Avx2 => None,
+            Kernel::Portable => Some(Best::Portable(Portable)),
+        }
+    }
+}
+
+/// A microkernel capability token of one of the [`Kernel`] kinds.
 #[derive(Clone, Copy, Debug)]
 enum Best {
+    #[cfg(target_arch = "x86_64")]
+    Avx512(Avx512F),
     #[cfg(target_arch = "x86_64")]
     Avx2(Avx2Fma),
     Portable(Portable),
 }
 
-/// Detects the CPU once and caches the choice.
+impl Best {
+    fn kind(self) -> Kernel {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Best::Avx512(_) => Kernel::Avx512,
+            #[cfg(target_arch = "x86_64")]
+            Best::Avx2(_) => Kernel::Avx2,
+            Best::Portable(_) => Kernel::Portable,
+        }
+    }
+
+    fn mr(self) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Best::Avx512(_) => Avx512F::MR,
+            #[cfg(target_arch = "x86_64")]
+            Best::Avx2(_) => Avx2Fma::MR,
+            Best::Portable(_) => Portable::MR,
+        }
+    }
+}
+
+/// Detects the CPU (and reads `FERROCONV_GEMM_KERNEL`) once and caches the choice.
 fn best() -> Best {
     static BEST: OnceLock<Best> = OnceLock::new();
     *BEST.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(k) = Avx2Fma::detect() {
-            return Best::Avx2(k);
+        let fastest = || {
+            Kernel::ALL
+                .into_iter()
+                .find_map(Kernel::token)
+                .unwrap_or(Best::Portable(Portable))
+        };
+        let Ok(v) = std::env::var("FERROCONV_GEMM_KERNEL") else {
+            return fastest();
+        };
+        match Kernel::parse(&v) {
+            Ok(kind) => kind.token().unwrap_or_else(|| {
+                eprintln!(
+                    "ferroconv: FERROCONV_GEMM_KERNEL={v}: this CPU lacks {}; using {}",
+                    kind.isa(),
+                    fastest().kind().isa()
+                );
+                fastest()
+            }),
+            Err(e) => {
+                eprintln!("ferroconv: {e}; using {}", fastest().kind().isa());
+                fastest()
+            }
         }
-        Best::Portable(Portable)
     })
 }
 
 /// Name of the microkernel the fast variants use on this CPU (for benches and logs).
 pub fn best_kernel_name() -> &'static str {
     match best() {
+        #[cfg(target_arch = "x86_64")]
+        Best::Avx512(k) => k.name(),
         #[cfg(target_arch = "x86_64")]
         Best::Avx2(k) => k.name(),
         Best::Portable(k) => k.name(),
@@ -176,9 +304,10 @@ macro_rules! gemm_variant {
     };
 }
 
-/// Runs the packed driver with the best kernel for this CPU.
+/// Runs the packed driver with the kernel `kern`.
 #[allow(clippy::too_many_arguments)]
-fn packed_best(
+fn packed_with(
+    kern: Best,
     threads: Threads,
     m: usize,
     k: usize,
@@ -193,7 +322,11 @@ fn packed_best(
     rsc: usize,
     accumulate: bool,
 ) {
-    match best() {
+    match kern {
+        #[cfg(target_arch = "x86_64")]
+        Best::Avx512(kern) => packed_driver(
+            kern, threads, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+        ),
         #[cfg(target_arch = "x86_64")]
         Best::Avx2(kern) => packed_driver(
             kern, threads, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
@@ -204,39 +337,67 @@ fn packed_best(
     }
 }
 
-gemm_variant!(
-    /// `C[m×n] (=|+=) A[m×k] · B[k×n]`: the engine's GEMM entry point.
-    ///
-    /// Uses the packed BLIS driver with the best microkernel for this CPU; runs it on
-    /// the rayon pool when the product is large enough (`m·n·k ≥ 2²¹` and at least two
-    /// row tiles), otherwise on the calling thread. Both paths compute every element in
-    /// the same order, so the result does not depend on the thread count. Safe to call
-    /// from inside a rayon parallel loop. `m`, `n` or `k` may be 0 (`k = 0` without
-    /// `accumulate` writes zeros).
-    gemm,
-    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| {
-        let mr = match best() {
-            #[cfg(target_arch = "x86_64")]
-            Best::Avx2(_) => Avx2Fma::MR,
-            Best::Portable(_) => Portable::MR,
-        };
-        if csa == 1 && rsb == 1 && m <= dot::DOT_MAX_M && k >= 8 {
-            // Few rows, A's rows and B's columns contiguous: dot products beat packing.
-            return dot_best(m, k, n, a, rsa, b, csb, c, rsc, accumulate);
-        }
-        let big = m.saturating_mul(n).saturating_mul(k) >= PAR_MIN_WORK && m >= 2 * mr;
-        let threads = if big && rayon::current_num_threads() > 1 {
-            Threads::Parallel
-        } else {
-            Threads::Serial
-        };
-        packed_best(threads, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate)
-    }
-);
+/// Which driver a GEMM call takes (the public variants below, and [`gemm_forced`]).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// [`gemm`]: dot products for few-row `A·Bᵀ`, else packed, parallel when large.
+    Gemm,
+    /// [`gemm_packed`]: packed, calling thread only.
+    Packed,
+    /// [`gemm_parallel`]: packed, rayon over row blocks whatever the size.
+    Parallel,
+    /// [`gemm_dot`]: dot products when `csa = rsb = 1`, else packed.
+    Dot,
+}
 
-/// [`dot::gemm_dot`] with the best kernel for this CPU.
+/// Runs `variant` with the microkernel `kern` (and the dot kernel of the same family).
 #[allow(clippy::too_many_arguments)]
-fn dot_best(
+fn run_variant(
+    kern: Best,
+    variant: Variant,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    rsb: usize,
+    csb: usize,
+    c: &mut [f32],
+    rsc: usize,
+    accumulate: bool,
+) {
+    let dot_layout = csa == 1 && rsb == 1;
+    let threads = match variant {
+        Variant::Gemm => {
+            if dot_layout && m <= dot::DOT_MAX_M && k >= 8 {
+                // Few rows, A's rows and B's columns contiguous: dot products beat packing.
+                return dot_with(kern, m, k, n, a, rsa, b, csb, c, rsc, accumulate);
+            }
+            let big = m.saturating_mul(n).saturating_mul(k) >= PAR_MIN_WORK && m >= 2 * kern.mr();
+            if big && rayon::current_num_threads() > 1 {
+                Threads::Parallel
+            } else {
+                Threads::Serial
+            }
+        }
+        Variant::Dot if dot_layout => {
+            return dot_with(kern, m, k, n, a, rsa, b, csb, c, rsc, accumulate);
+        }
+        Variant::Packed | Variant::Dot => Threads::Serial,
+        Variant::Parallel => Threads::Parallel,
+    };
+    packed_with(
+        kern, threads, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+    )
+}
+
+/// [`dot::gemm_dot`] with the dot kernel of `kern`'s family.
+#[allow(clippy::too_many_arguments)]
+fn dot_with(
+    kern: Best,
     m: usize,
     k: usize,
     n: usize,
@@ -248,9 +409,14 @@ fn dot_best(
     rsc: usize,
     accumulate: bool,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(kern) = dot::Avx2Dot::detect() {
-        return dot::gemm_dot(kern, m, k, n, a, rsa, b, csb, c, rsc, accumulate);
+    match kern {
+        #[cfg(target_arch = "x86_64")]
+        Best::Avx512(_) | Best::Avx2(_) => {
+            if let Some(d) = dot::Avx2Dot::detect() {
+                return dot::gemm_dot(d, m, k, n, a, rsa, b, csb, c, rsc, accumulate);
+            }
+        }
+        Best::Portable(_) => {}
     }
     dot::gemm_dot(
         dot::PortableDot,
@@ -267,41 +433,79 @@ fn dot_best(
     )
 }
 
+/// Runs `variant` on the microkernel `kernel`, whatever `FERROCONV_GEMM_KERNEL` says:
+/// how tests and benches reach every kernel the CPU has. Same arguments as [`gemm`].
+///
+/// Returns an error (and computes nothing) if this CPU does not support `kernel`.
+#[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_forced(
+    kernel: Kernel,
+    variant: Variant,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    rsb: usize,
+    csb: usize,
+    c: &mut [f32],
+    rsc: usize,
+    accumulate: bool,
+) -> Result<(), String> {
+    let kern = kernel
+        .token()
+        .ok_or_else(|| format!("gemm: this CPU does not support {}", kernel.isa()))?;
+    run_variant(
+        kern, variant, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+    );
+    Ok(())
+}
+
+gemm_variant!(
+    /// `C[m×n] (=|+=) A[m×k] · B[k×n]`: the engine's GEMM entry point.
+    ///
+    /// Uses the packed BLIS driver with the best microkernel for this CPU (AVX-512F,
+    /// else AVX2+FMA, else portable; `FERROCONV_GEMM_KERNEL=avx512|avx2|portable`
+    /// overrides); runs it on the rayon pool when the product is large enough
+    /// (`m·n·k ≥ 2²¹` and at least two row tiles), otherwise on the calling thread.
+    /// Both paths compute every element in the same order, so the result does not depend
+    /// on the thread count. Safe to call from inside a rayon parallel loop. `m`, `n` or
+    /// `k` may be 0 (`k = 0` without `accumulate` writes zeros).
+    gemm,
+    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| run_variant(
+        best(), Variant::Gemm, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate
+    )
+);
+
 gemm_variant!(
     /// Dot-product GEMM (no packing) with the best kernel for this CPU whenever A's rows
     /// and B's columns are contiguous (`csa = 1`, `rsb = 1`), any `m`; other layouts go to
     /// [`gemm_packed`]. [`gemm`] uses it for such products with at most
     /// [`DOT_MAX_M`] rows.
     gemm_dot,
-    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| {
-        if csa == 1 && rsb == 1 {
-            dot_best(m, k, n, a, rsa, b, csb, c, rsc, accumulate)
-        } else {
-            packed_best(Threads::Serial, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate)
-        }
-    }
+    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| run_variant(
+        best(), Variant::Dot, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate
+    )
 );
 
 gemm_variant!(
     /// [`gemm_dot`] forced onto the portable `wide::f32x8` kernel.
     gemm_dot_portable,
-    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| {
-        if csa == 1 && rsb == 1 {
-            dot::gemm_dot(dot::PortableDot, m, k, n, a, rsa, b, csb, c, rsc, accumulate)
-        } else {
-            packed_driver(
-                Portable, Threads::Serial, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
-            )
-        }
-    }
+    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| run_variant(
+        Best::Portable(Portable), Variant::Dot, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc,
+        accumulate
+    )
 );
 
 gemm_variant!(
     /// Packed BLIS-style GEMM with the best microkernel for this CPU, on the calling
     /// thread only.
     gemm_packed,
-    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| packed_best(
-        Threads::Serial, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate
+    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| run_variant(
+        best(), Variant::Packed, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate
     )
 );
 
@@ -309,8 +513,9 @@ gemm_variant!(
     /// Packed BLIS-style GEMM forced onto the portable `wide::f32x8` microkernel, one
     /// thread: the fallback for CPUs without AVX2+FMA, callable anywhere so it is tested.
     gemm_packed_portable,
-    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| packed_driver(
-        Portable, Threads::Serial, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate
+    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| run_variant(
+        Best::Portable(Portable), Variant::Packed, m, k, n, a, rsa, csa, b, rsb, csb, c,
+        rsc, accumulate
     )
 );
 
@@ -319,8 +524,8 @@ gemm_variant!(
     /// (and the packing of B) spread over the current rayon pool whatever the size.
     /// Bit-identical to [`gemm_packed`].
     gemm_parallel,
-    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| packed_best(
-        Threads::Parallel, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate
+    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| run_variant(
+        best(), Variant::Parallel, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate
     )
 );
 
@@ -381,7 +586,14 @@ fn packed_driver<K: MicroKernel>(
     rsc: usize,
     accumulate: bool,
 ) {
-    const { assert!(K::MR * K::NR <= MAX_TILE && MC.is_multiple_of(K::MR) && NC.is_multiple_of(K::NR)) };
+    const {
+        assert!(
+            K::MR * K::NR <= MAX_TILE
+                && K::MC.is_multiple_of(K::MR)
+                && K::NC.is_multiple_of(K::NR)
+                && K::KC > 0
+        )
+    };
     if m == 0 || n == 0 {
         return;
     }
@@ -400,17 +612,17 @@ fn packed_driver<K: MicroKernel>(
     // Rows of C per task of the 3rd loop: MC serially; in parallel, smaller blocks
     // (a multiple of MR) when m is small so both threads get work.
     let rows_per_task = match threads {
-        Threads::Serial => MC,
+        Threads::Serial => K::MC,
         Threads::Parallel => {
             let tasks = 4 * rayon::current_num_threads();
-            m.div_ceil(tasks).next_multiple_of(mr).clamp(mr, MC)
+            m.div_ceil(tasks).next_multiple_of(mr).clamp(mr, K::MC)
         }
     };
 
-    for jc in (0..n).step_by(NC) {
-        let nc = NC.min(n - jc);
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
+    for jc in (0..n).step_by(K::NC) {
+        let nc = K::NC.min(n - jc);
+        for pc in (0..k).step_by(K::KC) {
+            let kc = K::KC.min(k - pc);
             // Accumulate into C for every KC block but (maybe) the first.
             let load = accumulate || pc > 0;
             let b_off = pc * rsb + jc * csb;
@@ -511,7 +723,17 @@ fn macro_kernel<K: MicroKernel>(
                     rsc,
                     load,
                 );
-            } else {
+            } else if !kern.run_edge(
+                kc,
+                a_panel,
+                b_panel,
+                rsb,
+                &mut c[ir * rsc + jr..],
+                rsc,
+                load,
+                nrows,
+                ncols,
+            ) {
                 let mut tmp = [0.0f32; MAX_TILE];
                 kern.run(kc, a_panel, b_panel, rsb, &mut tmp, nr, false);
                 for i in 0..nrows {
@@ -523,4 +745,35 @@ fn macro_kernel<K: MicroKernel>(
             }
         }
     }
+}
+
+/// The packed driver on any microkernel value, e.g. an [`Avx512Tile`] shape other than
+/// the one the library uses: for the tile-shape comparison in `benches/gemm.rs`
+/// (`GEMM_BENCH_TILES=1`). Serial, or rayon over row blocks when `parallel`.
+#[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_packed_tile<K: MicroKernel>(
+    kern: K,
+    parallel: bool,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    rsb: usize,
+    csb: usize,
+    c: &mut [f32],
+    rsc: usize,
+    accumulate: bool,
+) {
+    let t = if parallel {
+        Threads::Parallel
+    } else {
+        Threads::Serial
+    };
+    packed_driver(
+        kern, t, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+    )
 }
