@@ -11,6 +11,9 @@
 //!   ≤ 32
 //! ```
 //!
+//! The shape is generic ([`Avx512Tile`]`<MR, NV, KC>`) so other tiles can be benchmarked
+//! (`GEMM_BENCH_TILES=1 cargo bench --bench gemm`); the library uses [`Avx512F`].
+//!
 //! Edge tiles are computed in place with masked loads and stores
 //! (`_mm512_maskz_loadu_ps` / `_mm512_mask_storeu_ps`): only the valid `rows × cols`
 //! of `C` are touched, with exactly the arithmetic of a full tile.
@@ -34,9 +37,14 @@ pub struct Avx512Tile<const MR: usize, const NV: usize, const KC: usize> {
     _proof: (),
 }
 
-/// The AVX-512F kernel the library uses: 8 × 48, `KC` = 256 (see `docs/avx512.md` for
-/// the measurements behind the shape).
-pub type Avx512F = Avx512Tile<8, 3, 256>;
+/// The AVX-512F kernel the library uses: 8 × 48 (24 accumulators, 3 B vectors), `KC` =
+/// 192. Per k-step 3 loads of B and 8 embedded broadcasts feed 24 FMAs (12 cycles on two
+/// 512-bit FMA pipes, 24 chains ≫ the 8 that cover a 4-cycle latency). `MR` = 8 divides
+/// the channel counts of the CNNs here (16…256), so convolution GEMMs (`m` = output
+/// channels) waste no rows, where 12 or 14 rows would. The `KC × 48` B micropanel
+/// (192·48·4 = 36 KiB) plus the `8 × KC` A micropanel (6 KiB) fit the 48 KiB L1d of the
+/// Xeon it was tuned on. `docs/avx512.md` has the shapes and depths compared.
+pub type Avx512F = Avx512Tile<8, 3, 192>;
 
 impl<const MR: usize, const NV: usize, const KC: usize> Avx512Tile<MR, NV, KC> {
     /// Returns the kernel if the running CPU supports AVX-512F, AVX2 and FMA.
@@ -56,8 +64,8 @@ impl<const MR: usize, const NV: usize, const KC: usize> MicroKernel for Avx512Ti
     const MR: usize = MR;
     const NR: usize = 16 * NV;
     const KC: usize = KC;
-    /// About 192 rows: `MC × KC` (192·256·4 = 192 KiB) is a tenth of the 2 MiB L2 of
-    /// the AVX-512 Xeons this was measured on.
+    /// About 192 rows: `MC × KC` (192·192·4 = 144 KiB for 8×48) is well inside the 2 MiB
+    /// L2 of the AVX-512 Xeon this was measured on.
     const MC: usize = 192 / MR * MR;
     const NC: usize = 4080 / (16 * NV) * (16 * NV);
 

@@ -18,6 +18,22 @@
 //! | [`gemm_dot_portable`]    | the same on `wide::f32x8`                                |
 //! | [`gemm`]                 | the entry point: picks serial or parallel by size        |
 //!
+//! # Microkernels, chosen at run time
+//!
+//! | kernel        | tile | needs                    | file                   |
+//! |---------------|------|--------------------------|------------------------|
+//! | [`Avx512F`]   | 8×48 | AVX-512F (+ AVX2, FMA)   | `kernel_avx512.rs`     |
+//! | [`Avx2Fma`]   | 6×16 | AVX2, FMA                | `kernel_avx2.rs`       |
+//! | [`Portable`]  | 4×8 (6×16 with AVX at compile time) | any CPU | `kernel_portable.rs` |
+//!
+//! The fast variants use the first one the CPU supports (detected once, cached). The
+//! environment variable `FERROCONV_GEMM_KERNEL=avx512|avx2|portable` (read once, at the
+//! first GEMM) forces a kernel, for benchmarking and testing; a kernel the CPU lacks, or
+//! an unknown value, is reported on stderr and the detected one used. Tests and benches
+//! reach every supported kernel directly through `gemm_forced` and [`Kernel`].
+//! Each kernel has its own blocking (`MicroKernel::KC`/`MC`/`NC`; the defaults are the
+//! module constants [`KC`], [`MC`], [`NC`]).
+//!
 //! # The BLIS design in five loops
 //!
 //! ```text
@@ -36,11 +52,13 @@
 //! Every element `C[i][j]` is computed as: for each KC block in increasing order,
 //! `acc = Σ_p a·b` by fused multiply-adds in increasing `p` inside the microkernel, then
 //! `C = C + acc` (or `C = acc` for the first block when not accumulating). The k range is
-//! never split across threads and `KC` is a constant, so which thread computes a tile,
-//! how the m range is cut into tasks, and whether the call ran serially or in parallel
-//! change nothing: results are bit-for-bit identical for any rayon thread count.
-//! (Different *microkernels* — AVX2 vs portable — may round differently; the choice
-//! depends only on the CPU.)
+//! never split across threads and `KC` is a constant of the kernel, so which thread
+//! computes a tile, how the m range is cut into tasks, whether a tile is a full one or a
+//! (masked or scratch) edge tile, and whether the call ran serially or in parallel change
+//! nothing: results are bit-for-bit identical for any rayon thread count. (Different
+//! *microkernels* — AVX-512 vs AVX2 vs portable — round differently, having different
+//! `KC`s and dot-product lane counts; the choice depends only on the CPU and
+//! `FERROCONV_GEMM_KERNEL`.)
 
 mod blocked;
 mod dot;
@@ -65,9 +83,11 @@ use pack::{A_BUF, B_BUF, pack_a, pack_b, pack_b_panel, with_buffer};
 use rayon::prelude::*;
 use std::sync::OnceLock;
 
-// Blocking constants. Tuned (noisily: a shared 2-vCPU VM) on an AMD EPYC with AVX2+FMA,
-// 32 KiB L1d and 512 KiB L2 per core, shared L3: KC ∈ {192, 256, 384} and
-// MC ∈ {48, 72, 96, 144} were tried at 1024³; KC = 256, MC = 72 was best or tied.
+// Blocking constants, the defaults of `MicroKernel::KC`/`MC`/`NC` (the AVX2 and portable
+// kernels use them; the AVX-512 kernel sets its own). Tuned (noisily: a shared 2-vCPU VM)
+// on an AMD EPYC with AVX2+FMA, 32 KiB L1d and 512 KiB L2 per core, shared L3:
+// KC ∈ {192, 256, 384} and MC ∈ {48, 72, 96, 144} were tried at 1024³; KC = 256,
+// MC = 72 was best or tied.
 
 /// Depth of one packed block (4th loop). A `KC × NR` B micropanel (256·16·4 = 16 KiB)
 /// plus an `MR × KC` A micropanel (6 KiB) sit in the 32 KiB L1d while the microkernel
@@ -411,7 +431,13 @@ fn dot_with(
 ) {
     match kern {
         #[cfg(target_arch = "x86_64")]
-        Best::Avx512(_) | Best::Avx2(_) => {
+        Best::Avx512(_) => {
+            if let Some(d) = dot::Avx512Dot::detect() {
+                return dot::gemm_dot(d, m, k, n, a, rsa, b, csb, c, rsc, accumulate);
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Best::Avx2(_) => {
             if let Some(d) = dot::Avx2Dot::detect() {
                 return dot::gemm_dot(d, m, k, n, a, rsa, b, csb, c, rsc, accumulate);
             }
