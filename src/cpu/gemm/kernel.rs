@@ -86,13 +86,15 @@ pub trait MicroKernel: Copy + Send + Sync {
         false
     }
 
-    /// Packs one full `kc × NR` B micropanel from a column-major B (unit row stride:
-    /// element `(p, j)` at `b[off + j·csb + p]`) into `out[p·NR + j]`, if this kernel has
-    /// a fast transposing copy; returns `false` (and writes nothing) otherwise.
+    /// Packs one `kc × cols` B micropanel (`1 ≤ cols ≤ NR`) from a column-major B (unit
+    /// row stride: element `(p, j)` at `b[off + j·csb + p]`) into `out[p·NR + j]`,
+    /// zero-padding columns `cols..NR`, if this kernel has a fast transposing copy;
+    /// returns `false` (and writes nothing) otherwise.
     #[allow(unused_variables)]
     fn pack_b_transposed(
         &self,
         kc: usize,
+        cols: usize,
         b: &[f32],
         off: usize,
         csb: usize,

@@ -153,27 +153,18 @@ impl<const MR: usize, const NV: usize, const KC: usize> MicroKernel for Avx512Ti
     fn pack_b_transposed(
         &self,
         kc: usize,
+        cols: usize,
         b: &[f32],
         off: usize,
         csb: usize,
         out: &mut [f32],
     ) -> bool {
-        let nr = 16 * NV;
-        if kc == 0 {
-            return true;
-        }
-        assert!(
-            off + (nr - 1) * csb + kc <= b.len(),
-            "pack: B panel out of bounds"
-        );
-        assert!(out.len() >= nr * kc, "pack: output too short");
-        // SAFETY: `self` exists only if `detect` saw AVX2 on this CPU; the bounds the
-        // function relies on were just asserted.
+        // SAFETY: `self` exists only if `detect` saw AVX2 on this CPU.
         unsafe {
             match NV {
-                2 => pack_b_transposed_n::<32>(kc, b, off, csb, out),
-                3 => pack_b_transposed_n::<48>(kc, b, off, csb, out),
-                4 => pack_b_transposed_n::<64>(kc, b, off, csb, out),
+                2 => pack_b_transposed_n::<32>(kc, cols, b, off, csb, out),
+                3 => pack_b_transposed_n::<48>(kc, cols, b, off, csb, out),
+                4 => pack_b_transposed_n::<64>(kc, cols, b, off, csb, out),
                 _ => return false,
             }
         }
