@@ -1,18 +1,18 @@
 //! The AVX-512F microkernel: an `MR × 16·NV` tile in `MR·NV` `zmm` accumulators.
 //!
 //! AVX-512 doubles both the vector width (16 floats) and the register file (32 `zmm`),
-//! so the tile can hold four to five times the AVX2 kernel's 96 floats. The broadcast of
-//! `a[p][i]` folds into the FMA as an embedded-broadcast memory operand
-//! (`vfmadd231ps zmm, zmm, [a]{1to16}`), so it needs no register:
+//! so the tile can hold four to five times the AVX2 kernel's 96 floats:
 //!
 //! ```text
-//!   MR·NV  accumulators  c[i][16h..16h+16]   for i < MR, h < NV
-//!   NV     B row          b[p][16h..16h+16]
-//!   ≤ 32
+//!   MR·NV  accumulators  c[i][16h..16h+16]   for i < MR, h < NV    (24 for 8×48)
+//!   NV     B row          b[p][16h..16h+16]                         (3)
+//!   1      broadcast      a[p][i] splatted to 16 lanes (vbroadcastss from memory)
+//!   ≤ 32                                                            (28: no spills)
 //! ```
 //!
 //! The shape is generic ([`Avx512Tile`]`<MR, NV, KC>`) so other tiles can be benchmarked
-//! (`GEMM_BENCH_TILES=1 cargo bench --bench gemm`); the library uses [`Avx512F`].
+//! (`GEMM_BENCH_TILES=1 cargo bench --bench gemm`); the library uses [`Avx512F`], and
+//! [`Avx512FLow`] for products with at most 6 rows.
 //!
 //! Edge tiles are computed in place with masked loads and stores
 //! (`_mm512_maskz_loadu_ps` / `_mm512_mask_storeu_ps`): only the valid `rows × cols`
@@ -38,7 +38,7 @@ pub struct Avx512Tile<const MR: usize, const NV: usize, const KC: usize> {
 }
 
 /// The AVX-512F kernel the library uses: 8 × 48 (24 accumulators, 3 B vectors), `KC` =
-/// 192. Per k-step 3 loads of B and 8 embedded broadcasts feed 24 FMAs (12 cycles on two
+/// 192. Per k-step 3 loads of B and 8 broadcast-loads of A feed 24 FMAs (12 cycles on two
 /// 512-bit FMA pipes, 24 chains ≫ the 8 that cover a 4-cycle latency). `MR` = 8 divides
 /// the channel counts of the CNNs here (16…256), so convolution GEMMs (`m` = output
 /// channels) waste no rows, where 12 or 14 rows would. The `KC × 48` B micropanel
@@ -46,7 +46,19 @@ pub struct Avx512Tile<const MR: usize, const NV: usize, const KC: usize> {
 /// Xeon it was tuned on. `docs/avx512.md` has the shapes and depths compared.
 pub type Avx512F = Avx512Tile<8, 3, 192>;
 
+/// The tile the library uses instead of [`Avx512F`] for products with at most 6 rows
+/// (`m ≤ 6`: the 6 output channels of the first convolution of the article's net, where
+/// 8 rows would waste a quarter of the FMAs): 6 × 64, also 24 accumulators.
+pub type Avx512FLow = Avx512Tile<6, 4, 192>;
+
 impl<const MR: usize, const NV: usize, const KC: usize> Avx512Tile<MR, NV, KC> {
+    /// The same capability for another tile shape (the CPU check is the same).
+    pub fn retile<const MR2: usize, const NV2: usize, const KC2: usize>(
+        self,
+    ) -> Avx512Tile<MR2, NV2, KC2> {
+        Avx512Tile { _proof: () }
+    }
+
     /// Returns the kernel if the running CPU supports AVX-512F, AVX2 and FMA.
     pub fn detect() -> Option<Self> {
         if std::arch::is_x86_feature_detected!("avx512f")

@@ -22,7 +22,7 @@
 //!
 //! | kernel        | tile | needs                    | file                   |
 //! |---------------|------|--------------------------|------------------------|
-//! | [`Avx512F`]   | 8×48 | AVX-512F (+ AVX2, FMA)   | `kernel_avx512.rs`     |
+//! | [`Avx512F`]   | 8×48 (6×64 when `m ≤ 6`: [`Avx512FLow`]) | AVX-512F (+ AVX2, FMA) | `kernel_avx512.rs` |
 //! | [`Avx2Fma`]   | 6×16 | AVX2, FMA                | `kernel_avx2.rs`       |
 //! | [`Portable`]  | 4×8 (6×16 with AVX at compile time) | any CPU | `kernel_portable.rs` |
 //!
@@ -76,7 +76,7 @@ pub use kernel::MicroKernel;
 #[cfg(target_arch = "x86_64")]
 pub use kernel_avx2::Avx2Fma;
 #[cfg(target_arch = "x86_64")]
-pub use kernel_avx512::{Avx512F, Avx512Tile};
+pub use kernel_avx512::{Avx512F, Avx512FLow, Avx512Tile};
 pub use kernel_portable::Portable;
 
 use pack::{A_BUF, B_BUF, pack_a, pack_b, pack_b_panel, with_buffer};
@@ -146,7 +146,8 @@ pub fn gemm_naive(
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
-    /// [`Avx512F`]: AVX-512F, 8×48 tile (x86-64 with AVX-512F, AVX2 and FMA).
+    /// [`Avx512F`]: AVX-512F, 8×48 tile, 6×64 ([`Avx512FLow`]) when `m ≤ 6` (x86-64 with
+    /// AVX-512F, AVX2 and FMA).
     Avx512,
     /// [`Avx2Fma`]: AVX2 + FMA, 6×16 tile (x86-64 with AVX2 and FMA).
     Avx2,
@@ -343,6 +344,14 @@ fn packed_with(
     accumulate: bool,
 ) {
     match kern {
+        // A 6-row tile for at most 6 rows (a choice by shape only, never by threads).
+        #[cfg(target_arch = "x86_64")]
+        Best::Avx512(kern) if m <= 6 => {
+            let low: Avx512FLow = kern.retile();
+            packed_driver(
+                low, threads, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+            )
+        }
         #[cfg(target_arch = "x86_64")]
         Best::Avx512(kern) => packed_driver(
             kern, threads, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
