@@ -245,10 +245,10 @@ impl Bench {
                 self.line(&format!("gemm/{isa}"), 2, tag, p, &run(Variant::Gemm));
             }
         }
-        // matrixmultiply picks its own kernel at run time: AVX2+FMA, or its AVX-512F one
-        // when built with its `avx512` feature (`--features matrixmultiply/avx512`; off
-        // by default). Its `threading` feature needs the `thread-tree` crate, which is
-        // not a dependency here: single-threaded only.
+        // matrixmultiply picks its own kernel at run time: AVX2+FMA here, as its AVX-512F
+        // kernel needs its `avx512` feature, which the dev-dependency does not enable.
+        // Its `threading` feature needs the `thread-tree` crate, which is not a
+        // dependency here: single-threaded only.
         self.line("matrixmultiply/own", 1, tag, p, &|p| p.run_matrixmultiply());
     }
 }
