@@ -1,12 +1,14 @@
 //! Convolution layer timings: `cargo bench --bench conv` (`CONV_BENCH_QUICK=1` for a short run).
 //!
-//! Prints `conv/<name>/<fwd|bwd>/b<batch>: <ms> ms, <x> GFLOP/s` for the conv layers of the
+//! Prints `conv/<isa>/<name>/<fwd|bwd>/b<batch>: <ms> ms, <x> GFLOP/s` for the conv layers of the
 //! article's net (`seed`), the Keras-style net (`tfcnn`) and ResNet-9 (`resnet`): the
 //! median of several timed repetitions of `Conv2d::forward` (training mode) and of
 //! `Conv2d::backward` (weight and input gradients, as in training; the first layer of a
 //! net skips its input gradient). FLOPs count 2 per multiply-add: forward
 //! `2·N·Cout·C·K²·OH·OW`, backward twice that (once without the input gradient).
-//! `CONV_BENCH_FILTER=<text>` runs only the lines whose name contains `<text>`.
+//! `<isa>` is the GEMM microkernel's instruction set (`avx512f`, `avx2+fma`, `portable`):
+//! the fastest this CPU has, or the one `FERROCONV_GEMM_KERNEL=avx512|avx2|portable`
+//! forces. `CONV_BENCH_FILTER=<text>` runs only the lines whose name contains `<text>`.
 
 mod common;
 use common::*;
@@ -59,9 +61,14 @@ fn main() {
         c("resnet_128x16x16_128_3x3p1", 128, 128, 3, 1, 16, 128, true),
         c("resnet_256x8x8_256_3x3p1", 256, 256, 3, 1, 8, 128, true),
     ];
-    println!("threads: {}", rayon::current_num_threads());
+    let isa = ferroconv::cpu::gemm::Kernel::selected().isa();
+    println!(
+        "threads: {}; gemm microkernel: {}",
+        rayon::current_num_threads(),
+        ferroconv::cpu::gemm::best_kernel_name()
+    );
     for case in &cases {
-        let tag = format!("conv/{}", case.name);
+        let tag = format!("conv/{isa}/{}", case.name);
         if !tag.contains(&filter) {
             continue;
         }

@@ -1,4 +1,8 @@
-//! Every GEMM variant goes through one harness and is compared with `gemm_naive`.
+//! Every GEMM variant goes through one harness and is compared with `gemm_naive`, on
+//! every microkernel this CPU supports (portable always; AVX2+FMA and AVX-512F when
+//! detected): the public variants use the selected kernel, the `…/<isa>` variants force
+//! each kernel through `gemm_forced`. `kernels_tested` writes the list to stderr (outside
+//! the test harness's capture) and checks it against the CPU's features.
 //!
 //! Tolerance: for each element, `|got − want| ≤ 2·(k+2)·ε·(Σ_p |a_ip·b_pj| + |c0_ij|) + 1e-30`
 //! with `ε = f32::EPSILON`: the classic floating-point summation bound `γ_k·(|A|·|B|)`
@@ -6,15 +10,18 @@
 //! by the magnitude of the terms, so it holds for any `k` and any cancellation.
 
 use ferroconv::cpu::gemm::{
-    gemm, gemm_blocked, gemm_dot, gemm_dot_portable, gemm_naive, gemm_packed, gemm_packed_portable,
-    gemm_parallel,
+    Kernel, Variant, gemm, gemm_blocked, gemm_dot, gemm_dot_portable, gemm_forced, gemm_naive,
+    gemm_packed, gemm_packed_portable, gemm_parallel,
 };
 use proptest::prelude::*;
+use std::io::Write;
 
 type GemmFn =
     fn(usize, usize, usize, &[f32], usize, usize, &[f32], usize, usize, &mut [f32], usize, bool);
+type DynGemm = dyn Fn(usize, usize, usize, &[f32], usize, usize, &[f32], usize, usize, &mut [f32], usize, bool)
+    + Sync;
 
-const VARIANTS: &[(&str, GemmFn)] = &[
+const PUBLIC_VARIANTS: &[(&str, GemmFn)] = &[
     ("gemm", gemm),
     ("blocked", gemm_blocked),
     ("packed", gemm_packed),
@@ -23,6 +30,36 @@ const VARIANTS: &[(&str, GemmFn)] = &[
     ("dot", gemm_dot),
     ("dot_portable", gemm_dot_portable),
 ];
+
+/// `variant` forced onto `kernel` (which this CPU supports).
+fn forced(kernel: Kernel, variant: Variant) -> Box<DynGemm> {
+    Box::new(move |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, acc| {
+        gemm_forced(
+            kernel, variant, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, acc,
+        )
+        .expect("kernel listed as supported")
+    })
+}
+
+/// The public variants, then every driver on every kernel this CPU supports.
+fn variants() -> Vec<(String, Box<DynGemm>)> {
+    let mut v: Vec<(String, Box<DynGemm>)> = PUBLIC_VARIANTS
+        .iter()
+        .map(|&(name, f)| (name.to_string(), Box::new(f) as Box<DynGemm>))
+        .collect();
+    for kernel in Kernel::supported() {
+        for variant in [
+            Variant::Gemm,
+            Variant::Packed,
+            Variant::Parallel,
+            Variant::Dot,
+        ] {
+            let name = format!("{variant:?}/{}", kernel.isa()).to_lowercase();
+            v.push((name, forced(kernel, variant)));
+        }
+    }
+    v
+}
 
 /// Small deterministic generator (xorshift64*), values in [-1, 1).
 fn fill(seed: u64, len: usize) -> Vec<f32> {
@@ -76,7 +113,7 @@ fn operand(rows: usize, cols: usize, trans: bool, pad: usize, seed: u64) -> Oper
     }
 }
 
-fn check(case: &Case, name: &str, f: GemmFn) {
+fn check(case: &Case, name: &str, f: &DynGemm) {
     let Case {
         m,
         k,
@@ -181,7 +218,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
     #[test]
     fn all_variants_match_naive(c in case()) {
-        for &(name, f) in VARIANTS {
+        for (name, f) in &variants() {
             check(&c, name, f);
         }
     }
@@ -222,7 +259,7 @@ fn fixed_shapes() {
                 accumulate,
                 seed: s as u64,
             };
-            for &(name, f) in VARIANTS {
+            for (name, f) in &variants() {
                 check(&case, name, f);
             }
         }
@@ -232,7 +269,7 @@ fn fixed_shapes() {
 /// `k = 0` without accumulate must write zeros; with accumulate leave C alone.
 #[test]
 fn k_zero() {
-    for &(name, f) in VARIANTS {
+    for (name, f) in &variants() {
         let mut c = vec![3.0f32; 12];
         f(3, 0, 4, &[], 0, 0, &[], 0, 0, &mut c, 4, true);
         assert!(c.iter().all(|&x| x == 3.0), "{name}");
@@ -242,7 +279,7 @@ fn k_zero() {
 }
 
 /// Runs `f` in a rayon pool of `threads` threads and returns C's bits.
-fn bits_with_threads(threads: usize, f: GemmFn, case: &Case) -> Vec<u32> {
+fn bits_with_threads(threads: usize, f: &DynGemm, case: &Case) -> Vec<u32> {
     let Case {
         m,
         k,
@@ -268,10 +305,41 @@ fn bits_with_threads(threads: usize, f: GemmFn, case: &Case) -> Vec<u32> {
     c.iter().map(|x| x.to_bits()).collect()
 }
 
-/// Determinism: `gemm` (which switches serial/parallel by size) and `gemm_parallel` give
-/// the same bits with 1, 2 and 3 threads, and the same bits as the serial `gemm_packed`.
+/// Determinism, per kernel: `gemm` (which switches serial/parallel by size) and
+/// `gemm_parallel` give the same bits with 1, 2 and 3 threads, and the same bits as the
+/// serial `gemm_packed` on the same kernel.
 #[test]
 fn deterministic_across_thread_counts() {
+    for kernel in Kernel::supported() {
+        deterministic_on(kernel);
+    }
+    // The public entry points on the selected kernel as well.
+    let (packed, gemm_f, parallel): (&DynGemm, &DynGemm, &DynGemm) =
+        (&gemm_packed, &gemm, &gemm_parallel);
+    let case = Case {
+        m: 150,
+        k: 300,
+        n: 200,
+        a_trans: false,
+        b_trans: false,
+        pad: (0, 0, 0),
+        accumulate: true,
+        seed: 3,
+    };
+    let reference = bits_with_threads(1, packed, &case);
+    for f in [gemm_f, parallel] {
+        for threads in [1, 2, 3] {
+            assert_eq!(
+                bits_with_threads(threads, f, &case),
+                reference,
+                "t{threads}"
+            );
+        }
+    }
+}
+
+fn deterministic_on(kernel: Kernel) {
+    let isa = kernel.isa();
     let shapes = [
         (300, 520, 333),
         (13, 700, 290),
@@ -291,13 +359,14 @@ fn deterministic_across_thread_counts() {
                 accumulate: s % 2 == 0,
                 seed: 7 + s as u64,
             };
-            let reference = bits_with_threads(1, gemm_packed, &case);
-            for f in [gemm as GemmFn, gemm_parallel] {
+            let reference = bits_with_threads(1, &*forced(kernel, Variant::Packed), &case);
+            for variant in [Variant::Gemm, Variant::Parallel] {
+                let f = forced(kernel, variant);
                 for threads in [1, 2, 3] {
                     assert_eq!(
-                        bits_with_threads(threads, f, &case),
+                        bits_with_threads(threads, &*f, &case),
                         reference,
-                        "{m}x{k}x{n} t{threads}"
+                        "{isa} {variant:?} {m}x{k}x{n} t{threads}"
                     );
                 }
             }
@@ -328,6 +397,112 @@ fn nested_in_rayon() {
             c.iter()
                 .zip(&expect)
                 .all(|(x, y)| x.to_bits() == y.to_bits())
+        );
+    }
+}
+
+/// The kernels the harness runs are exactly those the CPU reports: portable always,
+/// AVX2+FMA and AVX-512F when detected. Writes the list straight to stderr (not through
+/// `eprintln!`, which the harness captures) so every `cargo test` run shows it.
+#[test]
+fn kernels_tested() {
+    let supported = Kernel::supported();
+    let names: Vec<String> = supported
+        .iter()
+        .map(|k| {
+            format!(
+                "{} ({})",
+                k.isa(),
+                k.name().expect("supported kernel has a name")
+            )
+        })
+        .collect();
+    let line = format!("gemm kernels tested: {}\n", names.join(", "));
+    std::io::stderr().write_all(line.as_bytes()).unwrap();
+    assert!(supported.contains(&Kernel::Portable), "{line}");
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        let avx512 = avx2 && is_x86_feature_detected!("avx512f");
+        assert_eq!(supported.contains(&Kernel::Avx2), avx2, "{line}");
+        assert_eq!(supported.contains(&Kernel::Avx512), avx512, "{line}");
+    }
+    for k in Kernel::ALL {
+        let mut c = [0.0f32; 1];
+        let r = gemm_forced(
+            k,
+            Variant::Packed,
+            1,
+            1,
+            1,
+            &[2.0],
+            1,
+            1,
+            &[3.0],
+            1,
+            1,
+            &mut c,
+            1,
+            false,
+        );
+        if supported.contains(&k) {
+            assert_eq!((r, c[0]), (Ok(()), 6.0), "{}", k.isa());
+        } else {
+            assert!(r.is_err(), "{} ran on a CPU without it", k.isa());
+        }
+    }
+}
+
+/// `FERROCONV_GEMM_KERNEL` values: the ISA names and short forms parse, others are errors.
+#[test]
+fn kernel_names_parse() {
+    for k in Kernel::ALL {
+        assert_eq!(Kernel::parse(k.isa()), Ok(k));
+    }
+    assert_eq!(Kernel::parse("AVX512"), Ok(Kernel::Avx512));
+    assert_eq!(Kernel::parse("avx2"), Ok(Kernel::Avx2));
+    assert!(Kernel::parse("sse9").is_err());
+}
+
+/// Child half of `env_override_selects_kernel`: with `GEMM_TEST_EXPECT` set, the selected
+/// kernel must be that one; without it, the fastest supported one.
+#[test]
+fn selected_kernel() {
+    let want = match std::env::var("GEMM_TEST_EXPECT") {
+        Ok(isa) => Kernel::parse(&isa).unwrap(),
+        Err(_) => match std::env::var("FERROCONV_GEMM_KERNEL") {
+            // A user override of a supported kernel is honoured.
+            Ok(v) if Kernel::parse(&v).is_ok_and(|k| Kernel::supported().contains(&k)) => {
+                Kernel::parse(&v).unwrap()
+            }
+            _ => Kernel::supported()[0],
+        },
+    };
+    assert_eq!(Kernel::selected(), want);
+}
+
+/// Runs `selected_kernel` in a child process per supported kernel with
+/// `FERROCONV_GEMM_KERNEL` set, and once with a bogus value (falls back to the fastest).
+#[test]
+fn env_override_selects_kernel() {
+    let exe = std::env::current_exe().unwrap();
+    let mut cases: Vec<(String, Kernel)> = Kernel::supported()
+        .into_iter()
+        .map(|k| (k.isa().to_string(), k))
+        .collect();
+    cases.push(("no-such-isa".into(), Kernel::supported()[0]));
+    for (value, want) in cases {
+        let out = std::process::Command::new(&exe)
+            .args(["--exact", "selected_kernel", "--test-threads=1"])
+            .env("FERROCONV_GEMM_KERNEL", &value)
+            .env("GEMM_TEST_EXPECT", want.isa())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "FERROCONV_GEMM_KERNEL={value}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 }

@@ -198,3 +198,71 @@ unsafe fn block_avx2<const RR: usize, const CC: usize>(
         })
     })
 }
+
+/// AVX-512F blocks (16 lanes); only [`Avx512Dot::detect`] makes one. Each element's sum:
+/// lane sums over k rounded down to a multiple of 16, in increasing k; lane `l` and
+/// `l + 8` added, then the 8 lanes in [`lane_sum`]'s tree; the `k mod 16` tail in order.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Debug)]
+pub struct Avx512Dot {
+    _proof: (),
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Avx512Dot {
+    /// The kernel, if this CPU has AVX-512F.
+    pub fn detect() -> Option<Self> {
+        super::Avx512F::detect().map(|_| Avx512Dot { _proof: () })
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl DotKernel for Avx512Dot {
+    #[inline(always)]
+    fn block<const RR: usize, const CC: usize>(
+        self,
+        k: usize,
+        rows: &[&[f32]; RR],
+        cols: &[&[f32]; CC],
+    ) -> [[f32; CC]; RR] {
+        assert!(rows.iter().chain(cols).all(|s| s.len() >= k));
+        // SAFETY: `self` exists only if `detect` saw AVX-512F; every slice holds k
+        // values (asserted), which is all `block_avx512` reads.
+        unsafe { block_avx512(k, rows, cols) }
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX-512F; every slice must hold at least `k` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn block_avx512<const RR: usize, const CC: usize>(
+    k: usize,
+    rows: &[&[f32]; RR],
+    cols: &[&[f32]; CC],
+) -> [[f32; CC]; RR] {
+    use std::arch::x86_64::*;
+    let k16 = k / 16 * 16;
+    let mut acc = [[_mm512_setzero_ps(); CC]; RR];
+    for p in (0..k16).step_by(16) {
+        // SAFETY: p + 16 ≤ k16 ≤ k ≤ every slice's length.
+        let av: [__m512; RR] =
+            std::array::from_fn(|i| unsafe { _mm512_loadu_ps(rows[i].as_ptr().add(p)) });
+        for j in 0..CC {
+            // SAFETY: as above.
+            let bv = unsafe { _mm512_loadu_ps(cols[j].as_ptr().add(p)) };
+            for i in 0..RR {
+                acc[i][j] = _mm512_fmadd_ps(av[i], bv, acc[i][j]);
+            }
+        }
+    }
+    std::array::from_fn(|i| {
+        std::array::from_fn(|j| {
+            let mut lanes = [0.0f32; 16];
+            // SAFETY: `lanes` holds 16 floats.
+            unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), acc[i][j]) };
+            let half: [f32; 8] = std::array::from_fn(|l| lanes[l] + lanes[l + 8]);
+            tail(rows[i], cols[j], k16, lane_sum(half))
+        })
+    })
+}

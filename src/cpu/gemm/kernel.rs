@@ -35,6 +35,13 @@ pub trait MicroKernel: Copy + Send + Sync {
     const MR: usize;
     /// Columns of the `C` tile (= columns of a B micropanel).
     const NR: usize;
+    /// Depth of one packed block for this kernel (see [`super::KC`]). A constant per
+    /// kernel, never per thread count: it fixes the summation order.
+    const KC: usize = super::KC;
+    /// Rows of A packed at once for this kernel: a multiple of `MR` (see [`super::MC`]).
+    const MC: usize = super::MC;
+    /// Columns of B packed at once for this kernel: a multiple of `NR` (see [`super::NC`]).
+    const NC: usize = super::NC;
 
     /// Short human-readable name ("avx2+fma 6x16"), for benches and logs.
     fn name(&self) -> &'static str;
@@ -55,13 +62,39 @@ pub trait MicroKernel: Copy + Send + Sync {
         load_c: bool,
     );
 
-    /// Packs one full `kc × NR` B micropanel from a column-major B (unit row stride:
-    /// element `(p, j)` at `b[off + j·csb + p]`) into `out[p·NR + j]`, if this kernel has
-    /// a fast transposing copy; returns `false` (and writes nothing) otherwise.
+    /// An edge tile: like [`MicroKernel::run`], but only the top-left `rows × cols`
+    /// (`1 ≤ rows ≤ MR`, `1 ≤ cols ≤ NR`) of the `C` tile exist and are read or written;
+    /// every element written must be bit-identical to what `run` computes for it.
+    /// Returns `false` (and touches nothing) if the kernel has no such form, in which
+    /// case the driver computes the whole tile into a scratch tile and copies.
+    ///
+    /// Panics if the slices are too short (`c.len() < (rows-1)*rsc + cols`, A and B as
+    /// for `run`).
+    #[allow(clippy::too_many_arguments, unused_variables)]
+    fn run_edge(
+        &self,
+        k: usize,
+        a: &[f32],
+        b: &[f32],
+        rsb: usize,
+        c: &mut [f32],
+        rsc: usize,
+        load_c: bool,
+        rows: usize,
+        cols: usize,
+    ) -> bool {
+        false
+    }
+
+    /// Packs one `kc × cols` B micropanel (`1 ≤ cols ≤ NR`) from a column-major B (unit
+    /// row stride: element `(p, j)` at `b[off + j·csb + p]`) into `out[p·NR + j]`,
+    /// zero-padding columns `cols..NR`, if this kernel has a fast transposing copy;
+    /// returns `false` (and writes nothing) otherwise.
     #[allow(unused_variables)]
     fn pack_b_transposed(
         &self,
         kc: usize,
+        cols: usize,
         b: &[f32],
         off: usize,
         csb: usize,

@@ -82,22 +82,14 @@ impl MicroKernel for Avx2Fma {
     fn pack_b_transposed(
         &self,
         kc: usize,
+        cols: usize,
         b: &[f32],
         off: usize,
         csb: usize,
         out: &mut [f32],
     ) -> bool {
-        if kc == 0 {
-            return true;
-        }
-        assert!(
-            off + 15 * csb + kc <= b.len(),
-            "pack: B panel out of bounds"
-        );
-        assert!(out.len() >= 16 * kc, "pack: output too short");
-        // SAFETY: `self` exists only if `detect` saw AVX2 on this CPU; the bounds the
-        // function relies on were just asserted.
-        unsafe { pack_b_transposed_16(kc, b, off, csb, out) };
+        // SAFETY: `self` exists only if `detect` saw AVX2 on this CPU.
+        unsafe { pack_b_transposed_n::<16>(kc, cols, b, off, csb, out) };
         true
     }
 }
@@ -145,32 +137,65 @@ unsafe fn transpose_8x8(src: *const f32, ld: usize, dst: *mut f32, ldd: usize) {
     }
 }
 
-/// Packs a full `kc × 16` panel of a column-major B: `out[p·16 + j] = b[off + j·csb + p]`,
-/// 8×8 blocks at a time, the last `kc mod 8` rows one by one.
+/// Packs a `kc × cols` panel (`1 ≤ cols ≤ N`, `N` a multiple of 8) of a column-major B:
+/// `out[p·N + j] = b[off + j·csb + p]` for `j < cols`, zeros for `cols ≤ j < N`. Whole
+/// groups of 8 columns go 8×8 blocks at a time (their last `kc mod 8` rows one by one),
+/// the last `cols mod 8` columns one column at a time (contiguous reads along p). Shared
+/// with the AVX-512 kernel (whose CPUs have AVX2).
+///
+/// Panics if `cols` is out of range or the slices are too short for the panel.
 ///
 /// # Safety
-/// The CPU must support AVX2; the caller checked `off + 15·csb + kc ≤ b.len()` and
-/// `16·kc ≤ out.len()`.
+/// The CPU must support AVX2.
 #[target_feature(enable = "avx2")]
-unsafe fn pack_b_transposed_16(kc: usize, b: &[f32], off: usize, csb: usize, out: &mut [f32]) {
-    let full = kc / 8 * 8;
+pub(super) unsafe fn pack_b_transposed_n<const N: usize>(
+    kc: usize,
+    cols: usize,
+    b: &[f32],
+    off: usize,
+    csb: usize,
+    out: &mut [f32],
+) {
+    const { assert!(N.is_multiple_of(8)) };
+    assert!((1..=N).contains(&cols), "pack: {cols} columns of {N}");
+    if kc == 0 {
+        return;
+    }
+    assert!(
+        off + (cols - 1) * csb + kc <= b.len(),
+        "pack: B panel out of bounds"
+    );
+    let out = &mut out[..N * kc];
+    let (full, groups) = (kc / 8 * 8, cols / 8 * 8);
     for p0 in (0..full).step_by(8) {
-        for j0 in [0, 8] {
-            // SAFETY: reads b[off + (j0+i)·csb + p0 + t] and writes out[(p0+t)·16 + j0 + i]
-            // for i, t < 8: inside the bounds the caller checked (j0 + i ≤ 15, p0 + t < kc).
+        for j0 in (0..groups).step_by(8) {
+            // SAFETY: reads b[off + (j0+i)·csb + p0 + t] and writes out[(p0+t)·N + j0 + i]
+            // for i, t < 8: j0 + i < groups ≤ cols and p0 + t < kc, inside the bounds
+            // asserted above.
             unsafe {
                 transpose_8x8(
                     b.as_ptr().add(off + j0 * csb + p0),
                     csb,
-                    out.as_mut_ptr().add(p0 * 16 + j0),
-                    16,
+                    out.as_mut_ptr().add(p0 * N + j0),
+                    N,
                 );
             }
         }
     }
     for p in full..kc {
-        for j in 0..16 {
-            out[p * 16 + j] = b[off + j * csb + p];
+        for j in 0..groups {
+            out[p * N + j] = b[off + j * csb + p];
+        }
+    }
+    for j in groups..cols {
+        let col = &b[off + j * csb..off + j * csb + kc];
+        for (p, &v) in col.iter().enumerate() {
+            out[p * N + j] = v;
+        }
+    }
+    if cols < N {
+        for row in out.chunks_exact_mut(N) {
+            row[cols..].fill(0.0);
         }
     }
 }

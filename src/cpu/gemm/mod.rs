@@ -18,6 +18,22 @@
 //! | [`gemm_dot_portable`]    | the same on `wide::f32x8`                                |
 //! | [`gemm`]                 | the entry point: picks serial or parallel by size        |
 //!
+//! # Microkernels, chosen at run time
+//!
+//! | kernel        | tile | needs                    | file                   |
+//! |---------------|------|--------------------------|------------------------|
+//! | [`Avx512F`]   | 8×48 (6×64 when `m ≤ 6`: [`Avx512FLow`]) | AVX-512F (+ AVX2, FMA) | `kernel_avx512.rs` |
+//! | [`Avx2Fma`]   | 6×16 | AVX2, FMA                | `kernel_avx2.rs`       |
+//! | [`Portable`]  | 4×8 (6×16 with AVX at compile time) | any CPU | `kernel_portable.rs` |
+//!
+//! The fast variants use the first one the CPU supports (detected once, cached). The
+//! environment variable `FERROCONV_GEMM_KERNEL=avx512|avx2|portable` (read once, at the
+//! first GEMM) forces a kernel, for benchmarking and testing; a kernel the CPU lacks, or
+//! an unknown value, is reported on stderr and the detected one used. Tests and benches
+//! reach every supported kernel directly through `gemm_forced` and [`Kernel`].
+//! Each kernel has its own blocking (`MicroKernel::KC`/`MC`/`NC`; the defaults are the
+//! module constants [`KC`], [`MC`], [`NC`]).
+//!
 //! # The BLIS design in five loops
 //!
 //! ```text
@@ -36,34 +52,44 @@
 //! Every element `C[i][j]` is computed as: for each KC block in increasing order,
 //! `acc = Σ_p a·b` by fused multiply-adds in increasing `p` inside the microkernel, then
 //! `C = C + acc` (or `C = acc` for the first block when not accumulating). The k range is
-//! never split across threads and `KC` is a constant, so which thread computes a tile,
-//! how the m range is cut into tasks, and whether the call ran serially or in parallel
-//! change nothing: results are bit-for-bit identical for any rayon thread count.
-//! (Different *microkernels* — AVX2 vs portable — may round differently; the choice
-//! depends only on the CPU.)
+//! never split across threads and `KC` is a constant of the kernel, so which thread
+//! computes a tile, how the m range is cut into tasks, whether a tile is a full one or a
+//! (masked or scratch) edge tile, and whether the call ran serially or in parallel change
+//! nothing: results are bit-for-bit identical for any rayon thread count. (Different
+//! *microkernels* — AVX-512 vs AVX2 vs portable — round differently, having different
+//! `KC`s and dot-product lane counts; the choice depends only on the CPU and
+//! `FERROCONV_GEMM_KERNEL`.)
 
 mod blocked;
 mod dot;
 mod kernel;
 #[cfg(target_arch = "x86_64")]
 mod kernel_avx2;
+#[cfg(target_arch = "x86_64")]
+mod kernel_avx512;
 mod kernel_portable;
 mod pack;
+mod select;
 
 pub use blocked::gemm_blocked;
 pub use dot::DOT_MAX_M;
 pub use kernel::MicroKernel;
 #[cfg(target_arch = "x86_64")]
 pub use kernel_avx2::Avx2Fma;
+#[cfg(target_arch = "x86_64")]
+pub use kernel_avx512::{Avx512F, Avx512FLow, Avx512Tile};
 pub use kernel_portable::Portable;
+pub use select::{Kernel, best_kernel_name};
 
 use pack::{A_BUF, B_BUF, pack_a, pack_b, pack_b_panel, with_buffer};
 use rayon::prelude::*;
-use std::sync::OnceLock;
+use select::{Best, best};
 
-// Blocking constants. Tuned (noisily: a shared 2-vCPU VM) on an AMD EPYC with AVX2+FMA,
-// 32 KiB L1d and 512 KiB L2 per core, shared L3: KC ∈ {192, 256, 384} and
-// MC ∈ {48, 72, 96, 144} were tried at 1024³; KC = 256, MC = 72 was best or tied.
+// Blocking constants, the defaults of `MicroKernel::KC`/`MC`/`NC` (the AVX2 and portable
+// kernels use them; the AVX-512 kernel sets its own). Tuned (noisily: a shared 2-vCPU VM)
+// on an AMD EPYC with AVX2+FMA, 32 KiB L1d and 512 KiB L2 per core, shared L3:
+// KC ∈ {192, 256, 384} and MC ∈ {48, 72, 96, 144} were tried at 1024³; KC = 256,
+// MC = 72 was best or tied.
 
 /// Depth of one packed block (4th loop). A `KC × NR` B micropanel (256·16·4 = 16 KiB)
 /// plus an `MR × KC` A micropanel (6 KiB) sit in the 32 KiB L1d while the microkernel
@@ -84,7 +110,7 @@ const DIRECT_B_MAX_M: usize = 24;
 /// task overhead (a few µs) would eat the gain.
 const PAR_MIN_WORK: usize = 1 << 21;
 /// Largest microkernel tile (`MR·NR`) the edge-tile scratch can hold.
-const MAX_TILE: usize = 256;
+const MAX_TILE: usize = 512;
 
 /// `C[m×n] (=|+=) A[m×k] · B[k×n]`; `C` is row-major with row stride `rsc`.
 ///
@@ -113,35 +139,6 @@ pub fn gemm_naive(
             let dst = &mut c[i * rsc + j];
             *dst = if accumulate { *dst + acc } else { acc };
         }
-    }
-}
-
-/// The microkernel [`gemm`], [`gemm_packed`] and [`gemm_parallel`] use on this CPU.
-#[derive(Clone, Copy, Debug)]
-enum Best {
-    #[cfg(target_arch = "x86_64")]
-    Avx2(Avx2Fma),
-    Portable(Portable),
-}
-
-/// Detects the CPU once and caches the choice.
-fn best() -> Best {
-    static BEST: OnceLock<Best> = OnceLock::new();
-    *BEST.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(k) = Avx2Fma::detect() {
-            return Best::Avx2(k);
-        }
-        Best::Portable(Portable)
-    })
-}
-
-/// Name of the microkernel the fast variants use on this CPU (for benches and logs).
-pub fn best_kernel_name() -> &'static str {
-    match best() {
-        #[cfg(target_arch = "x86_64")]
-        Best::Avx2(k) => k.name(),
-        Best::Portable(k) => k.name(),
     }
 }
 
@@ -176,9 +173,10 @@ macro_rules! gemm_variant {
     };
 }
 
-/// Runs the packed driver with the best kernel for this CPU.
+/// Runs the packed driver with the kernel `kern`.
 #[allow(clippy::too_many_arguments)]
-fn packed_best(
+fn packed_with(
+    kern: Best,
     threads: Threads,
     m: usize,
     k: usize,
@@ -193,7 +191,19 @@ fn packed_best(
     rsc: usize,
     accumulate: bool,
 ) {
-    match best() {
+    match kern {
+        // A 6-row tile for at most 6 rows (a choice by shape only, never by threads).
+        #[cfg(target_arch = "x86_64")]
+        Best::Avx512(kern) if m <= 6 => {
+            let low: Avx512FLow = kern.retile();
+            packed_driver(
+                low, threads, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+            )
+        }
+        #[cfg(target_arch = "x86_64")]
+        Best::Avx512(kern) => packed_driver(
+            kern, threads, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+        ),
         #[cfg(target_arch = "x86_64")]
         Best::Avx2(kern) => packed_driver(
             kern, threads, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
@@ -204,39 +214,67 @@ fn packed_best(
     }
 }
 
-gemm_variant!(
-    /// `C[m×n] (=|+=) A[m×k] · B[k×n]`: the engine's GEMM entry point.
-    ///
-    /// Uses the packed BLIS driver with the best microkernel for this CPU; runs it on
-    /// the rayon pool when the product is large enough (`m·n·k ≥ 2²¹` and at least two
-    /// row tiles), otherwise on the calling thread. Both paths compute every element in
-    /// the same order, so the result does not depend on the thread count. Safe to call
-    /// from inside a rayon parallel loop. `m`, `n` or `k` may be 0 (`k = 0` without
-    /// `accumulate` writes zeros).
-    gemm,
-    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| {
-        let mr = match best() {
-            #[cfg(target_arch = "x86_64")]
-            Best::Avx2(_) => Avx2Fma::MR,
-            Best::Portable(_) => Portable::MR,
-        };
-        if csa == 1 && rsb == 1 && m <= dot::DOT_MAX_M && k >= 8 {
-            // Few rows, A's rows and B's columns contiguous: dot products beat packing.
-            return dot_best(m, k, n, a, rsa, b, csb, c, rsc, accumulate);
-        }
-        let big = m.saturating_mul(n).saturating_mul(k) >= PAR_MIN_WORK && m >= 2 * mr;
-        let threads = if big && rayon::current_num_threads() > 1 {
-            Threads::Parallel
-        } else {
-            Threads::Serial
-        };
-        packed_best(threads, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate)
-    }
-);
+/// Which driver a GEMM call takes (the public variants below, and [`gemm_forced`]).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// [`gemm`]: dot products for few-row `A·Bᵀ`, else packed, parallel when large.
+    Gemm,
+    /// [`gemm_packed`]: packed, calling thread only.
+    Packed,
+    /// [`gemm_parallel`]: packed, rayon over row blocks whatever the size.
+    Parallel,
+    /// [`gemm_dot`]: dot products when `csa = rsb = 1`, else packed.
+    Dot,
+}
 
-/// [`dot::gemm_dot`] with the best kernel for this CPU.
+/// Runs `variant` with the microkernel `kern` (and the dot kernel of the same family).
 #[allow(clippy::too_many_arguments)]
-fn dot_best(
+fn run_variant(
+    kern: Best,
+    variant: Variant,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    rsb: usize,
+    csb: usize,
+    c: &mut [f32],
+    rsc: usize,
+    accumulate: bool,
+) {
+    let dot_layout = csa == 1 && rsb == 1;
+    let threads = match variant {
+        Variant::Gemm => {
+            if dot_layout && m <= dot::DOT_MAX_M && k >= 8 {
+                // Few rows, A's rows and B's columns contiguous: dot products beat packing.
+                return dot_with(kern, m, k, n, a, rsa, b, csb, c, rsc, accumulate);
+            }
+            let big = m.saturating_mul(n).saturating_mul(k) >= PAR_MIN_WORK && m >= 2 * kern.mr();
+            if big && rayon::current_num_threads() > 1 {
+                Threads::Parallel
+            } else {
+                Threads::Serial
+            }
+        }
+        Variant::Dot if dot_layout => {
+            return dot_with(kern, m, k, n, a, rsa, b, csb, c, rsc, accumulate);
+        }
+        Variant::Packed | Variant::Dot => Threads::Serial,
+        Variant::Parallel => Threads::Parallel,
+    };
+    packed_with(
+        kern, threads, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+    )
+}
+
+/// [`dot::gemm_dot`] with the dot kernel of `kern`'s family.
+#[allow(clippy::too_many_arguments)]
+fn dot_with(
+    kern: Best,
     m: usize,
     k: usize,
     n: usize,
@@ -248,9 +286,20 @@ fn dot_best(
     rsc: usize,
     accumulate: bool,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(kern) = dot::Avx2Dot::detect() {
-        return dot::gemm_dot(kern, m, k, n, a, rsa, b, csb, c, rsc, accumulate);
+    match kern {
+        #[cfg(target_arch = "x86_64")]
+        Best::Avx512(_) => {
+            if let Some(d) = dot::Avx512Dot::detect() {
+                return dot::gemm_dot(d, m, k, n, a, rsa, b, csb, c, rsc, accumulate);
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Best::Avx2(_) => {
+            if let Some(d) = dot::Avx2Dot::detect() {
+                return dot::gemm_dot(d, m, k, n, a, rsa, b, csb, c, rsc, accumulate);
+            }
+        }
+        Best::Portable(_) => {}
     }
     dot::gemm_dot(
         dot::PortableDot,
@@ -267,41 +316,79 @@ fn dot_best(
     )
 }
 
+/// Runs `variant` on the microkernel `kernel`, whatever `FERROCONV_GEMM_KERNEL` says:
+/// how tests and benches reach every kernel the CPU has. Same arguments as [`gemm`].
+///
+/// Returns an error (and computes nothing) if this CPU does not support `kernel`.
+#[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_forced(
+    kernel: Kernel,
+    variant: Variant,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    rsb: usize,
+    csb: usize,
+    c: &mut [f32],
+    rsc: usize,
+    accumulate: bool,
+) -> Result<(), String> {
+    let kern = kernel
+        .token()
+        .ok_or_else(|| format!("gemm: this CPU does not support {}", kernel.isa()))?;
+    run_variant(
+        kern, variant, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+    );
+    Ok(())
+}
+
+gemm_variant!(
+    /// `C[m×n] (=|+=) A[m×k] · B[k×n]`: the engine's GEMM entry point.
+    ///
+    /// Uses the packed BLIS driver with the best microkernel for this CPU (AVX-512F,
+    /// else AVX2+FMA, else portable; `FERROCONV_GEMM_KERNEL=avx512|avx2|portable`
+    /// overrides); runs it on the rayon pool when the product is large enough
+    /// (`m·n·k ≥ 2²¹` and at least two row tiles), otherwise on the calling thread.
+    /// Both paths compute every element in the same order, so the result does not depend
+    /// on the thread count. Safe to call from inside a rayon parallel loop. `m`, `n` or
+    /// `k` may be 0 (`k = 0` without `accumulate` writes zeros).
+    gemm,
+    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| run_variant(
+        best(), Variant::Gemm, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate
+    )
+);
+
 gemm_variant!(
     /// Dot-product GEMM (no packing) with the best kernel for this CPU whenever A's rows
     /// and B's columns are contiguous (`csa = 1`, `rsb = 1`), any `m`; other layouts go to
     /// [`gemm_packed`]. [`gemm`] uses it for such products with at most
     /// [`DOT_MAX_M`] rows.
     gemm_dot,
-    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| {
-        if csa == 1 && rsb == 1 {
-            dot_best(m, k, n, a, rsa, b, csb, c, rsc, accumulate)
-        } else {
-            packed_best(Threads::Serial, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate)
-        }
-    }
+    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| run_variant(
+        best(), Variant::Dot, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate
+    )
 );
 
 gemm_variant!(
     /// [`gemm_dot`] forced onto the portable `wide::f32x8` kernel.
     gemm_dot_portable,
-    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| {
-        if csa == 1 && rsb == 1 {
-            dot::gemm_dot(dot::PortableDot, m, k, n, a, rsa, b, csb, c, rsc, accumulate)
-        } else {
-            packed_driver(
-                Portable, Threads::Serial, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
-            )
-        }
-    }
+    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| run_variant(
+        Best::Portable(Portable), Variant::Dot, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc,
+        accumulate
+    )
 );
 
 gemm_variant!(
     /// Packed BLIS-style GEMM with the best microkernel for this CPU, on the calling
     /// thread only.
     gemm_packed,
-    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| packed_best(
-        Threads::Serial, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate
+    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| run_variant(
+        best(), Variant::Packed, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate
     )
 );
 
@@ -309,8 +396,9 @@ gemm_variant!(
     /// Packed BLIS-style GEMM forced onto the portable `wide::f32x8` microkernel, one
     /// thread: the fallback for CPUs without AVX2+FMA, callable anywhere so it is tested.
     gemm_packed_portable,
-    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| packed_driver(
-        Portable, Threads::Serial, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate
+    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| run_variant(
+        Best::Portable(Portable), Variant::Packed, m, k, n, a, rsa, csa, b, rsb, csb, c,
+        rsc, accumulate
     )
 );
 
@@ -319,8 +407,8 @@ gemm_variant!(
     /// (and the packing of B) spread over the current rayon pool whatever the size.
     /// Bit-identical to [`gemm_packed`].
     gemm_parallel,
-    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| packed_best(
-        Threads::Parallel, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate
+    |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| run_variant(
+        best(), Variant::Parallel, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate
     )
 );
 
@@ -381,7 +469,14 @@ fn packed_driver<K: MicroKernel>(
     rsc: usize,
     accumulate: bool,
 ) {
-    const { assert!(K::MR * K::NR <= MAX_TILE && MC.is_multiple_of(K::MR) && NC.is_multiple_of(K::NR)) };
+    const {
+        assert!(
+            K::MR * K::NR <= MAX_TILE
+                && K::MC.is_multiple_of(K::MR)
+                && K::NC.is_multiple_of(K::NR)
+                && K::KC > 0
+        )
+    };
     if m == 0 || n == 0 {
         return;
     }
@@ -400,17 +495,17 @@ fn packed_driver<K: MicroKernel>(
     // Rows of C per task of the 3rd loop: MC serially; in parallel, smaller blocks
     // (a multiple of MR) when m is small so both threads get work.
     let rows_per_task = match threads {
-        Threads::Serial => MC,
+        Threads::Serial => K::MC,
         Threads::Parallel => {
             let tasks = 4 * rayon::current_num_threads();
-            m.div_ceil(tasks).next_multiple_of(mr).clamp(mr, MC)
+            m.div_ceil(tasks).next_multiple_of(mr).clamp(mr, K::MC)
         }
     };
 
-    for jc in (0..n).step_by(NC) {
-        let nc = NC.min(n - jc);
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
+    for jc in (0..n).step_by(K::NC) {
+        let nc = K::NC.min(n - jc);
+        for pc in (0..k).step_by(K::KC) {
+            let kc = K::KC.min(k - pc);
             // Accumulate into C for every KC block but (maybe) the first.
             let load = accumulate || pc > 0;
             let b_off = pc * rsb + jc * csb;
@@ -511,7 +606,17 @@ fn macro_kernel<K: MicroKernel>(
                     rsc,
                     load,
                 );
-            } else {
+            } else if !kern.run_edge(
+                kc,
+                a_panel,
+                b_panel,
+                rsb,
+                &mut c[ir * rsc + jr..],
+                rsc,
+                load,
+                nrows,
+                ncols,
+            ) {
                 let mut tmp = [0.0f32; MAX_TILE];
                 kern.run(kc, a_panel, b_panel, rsb, &mut tmp, nr, false);
                 for i in 0..nrows {
@@ -523,4 +628,35 @@ fn macro_kernel<K: MicroKernel>(
             }
         }
     }
+}
+
+/// The packed driver on any microkernel value, e.g. an [`Avx512Tile`] shape other than
+/// the one the library uses: for the tile-shape comparison in `benches/gemm.rs`
+/// (`GEMM_BENCH_TILES=1`). Serial, or rayon over row blocks when `parallel`.
+#[doc(hidden)]
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_packed_tile<K: MicroKernel>(
+    kern: K,
+    parallel: bool,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    rsb: usize,
+    csb: usize,
+    c: &mut [f32],
+    rsc: usize,
+    accumulate: bool,
+) {
+    let t = if parallel {
+        Threads::Parallel
+    } else {
+        Threads::Serial
+    };
+    packed_driver(
+        kern, t, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+    )
 }

@@ -104,8 +104,8 @@ pub(crate) fn pack_b_panel<K: MicroKernel>(
         for (p, d) in out.chunks_exact_mut(nr).enumerate() {
             d.copy_from_slice(&b[off + p * rsb..off + p * rsb + nr]);
         }
-    } else if cols == nr && rsb == 1 && kern.pack_b_transposed(kc, b, off, csb, out) {
-        // Column-major B, packed by the kernel's own SIMD transpose.
+    } else if rsb == 1 && kern.pack_b_transposed(kc, cols, b, off, csb, out) {
+        // Column-major B (full or ragged panel), packed by the kernel's SIMD transpose.
     } else if cols == nr && rsb == 1 {
         // Column-major B (a Bᵀ operand): each column is contiguous along p. Transpose
         // in 8-row strips: read 8 consecutive values of each of the NR columns, write
