@@ -228,10 +228,50 @@ fn forced_winograd_falls_back_where_it_does_not_apply() {
     }
 }
 
+/// im2col + GEMM's normwise errors `[y, dW, dx]` against the f64 direct convolution, on the
+/// inputs of [`errors`]: the baseline Winograd's figures are compared with.
+fn im2col_errors(s: &Shape, n: usize, seed: u64) -> [f64; 3] {
+    let x = values(seed, n * s.input_len());
+    let w = values(seed ^ 0x9e37, s.out_channels * s.channels * 9);
+    let dy = values(seed ^ 0x51ed, n * s.output_len());
+    let mut layer = Conv2d::new(s.channels, s.out_channels, 3)
+        .padding(s.padding)
+        .bias(false)
+        .algorithm(ConvAlgo::Im2col);
+    layer.visit_params(&mut String::new(), &mut |_, p| p.value.copy_from_slice(&w));
+    let xt = Tensor::from_vec(&[n, s.channels, s.height, s.width], x.clone()).unwrap();
+    let y = layer.forward(&xt, Mode::Train).data().to_vec();
+    let dyt = Tensor::from_vec(&[n, s.out_channels, s.out_h(), s.out_w()], dy.clone()).unwrap();
+    let dx = layer.backward(&dyt, true).data().to_vec();
+    let mut dw = Vec::new();
+    layer.visit_params(&mut String::new(), &mut |_, p| dw = p.grad.to_vec());
+    let want = direct(s, n, &x, &w, &dy);
+    [
+        normwise(&y, &want[0]),
+        normwise(&dw, &want[1]),
+        normwise(&dx, &want[2]),
+    ]
+}
+
 /// The measured errors on the target networks' shapes (64–256 channels, 32×32 to 8×8,
-/// padding 1), printed for `docs/winograd.md` and held to the bounds.
+/// padding 1), beside im2col's, printed for `docs/winograd.md` and held to the bounds.
 #[test]
 fn winograd_error_figures() {
+    for (c, co, hw, n) in [(64, 64, 32, 2), (128, 128, 16, 4), (256, 256, 8, 8)] {
+        let s = Shape {
+            channels: c,
+            height: hw,
+            width: hw,
+            padding: 1,
+            out_channels: co,
+            tile: Tile::F2,
+        };
+        let [y, dw, dx] = im2col_errors(&s, n, 11);
+        println!(
+            "im2col C={c} Cout={co} {hw}×{hw} N={n}: normwise error y {y:.2e}, dW {dw:.2e}, dx {dx:.2e}"
+        );
+        assert!(y.max(dw).max(dx) <= bound(Tile::F2));
+    }
     for tile in [Tile::F2, Tile::F4] {
         for (c, co, hw, n) in [(64, 64, 32, 2), (128, 128, 16, 4), (256, 256, 8, 8)] {
             let s = Shape {

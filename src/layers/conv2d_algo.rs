@@ -64,15 +64,16 @@ pub(crate) struct ConvDims {
     pub width: usize,
 }
 
-/// Cost-model weights, in nanoseconds on one core (measured with `cargo bench --bench conv`,
-/// see `docs/winograd.md`): a GEMM multiply-add, and the per-(tile, channel) cost of the
-/// input and output transforms.
-const NS_PER_MAC: f64 = 0.022;
-/// Per (tile, input channel) of an `F(2,3)` / `F(4,3)` input transform, and per (tile,
-/// output channel) of an output transform, forward and backward together.
-const NS_TRANSFORM: [f64; 2] = [6.0, 12.0];
-/// Per (output pixel, column row) of im2col + col2im.
-const NS_IM2COL: f64 = 0.5;
+/// Cost-model weights, in wall-clock nanoseconds of a training step (forward + backward) on
+/// the 2-core test machine, read off `cargo bench --bench conv` and a profile of it (see
+/// `docs/winograd.md`): a GEMM multiply-add (either algorithm's GEMMs run at about the same
+/// rate for these shapes)…
+const NS_PER_MAC: f64 = 0.1;
+/// … per (image, tile, channel) of the `F(2,3)` and `F(4,3)` transforms (each channel of
+/// `x` and of `dy` is transformed twice per step; the stores to `α²` planes dominate) …
+const NS_TRANSFORM: [f64; 2] = [8.0, 20.0];
+/// … and per element of im2col's column matrix (written by im2col, read back by col2im).
+const NS_IM2COL: f64 = 1.0;
 
 /// The tile Winograd uses for this layer, or `None` for im2col + GEMM.
 ///
@@ -83,6 +84,10 @@ const NS_IM2COL: f64 = 0.5;
 /// im2col:     9·C·Cout·P·mac + 9·C·P·im2col                         P = OH·OW
 /// F(m,3):     α²·C·Cout·T·mac + (C + Cout)·T·transform[m]            T = ⌈OH/m⌉·⌈OW/m⌉
 /// ```
+/// With these weights `Auto` takes `F(4,3)` for every 3×3 pad-1 layer of `resnet9` and
+/// `fast_net` but the 3-channel first one (im2col), and `F(2,3)` nowhere: `F(4,3)` needs
+/// 2.25 multiplies per output and channel pair to `F(2,3)`'s 4, which outweighs its dearer
+/// transforms once both widths are ≥ 8.
 /// and takes the cheapest, requiring at least 8 input and output channels (below that the
 /// per-point GEMMs are too thin to run at speed).
 pub(crate) fn choose(algo: ConvAlgo, d: ConvDims) -> Option<WinoTile> {
@@ -106,31 +111,42 @@ pub(crate) fn choose(algo: ConvAlgo, d: ConvDims) -> Option<WinoTile> {
         ConvAlgo::Im2col => None,
         ConvAlgo::Winograd2 => Some(WinoTile::F2),
         ConvAlgo::Winograd4 => Some(WinoTile::F4),
-        ConvAlgo::Auto => {
-            if d.cin < 8 || d.cout < 8 {
-                return None;
-            }
-            let (c, co) = (d.cin as f64, d.cout as f64);
-            let s2 = shape(WinoTile::F2);
-            let p = (s2.out_h() * s2.out_w()) as f64;
-            let im2col = 9.0 * c * co * p * NS_PER_MAC + 9.0 * c * p * NS_IM2COL;
-            let wino = |tile: WinoTile, ns: f64| {
-                let s = shape(tile);
-                let t = (s.tiles_h() * s.tiles_w()) as f64;
-                tile.points() as f64 * c * co * t * NS_PER_MAC + (c + co) * t * ns
-            };
-            let (f2, f4) = (
-                wino(WinoTile::F2, NS_TRANSFORM[0]),
-                wino(WinoTile::F4, NS_TRANSFORM[1]),
-            );
-            if im2col <= f2.min(f4) {
-                None
-            } else if f4 <= f2 {
-                Some(WinoTile::F4)
-            } else {
-                Some(WinoTile::F2)
-            }
-        }
+        ConvAlgo::Auto => cost_model(d),
+    }
+}
+
+/// `Auto`'s choice for a layer Winograd can run (see [`choose`]).
+fn cost_model(d: ConvDims) -> Option<WinoTile> {
+    if d.cin < 8 || d.cout < 8 {
+        return None;
+    }
+    let shape = |tile| WinoShape {
+        channels: d.cin,
+        height: d.height,
+        width: d.width,
+        padding: d.padding,
+        out_channels: d.cout,
+        tile,
+    };
+    let (c, co) = (d.cin as f64, d.cout as f64);
+    let s2 = shape(WinoTile::F2);
+    let p = (s2.out_h() * s2.out_w()) as f64;
+    let im2col = 9.0 * c * co * p * NS_PER_MAC + 9.0 * c * p * NS_IM2COL;
+    let wino = |tile: WinoTile, ns: f64| {
+        let s = shape(tile);
+        let t = (s.tiles_h() * s.tiles_w()) as f64;
+        tile.points() as f64 * c * co * t * NS_PER_MAC + (c + co) * t * ns
+    };
+    let (f2, f4) = (
+        wino(WinoTile::F2, NS_TRANSFORM[0]),
+        wino(WinoTile::F4, NS_TRANSFORM[1]),
+    );
+    if im2col <= f2.min(f4) {
+        None
+    } else if f4 <= f2 {
+        Some(WinoTile::F4)
+    } else {
+        Some(WinoTile::F2)
     }
 }
 
@@ -214,6 +230,64 @@ impl Winograd {
             self.uf.resize(s.filter_len(), 0.0);
             k::wino_filter_transform(s.tile, weight, cout, s.channels, true, &mut self.uf);
             k::wino_input_grad(&s, n, dy, &self.uf, grad_input.data_mut());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dims(cin: usize, cout: usize, hw: usize) -> ConvDims {
+        ConvDims {
+            cin,
+            cout,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+            height: hw,
+            width: hw,
+        }
+    }
+
+    /// The cost model's picks for the target networks' layers, as documented.
+    #[test]
+    fn cost_model_picks_f4_for_the_target_layers() {
+        // resnet9 at 32×32, 16×16, 8×8; fast_net at 31×31, 15×15, 7×7, 3×3.
+        for (cin, cout, hw) in [
+            (64, 128, 32),
+            (128, 128, 16),
+            (128, 256, 16),
+            (256, 256, 8),
+            (24, 32, 31),
+            (32, 32, 15),
+            (32, 128, 15),
+            (128, 128, 7),
+            (128, 128, 3),
+        ] {
+            assert_eq!(
+                cost_model(dims(cin, cout, hw)),
+                Some(WinoTile::F4),
+                "{cin}→{cout} at {hw}"
+            );
+        }
+        assert_eq!(cost_model(dims(3, 64, 32)), None);
+    }
+
+    /// Forced choices apply only where Winograd runs.
+    #[test]
+    fn forced_choices_respect_the_shape() {
+        let d = dims(16, 16, 8);
+        assert_eq!(choose(ConvAlgo::Im2col, d), None);
+        assert_eq!(choose(ConvAlgo::Winograd2, d), Some(WinoTile::F2));
+        assert_eq!(choose(ConvAlgo::Winograd4, d), Some(WinoTile::F4));
+        for bad in [
+            ConvDims { kernel: 5, ..d },
+            ConvDims { stride: 2, ..d },
+            ConvDims { padding: 3, ..d },
+        ] {
+            assert_eq!(choose(ConvAlgo::Winograd4, bad), None);
+            assert_eq!(choose(ConvAlgo::Auto, bad), None);
         }
     }
 }

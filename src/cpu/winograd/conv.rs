@@ -24,10 +24,14 @@ use std::cell::RefCell;
 
 /// Columns (tiles × lanes) a block's GEMMs aim for: wide enough to amortise packing `U[t]`,
 /// narrow enough that a block's `V` stays near the cache.
-const COLS_TARGET: usize = 512;
+const COLS_TARGET: usize = 256;
 /// Most floats of a block's `V` (or `M`), 4 Mi floats = 16 MiB, above which blocks are
 /// narrower than [`COLS_TARGET`].
 const BLOCK_FLOATS: usize = 4 << 20;
+/// Floats added between the points' planes of `V` and `M`: with 2ᵏ channels and columns the
+/// planes would be 2ᵏ floats apart, and the transforms, which touch all `α²` planes per tile,
+/// would hit one cache set over and over. One cache line of offset spreads them.
+const PLANE_PAD: usize = 16;
 /// Weight-gradient tasks (each with its own share of `dW`): fixed, so that the summation
 /// order does not depend on the thread count.
 const TASKS: usize = 4;
@@ -155,14 +159,20 @@ fn row_blocks(s: &Shape, p: &Plan) -> impl Iterator<Item = ((usize, usize), usiz
     })
 }
 
-/// Input transform of a block's images `xb[imgs][C][H][W]` into `v[α²][C][cols]`.
+/// Floats between the points' planes of a `[α²][rows, cols]` buffer.
+fn plane(rows: usize, cols: usize) -> usize {
+    rows * cols + PLANE_PAD
+}
+
+/// Input transform of a block's images `xb[imgs][C][H][W]` into `v[α²][C][cols]` (planes
+/// [`plane`] apart).
 fn transform_inputs(s: &Shape, xb: &[f32], rows: (usize, usize), chunk_cols: usize, v: &mut [f32]) {
     let imgs = xb.len() / s.input_len();
     let cols = imgs.div_ceil(LANES) * chunk_cols;
     with_scratch(lanes::staging_len(s, rows.1 - rows.0), |pk| {
         for (k, xs) in xb.chunks(LANES * s.input_len()).enumerate() {
             let at = Cols {
-                plane: s.channels * cols,
+                plane: plane(s.channels, cols),
                 ld: cols,
                 col0: k * chunk_cols,
             };
@@ -184,9 +194,9 @@ pub fn forward(s: &Shape, n: usize, x: &[f32], u: &[f32], bias: &[f32], y: &mut 
         let chunks = imgs.div_ceil(LANES);
         for (rows, chunk_cols) in row_blocks(s, &p) {
             let cols = chunks * chunk_cols;
-            with_scratch(pts * cin * cols, |v| {
+            with_scratch(pts * plane(cin, cols), |v| {
                 transform_inputs(s, xb, rows, chunk_cols, v);
-                with_scratch(pts * cout * cols, |mm| {
+                with_scratch(pts * plane(cout, cols), |mm| {
                     // M[t] = U[t] · V[t]      [Cout, C]·[C, cols]
                     for t in 0..pts {
                         gemm(
@@ -196,10 +206,10 @@ pub fn forward(s: &Shape, n: usize, x: &[f32], u: &[f32], bias: &[f32], y: &mut 
                             &u[t * cout * cin..],
                             cin,
                             1,
-                            &v[t * cin * cols..],
+                            &v[t * plane(cin, cols)..],
                             cols,
                             1,
-                            &mut mm[t * cout * cols..],
+                            &mut mm[t * plane(cout, cols)..],
                             cols,
                             false,
                         );
@@ -207,7 +217,7 @@ pub fn forward(s: &Shape, n: usize, x: &[f32], u: &[f32], bias: &[f32], y: &mut 
                     with_scratch(lanes::staging_len(s, rows.1 - rows.0), |ot| {
                         for (k, ys) in yb.chunks_mut(LANES * ol).enumerate() {
                             let at = Cols {
-                                plane: cout * cols,
+                                plane: plane(cout, cols),
                                 ld: cols,
                                 col0: k * chunk_cols,
                             };
@@ -265,13 +275,13 @@ pub fn weight_grad(
                     let chunks = (i1 - i0).div_ceil(LANES);
                     for (rows, chunk_cols) in row_blocks(s, &p) {
                         let cols = chunks * chunk_cols;
-                        with_scratch(pts * cin * cols, |v| {
+                        with_scratch(pts * plane(cin, cols), |v| {
                             transform_inputs(s, xb, rows, chunk_cols, v);
-                            with_scratch(pts * cout * cols, |dm| {
+                            with_scratch(pts * plane(cout, cols), |dm| {
                                 with_scratch(lanes::staging_len(s, rows.1 - rows.0), |pk| {
                                     for (k, dys) in dyb.chunks(LANES * ol).enumerate() {
                                         let at = Cols {
-                                            plane: cout * cols,
+                                            plane: plane(cout, cols),
                                             ld: cols,
                                             col0: k * chunk_cols,
                                         };
@@ -285,10 +295,10 @@ pub fn weight_grad(
                                         cout,
                                         cols,
                                         cin,
-                                        &dm[t * cout * cols..],
+                                        &dm[t * plane(cout, cols)..],
                                         cols,
                                         1,
-                                        &v[t * cin * cols..],
+                                        &v[t * plane(cin, cols)..],
                                         1,
                                         cols,
                                         &mut du[t * cout * cin..],

@@ -183,9 +183,10 @@ fn input_body<X: Xf>(
     let rows = (th1 - th0) * m + 2;
     let img = s.channels * h * w;
     let pk = &mut pk[..rows * wp * LANES];
+    // The positions the loop below writes are the same for every channel: zero the rest once.
+    pk.fill(0.0);
     for c in 0..s.channels {
         // pk[r][pad + iw][l] = x[l][c][th0·m + r − pad][iw], zeros elsewhere.
-        pk.fill(0.0);
         for l in 0..gs {
             let xc = &xs[l * img + c * h * w..][..h * w];
             for r in 0..rows {
@@ -206,13 +207,11 @@ fn input_body<X: Xf>(
                 // tmp = Bᵀ d (columns), then V = tmp B (rows).
                 let mut tmp = [[L8::ZERO; 6]; 6];
                 for j in 0..a {
-                    let col = X::bt(std::array::from_fn(|i| {
-                        if i < a {
-                            L8::load(&pk[((tr * m + i) * wp + tw * m + j) * LANES..])
-                        } else {
-                            L8::ZERO
-                        }
-                    }));
+                    let mut d = [L8::ZERO; 6];
+                    for (i, di) in d.iter_mut().enumerate().take(a) {
+                        *di = L8::load(&pk[((tr * m + i) * wp + tw * m + j) * LANES..]);
+                    }
+                    let col = X::bt(d);
                     for i in 0..a {
                         tmp[i][j] = col[i];
                     }
@@ -256,13 +255,11 @@ fn output_body<X: Xf>(
                 // tmp = Aᵀ M (columns), then Y = tmp A (rows).
                 let mut tmp = [[L8::ZERO; 6]; 4];
                 for j in 0..a {
-                    let col = X::at(std::array::from_fn(|i| {
-                        if i < a {
-                            L8::load(&mm[(i * a + j) * at.plane + base + q * LANES..])
-                        } else {
-                            L8::ZERO
-                        }
-                    }));
+                    let mut d = [L8::ZERO; 6];
+                    for (i, di) in d.iter_mut().enumerate().take(a) {
+                        *di = L8::load(&mm[(i * a + j) * at.plane + base + q * LANES..]);
+                    }
+                    let col = X::at(d);
                     for i in 0..m {
                         tmp[i][j] = col[i];
                     }
@@ -307,9 +304,10 @@ fn grad_body<X: Xf>(
     let rows = (th1 - th0) * m;
     let out_img = s.out_channels * oh_n * ow_n;
     let pk = &mut pk[..rows * owp * LANES];
+    // The positions the loop below writes are the same for every channel: zero the rest once.
+    pk.fill(0.0);
     for co in 0..s.out_channels {
         // pk[r][ow][l] = dy[l][co][th0·m + r][ow], zeros past the output's edge.
-        pk.fill(0.0);
         for l in 0..gs {
             let dyc = &dys[l * out_img + co * oh_n * ow_n..][..oh_n * ow_n];
             for r in 0..rows.min(oh_n.saturating_sub(th0 * m)) {
@@ -326,13 +324,11 @@ fn grad_body<X: Xf>(
                 // tmp = A dY (columns), then dM = tmp Aᵀ (rows).
                 let mut tmp = [[L8::ZERO; 4]; 6];
                 for j in 0..m {
-                    let col = X::a(std::array::from_fn(|i| {
-                        if i < m {
-                            L8::load(&pk[((tr * m + i) * owp + tw * m + j) * LANES..])
-                        } else {
-                            L8::ZERO
-                        }
-                    }));
+                    let mut d = [L8::ZERO; 4];
+                    for (i, di) in d.iter_mut().enumerate().take(m) {
+                        *di = L8::load(&pk[((tr * m + i) * owp + tw * m + j) * LANES..]);
+                    }
+                    let col = X::a(d);
                     for i in 0..a {
                         tmp[i][j] = col[i];
                     }
