@@ -292,3 +292,37 @@ fn winograd_error_figures() {
         }
     }
 }
+
+/// `fast_net` (whose 3×3 layers `Auto` runs by `F(4,3)`) trained for two SGD steps on 1, 2
+/// and 3 threads ends with the same weights bit for bit.
+#[test]
+fn fast_net_training_is_bit_identical_for_any_thread_count() {
+    use ferroconv::optim::{Optimizer, Sgd};
+    use ferroconv::{Sequential, SoftmaxCrossEntropy};
+    let n = 16;
+    let x = Tensor::from_vec(&[n, 3, 32, 32], values(5, n * 3 * 32 * 32)).unwrap();
+    let labels: Vec<u32> = (0..n as u32).map(|i| i % 10).collect();
+    let run = |threads: usize| -> Vec<u32> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut model: Sequential = ferroconv::models::fast_net(3).unwrap();
+            let mut loss = SoftmaxCrossEntropy::new();
+            let mut opt = Sgd::new(0.05, 0.9);
+            for _ in 0..2 {
+                let logits = model.forward(&x, Mode::Train).unwrap();
+                loss.forward(logits, &labels).unwrap();
+                model.backward(loss.grad()).unwrap();
+                opt.step(&mut model);
+            }
+            let mut w = Vec::new();
+            model.visit_params(&mut |_, p| w.extend(p.value.iter().map(|v| v.to_bits())));
+            w
+        })
+    };
+    let first = run(1);
+    assert_eq!(run(2), first, "2 threads");
+    assert_eq!(run(3), first, "3 threads");
+}
