@@ -81,14 +81,30 @@ fn winograd(s: &Shape, n: usize, x: &[f32], w: &[f32], dy: &[f32]) -> [Vec<f32>;
     [y, dw, dx]
 }
 
-/// Normwise errors `[y, dW, dx]` of Winograd against the f64 direct convolution.
-fn errors(s: &Shape, n: usize, seed: u64) -> [f64; 3] {
+/// `max |got − want|`.
+fn max_abs(got: &[f32], want: &[f64]) -> f64 {
+    got.iter()
+        .zip(want)
+        .fold(0.0f64, |m, (g, w)| m.max((*g as f64 - w).abs()))
+}
+
+/// Normwise errors `[y, dW, dx]` of Winograd against the f64 direct convolution, and the
+/// largest absolute errors.
+fn errors_and_abs(s: &Shape, n: usize, seed: u64) -> ([f64; 3], [f64; 3]) {
     let x = values(seed, n * s.input_len());
     let w = values(seed ^ 0x9e37, s.out_channels * s.channels * 9);
     let dy = values(seed ^ 0x51ed, n * s.output_len());
     let got = winograd(s, n, &x, &w, &dy);
     let want = direct(s, n, &x, &w, &dy);
-    std::array::from_fn(|i| normwise(&got[i], &want[i]))
+    (
+        std::array::from_fn(|i| normwise(&got[i], &want[i])),
+        std::array::from_fn(|i| max_abs(&got[i], &want[i])),
+    )
+}
+
+/// Normwise errors `[y, dW, dx]` of Winograd against the f64 direct convolution.
+fn errors(s: &Shape, n: usize, seed: u64) -> [f64; 3] {
+    errors_and_abs(s, n, seed).0
 }
 
 /// Worst normwise error allowed: `F(4,3)`'s transforms have entries up to 8 (×1/24 in `G`),
@@ -230,7 +246,7 @@ fn forced_winograd_falls_back_where_it_does_not_apply() {
 
 /// im2col + GEMM's normwise errors `[y, dW, dx]` against the f64 direct convolution, on the
 /// inputs of [`errors`]: the baseline Winograd's figures are compared with.
-fn im2col_errors(s: &Shape, n: usize, seed: u64) -> [f64; 3] {
+fn im2col_errors(s: &Shape, n: usize, seed: u64) -> ([f64; 3], [f64; 3]) {
     let x = values(seed, n * s.input_len());
     let w = values(seed ^ 0x9e37, s.out_channels * s.channels * 9);
     let dy = values(seed ^ 0x51ed, n * s.output_len());
@@ -246,11 +262,11 @@ fn im2col_errors(s: &Shape, n: usize, seed: u64) -> [f64; 3] {
     let mut dw = Vec::new();
     layer.visit_params(&mut String::new(), &mut |_, p| dw = p.grad.to_vec());
     let want = direct(s, n, &x, &w, &dy);
-    [
-        normwise(&y, &want[0]),
-        normwise(&dw, &want[1]),
-        normwise(&dx, &want[2]),
-    ]
+    let got = [y, dw, dx];
+    (
+        std::array::from_fn(|i| normwise(&got[i], &want[i])),
+        std::array::from_fn(|i| max_abs(&got[i], &want[i])),
+    )
 }
 
 /// The measured errors on the target networks' shapes (64–256 channels, 32×32 to 8×8,
@@ -266,9 +282,10 @@ fn winograd_error_figures() {
             out_channels: co,
             tile: Tile::F2,
         };
-        let [y, dw, dx] = im2col_errors(&s, n, 11);
+        let ([y, dw, dx], [ay, adw, adx]) = im2col_errors(&s, n, 11);
         println!(
-            "im2col C={c} Cout={co} {hw}×{hw} N={n}: normwise error y {y:.2e}, dW {dw:.2e}, dx {dx:.2e}"
+            "im2col C={c} Cout={co} {hw}×{hw} N={n}: normwise error y {y:.2e}, dW {dw:.2e}, dx {dx:.2e}; \
+             max abs y {ay:.2e}, dW {adw:.2e}, dx {adx:.2e}"
         );
         assert!(y.max(dw).max(dx) <= bound(Tile::F2));
     }
@@ -282,9 +299,10 @@ fn winograd_error_figures() {
                 out_channels: co,
                 tile,
             };
-            let [y, dw, dx] = errors(&s, n, 11);
+            let ([y, dw, dx], [ay, adw, adx]) = errors_and_abs(&s, n, 11);
             println!(
-                "{tile:?} C={c} Cout={co} {hw}×{hw} N={n}: normwise error y {y:.2e}, dW {dw:.2e}, dx {dx:.2e}"
+                "{tile:?} C={c} Cout={co} {hw}×{hw} N={n}: normwise error y {y:.2e}, dW {dw:.2e}, dx {dx:.2e}; \
+                 max abs y {ay:.2e}, dW {adw:.2e}, dx {adx:.2e}"
             );
             for e in [y, dw, dx] {
                 assert!(e <= bound(tile), "{tile:?}: {e:e}");
