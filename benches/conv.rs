@@ -9,12 +9,17 @@
 //! `<isa>` is the GEMM microkernel's instruction set (`avx512f`, `avx2+fma`, `portable`):
 //! the fastest this CPU has, or the one `FERROCONV_GEMM_KERNEL=avx512|avx2|portable`
 //! forces. `CONV_BENCH_FILTER=<text>` runs only the lines whose name contains `<text>`.
+//!
+//! Every layer runs on im2col + GEMM (`conv/<isa>/<name>/…`); 3×3 stride-1 layers also by
+//! Winograd `F(2,3)` and `F(4,3)` (`…/<name>/f2/…`, `…/<name>/f4/…`), their GFLOP/s counted
+//! with the direct convolution's FLOPs (so they can exceed the machine's FMA peak). `air_*`
+//! are the `airbench@512` (`models::fast_net`) layers.
 
 mod common;
 use common::*;
 
 use ferroconv::Tensor;
-use ferroconv::layers::{Conv2d, Layer, Mode};
+use ferroconv::layers::{Conv2d, ConvAlgo, Layer, Mode};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -59,7 +64,13 @@ fn main() {
         c("tfcnn3_64x6x6_64_3x3", 64, 64, 3, 0, 6, 64, true),
         c("resnet_64x32x32_128_3x3p1", 64, 128, 3, 1, 32, 128, true),
         c("resnet_128x16x16_128_3x3p1", 128, 128, 3, 1, 16, 128, true),
+        c("resnet_128x16x16_256_3x3p1", 128, 256, 3, 1, 16, 128, true),
         c("resnet_256x8x8_256_3x3p1", 256, 256, 3, 1, 8, 128, true),
+        c("air_24x31x31_32_3x3p1", 24, 32, 3, 1, 31, 512, true),
+        c("air_32x15x15_32_3x3p1", 32, 32, 3, 1, 15, 512, true),
+        c("air_32x15x15_128_3x3p1", 32, 128, 3, 1, 15, 512, true),
+        c("air_128x7x7_128_3x3p1", 128, 128, 3, 1, 7, 512, true),
+        c("air_128x3x3_128_3x3p1", 128, 128, 3, 1, 3, 512, true),
     ];
     let isa = ferroconv::cpu::gemm::Kernel::selected().isa();
     println!(
@@ -67,12 +78,28 @@ fn main() {
         rayon::current_num_threads(),
         ferroconv::cpu::gemm::best_kernel_name()
     );
-    for case in &cases {
-        let tag = format!("conv/{isa}/{}", case.name);
+    let runs = cases.iter().flat_map(|case| {
+        let algos: &[(&str, ConvAlgo)] = if case.k == 3 {
+            &[
+                ("", ConvAlgo::Im2col),
+                ("/f2", ConvAlgo::Winograd2),
+                ("/f4", ConvAlgo::Winograd4),
+            ]
+        } else {
+            &[("", ConvAlgo::Im2col)]
+        };
+        algos
+            .iter()
+            .map(move |&(suffix, algo)| (case, suffix, algo))
+    });
+    for (case, suffix, algo) in runs {
+        let tag = format!("conv/{isa}/{}{suffix}", case.name);
         if !tag.contains(&filter) {
             continue;
         }
-        let mut layer = Conv2d::new(case.cin, case.cout, case.k).padding(case.pad);
+        let mut layer = Conv2d::new(case.cin, case.cout, case.k)
+            .padding(case.pad)
+            .algorithm(algo);
         let x = Tensor::from_vec(
             &[case.batch, case.cin, case.hw, case.hw],
             values(1, case.batch * case.cin * case.hw * case.hw),

@@ -12,4 +12,9 @@ pub use crate::cpu::gemm::gemm;
 pub use crate::cpu::im2col::{col2im, im2col};
 pub use crate::cpu::pool::{maxpool_backward, maxpool_forward, pooled};
 pub use crate::cpu::softmax::softmax_xent;
+pub use crate::cpu::winograd::conv::{
+    Shape as WinoShape, forward as wino_forward, input_grad as wino_input_grad,
+    weight_grad as wino_weight_grad,
+};
+pub use crate::cpu::winograd::{Tile as WinoTile, filter_transform as wino_filter_transform};
 pub use crate::cpu::{for_each_chunk, worth_parallel};

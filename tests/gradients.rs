@@ -6,8 +6,8 @@
 //! must return. Each is estimated as `(L(v + h) − L(v − h)) / 2h` in f64, element by element.
 
 use ferroconv::layers::{
-    BatchNorm2d, Conv2d, Dense, Dropout, Flatten, Gelu, GlobalAvgPool, GlobalMaxPool, Layer,
-    MaxPool2d, Mode, ReLU, Residual,
+    BatchNorm2d, Conv2d, ConvAlgo, Dense, Dropout, Flatten, Gelu, GlobalAvgPool, GlobalMaxPool,
+    Layer, MaxPool2d, Mode, ReLU, Residual,
 };
 use ferroconv::{SoftmaxCrossEntropy, Tensor};
 use proptest::prelude::*;
@@ -177,6 +177,25 @@ proptest! {
         prop_assert!(layer.output_shape(&[c, h, w]).is_ok());
         check_layer(&mut layer, &[n, c, h, w], seed, &|x, p| {
             conv_ref(x, &p[0], &p[1], (n, c, h, w), cout, k, stride, pad)
+        });
+    }
+
+    /// The same checks with the 3×3 stride-1 layer forced onto Winograd `F(2,3)` or `F(4,3)`
+    /// (partial edge tiles, padding 0–2, with and without bias).
+    #[test]
+    fn conv2d_winograd_gradients(
+        n in 1usize..3, c in 1usize..4, cout in 1usize..4, pad in 0usize..3,
+        extra_h in 0usize..6, extra_w in 0usize..6, f4 in any::<bool>(), bias in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let (h, w) = (1 + extra_h, 1 + extra_w);
+        prop_assume!(h + 2 * pad >= 3 && w + 2 * pad >= 3);
+        let algo = if f4 { ConvAlgo::Winograd4 } else { ConvAlgo::Winograd2 };
+        let mut layer = Conv2d::new(c, cout, 3).padding(pad).bias(bias).algorithm(algo);
+        check_layer(&mut layer, &[n, c, h, w], seed, &|x, p| {
+            let zeros = vec![0.0; cout];
+            let b = if bias { &p[1] } else { &zeros };
+            conv_ref(x, &p[0], b, (n, c, h, w), cout, 3, 1, pad)
         });
     }
 

@@ -6,6 +6,7 @@ pub mod gemm;
 pub mod im2col;
 pub mod pool;
 pub mod softmax;
+pub mod winograd;
 
 /// Work (in multiply-adds) below which a kernel stays on the calling thread: handing a
 /// job to another thread costs a few microseconds, as much as ~50k multiply-adds.

@@ -19,7 +19,11 @@
 //! When all column matrices fit [`KEEP_COLS_MAX`] floats (see [`Conv2d::keep_cols_max`]), forward keeps them for backward;
 //! otherwise forward keeps a copy of its input and backward recomputes each group's
 //! columns in a per-thread scratch buffer (bounded by [`GROUP_COLS_MAX`]).
+//!
+//! 3×3 stride-1 layers may run by Winograd instead (see [`Conv2d::algorithm`] and
+//! `conv2d_algo.rs`); im2col + GEMM stays the reference.
 
+use super::conv2d_algo::{ConvAlgo, ConvDims, Winograd, choose};
 use super::{
     Layer, Mode, ParamKind, ParamVisitor, Role, Spec, ValueVisitor, Weights, checked_product,
     emit_value, emit_weight_bias, init_uniform, try_zeros,
@@ -168,6 +172,10 @@ pub struct Conv2d {
     partials: Vec<f32>,
     output: Tensor,
     grad_input: Tensor,
+    /// The algorithm asked for (default [`ConvAlgo::Auto`]).
+    algo: ConvAlgo,
+    /// Winograd's buffers, and whether the last forward used it.
+    wino: Winograd,
 }
 
 impl Conv2d {
@@ -192,6 +200,28 @@ impl Conv2d {
             partials: Vec::new(),
             output: Tensor::default(),
             grad_input: Tensor::default(),
+            algo: ConvAlgo::Auto,
+            wino: Winograd::default(),
+        }
+    }
+
+    /// Sets the algorithm: [`ConvAlgo::Auto`] (default, by shape), im2col + GEMM, or a
+    /// Winograd tile size (which applies to 3×3 stride-1 layers with padding ≤ 2; others
+    /// keep im2col).
+    pub fn algorithm(mut self, algo: ConvAlgo) -> Self {
+        self.algo = algo;
+        self
+    }
+
+    fn dims(&self, h: usize, w: usize) -> ConvDims {
+        ConvDims {
+            cin: self.in_channels,
+            cout: self.out_channels,
+            kernel: self.kernel,
+            stride: self.stride,
+            padding: self.padding,
+            height: h,
+            width: w,
         }
     }
 
@@ -316,6 +346,14 @@ impl Layer for Conv2d {
 
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> &Tensor {
         let (n, h, w) = (x.shape()[0], x.shape()[2], x.shape()[3]);
+        let dims = self.dims(h, w);
+        if let Some(tile) = choose(self.algo, dims) {
+            self.plan = None;
+            let (wt, b, out) = (&self.weight, &self.bias, &mut self.output);
+            self.wino.forward(tile, dims, x, wt, b, out);
+            return &self.output;
+        }
+        self.wino.clear();
         let geom = self.geometry(h, w);
         let cout = self.out_channels;
         let (rows, p, len) = (geom.col_rows(), geom.col_cols(), geom.input_len());
@@ -391,6 +429,16 @@ impl Layer for Conv2d {
     }
 
     fn backward(&mut self, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
+        if self.wino.active() {
+            let (gw, gb, gi) = (
+                &mut self.grad_weight,
+                &mut self.grad_bias,
+                &mut self.grad_input,
+            );
+            self.wino
+                .backward(grad_out, &self.weight, gw, gb, need_input_grad, gi);
+            return &self.grad_input;
+        }
         let plan = self.plan.expect("Conv2d::backward called before forward");
         let g = plan.geom;
         let (n, cout, tasks) = (plan.n, plan.cout, plan.tasks());

@@ -10,6 +10,7 @@
 mod activations;
 mod batchnorm2d;
 mod conv2d;
+mod conv2d_algo;
 mod dense;
 mod dropout;
 mod flatten;
@@ -22,6 +23,7 @@ mod spec;
 pub use activations::Gelu;
 pub use batchnorm2d::BatchNorm2d;
 pub use conv2d::Conv2d;
+pub use conv2d_algo::ConvAlgo;
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use flatten::Flatten;

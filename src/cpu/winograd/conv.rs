@@ -1,0 +1,323 @@
+//! Whole-batch Winograd convolution: forward, input gradient, weight gradient.
+//!
+//! The batch is cut into *blocks* by the shapes alone ([`Plan`]): a block is `cb` chunks of
+//! 8 images ([`LANES`]) and a range of `rb` tile rows, so that its GEMMs are about
+//! [`COLS_TARGET`] columns wide. Per block, with `cols` its tile columns:
+//!
+//! ```text
+//! V  = input transform of the block's tiles          [α²][C, cols]
+//! M[t] = U[t] · V[t]                    t < α²        [Cout, C]·[C, cols]
+//! y  = output transform of M (+ bias)                 scattered back to NCHW
+//! ```
+//!
+//! Blocks of different images run in parallel. The weight gradient sums over blocks: the
+//! blocks are dealt to [`TASKS`] tasks (a constant, not the thread count), each task adds
+//! its blocks' `dM[t] · V[t]ᵀ` in block order, applies the adjoint filter transform, and the
+//! tasks' shares of `dW` are added in task order. So every result is the same bit for bit
+//! whatever the thread count.
+
+use super::Tile;
+use super::lanes::{self, Cols, LANES};
+use crate::cpu::gemm::gemm;
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Columns (tiles × lanes) a block's GEMMs aim for: wide enough to amortise packing `U[t]`,
+/// narrow enough that a block's `V` stays near the cache.
+const COLS_TARGET: usize = 256;
+/// Most floats of a block's `V` (or `M`), 4 Mi floats = 16 MiB, above which blocks are
+/// narrower than [`COLS_TARGET`].
+const BLOCK_FLOATS: usize = 4 << 20;
+/// Floats added between the points' planes of `V` and `M`: with 2ᵏ channels and columns the
+/// planes would be 2ᵏ floats apart, and the transforms, which touch all `α²` planes per tile,
+/// would hit one cache set over and over. One cache line of offset spreads them.
+const PLANE_PAD: usize = 16;
+/// Weight-gradient tasks (each with its own share of `dW`): fixed, so that the summation
+/// order does not depend on the thread count.
+const TASKS: usize = 4;
+
+/// A 3×3, stride-1 convolution layer's shapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Input channels `C`.
+    pub channels: usize,
+    /// Input height `H`.
+    pub height: usize,
+    /// Input width `W`.
+    pub width: usize,
+    /// Zero padding `p` on every side (0, 1 or 2).
+    pub padding: usize,
+    /// Output channels `Cout`.
+    pub out_channels: usize,
+    /// The tile size.
+    pub tile: Tile,
+}
+
+impl Shape {
+    /// Whether Winograd handles this shape: padding at most 2 (the input gradient runs with
+    /// padding `2 − p`) and at least one output.
+    pub fn supported(&self) -> bool {
+        self.padding <= 2
+            && self.height + 2 * self.padding >= 3
+            && self.width + 2 * self.padding >= 3
+    }
+    /// Output height `H + 2p − 2`.
+    pub fn out_h(&self) -> usize {
+        self.height + 2 * self.padding - 2
+    }
+    /// Output width `W + 2p − 2`.
+    pub fn out_w(&self) -> usize {
+        self.width + 2 * self.padding - 2
+    }
+    /// Tile rows `⌈OH/m⌉`.
+    pub fn tiles_h(&self) -> usize {
+        self.out_h().div_ceil(self.tile.m())
+    }
+    /// Tiles per row `⌈OW/m⌉`.
+    pub fn tiles_w(&self) -> usize {
+        self.out_w().div_ceil(self.tile.m())
+    }
+    /// Floats of one input image, `C·H·W`.
+    pub fn input_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+    /// Floats of one output image, `Cout·OH·OW`.
+    pub fn output_len(&self) -> usize {
+        self.out_channels * self.out_h() * self.out_w()
+    }
+    /// Floats of the transformed filter `U[α²][Cout][C]`.
+    pub fn filter_len(&self) -> usize {
+        self.tile.points() * self.out_channels * self.channels
+    }
+    /// The convolution that computes the input gradient: `dy[Cout, OH, OW]` → `dx[C, H, W]`
+    /// with the flipped filter and padding `2 − p`.
+    pub fn transposed(&self) -> Shape {
+        Shape {
+            channels: self.out_channels,
+            height: self.out_h(),
+            width: self.out_w(),
+            padding: 2 - self.padding,
+            out_channels: self.channels,
+            tile: self.tile,
+        }
+    }
+}
+
+/// How a batch is cut into blocks (shapes only).
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    /// Tile rows per block.
+    rb: usize,
+    /// Chunks of 8 images per block.
+    cb: usize,
+}
+
+impl Plan {
+    fn new(s: &Shape, n: usize) -> Plan {
+        let row_cols = s.tiles_w() * LANES;
+        let widest = s.channels.max(s.out_channels) * s.tile.points();
+        let target = COLS_TARGET.min((BLOCK_FLOATS / widest.max(1)).max(row_cols));
+        let rb = (target / row_cols).clamp(1, s.tiles_h());
+        let cb = if rb < s.tiles_h() {
+            1
+        } else {
+            (target / (rb * row_cols)).clamp(1, n.div_ceil(LANES).max(1))
+        };
+        Plan { rb, cb }
+    }
+    /// Images per block.
+    fn images(&self) -> usize {
+        self.cb * LANES
+    }
+}
+
+thread_local! {
+    /// Per-thread scratch vectors for [`with_scratch`]: a stack, so nested calls (rayon
+    /// work-stealing inside a parallel GEMM) take other vectors.
+    static SCRATCH: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on a scratch slice of `len` floats from this thread's stack (contents stale).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut v = SCRATCH.with(|s| s.borrow_mut().pop()).unwrap_or_default();
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    let r = f(&mut v[..len]);
+    SCRATCH.with(|s| s.borrow_mut().push(v));
+    r
+}
+
+/// One block's tile-row range and tile columns: `(rows, columns per chunk)`.
+fn row_blocks(s: &Shape, p: &Plan) -> impl Iterator<Item = ((usize, usize), usize)> {
+    let (th, tw) = (s.tiles_h(), s.tiles_w());
+    (0..th).step_by(p.rb).map(move |t0| {
+        (
+            (t0, (t0 + p.rb).min(th)),
+            ((t0 + p.rb).min(th) - t0) * tw * LANES,
+        )
+    })
+}
+
+/// Floats between the points' planes of a `[α²][rows, cols]` buffer.
+fn plane(rows: usize, cols: usize) -> usize {
+    rows * cols + PLANE_PAD
+}
+
+/// Input transform of a block's images `xb[imgs][C][H][W]` into `v[α²][C][cols]` (planes
+/// [`plane`] apart).
+fn transform_inputs(s: &Shape, xb: &[f32], rows: (usize, usize), chunk_cols: usize, v: &mut [f32]) {
+    let imgs = xb.len() / s.input_len();
+    let cols = imgs.div_ceil(LANES) * chunk_cols;
+    with_scratch(lanes::staging_len(s, rows.1 - rows.0), |pk| {
+        for (k, xs) in xb.chunks(LANES * s.input_len()).enumerate() {
+            let at = Cols {
+                plane: plane(s.channels, cols),
+                ld: cols,
+                col0: k * chunk_cols,
+            };
+            let gs = xs.len() / s.input_len();
+            lanes::input_chunk(s.tile, s, xs, gs, rows, pk, v, at);
+        }
+    });
+}
+
+/// Forward: `y[N][Cout][OH][OW] = conv(x[N][C][H][W]) + bias` from the transformed filter
+/// `u[α²][Cout][C]` ([`super::filter_transform`]); `bias` is `[Cout]` or empty.
+pub fn forward(s: &Shape, n: usize, x: &[f32], u: &[f32], bias: &[f32], y: &mut [f32]) {
+    let p = Plan::new(s, n);
+    let (cin, cout, pts) = (s.channels, s.out_channels, s.tile.points());
+    let (il, ol) = (s.input_len(), s.output_len());
+    assert!(x.len() >= n * il && y.len() >= n * ol && u.len() >= s.filter_len());
+    let block = |(xb, yb): (&[f32], &mut [f32])| {
+        let imgs = xb.len() / il;
+        let chunks = imgs.div_ceil(LANES);
+        for (rows, chunk_cols) in row_blocks(s, &p) {
+            let cols = chunks * chunk_cols;
+            with_scratch(pts * plane(cin, cols), |v| {
+                transform_inputs(s, xb, rows, chunk_cols, v);
+                with_scratch(pts * plane(cout, cols), |mm| {
+                    // M[t] = U[t] · V[t]      [Cout, C]·[C, cols]
+                    for t in 0..pts {
+                        gemm(
+                            cout,
+                            cin,
+                            cols,
+                            &u[t * cout * cin..],
+                            cin,
+                            1,
+                            &v[t * plane(cin, cols)..],
+                            cols,
+                            1,
+                            &mut mm[t * plane(cout, cols)..],
+                            cols,
+                            false,
+                        );
+                    }
+                    with_scratch(lanes::staging_len(s, rows.1 - rows.0), |ot| {
+                        for (k, ys) in yb.chunks_mut(LANES * ol).enumerate() {
+                            let at = Cols {
+                                plane: plane(cout, cols),
+                                ld: cols,
+                                col0: k * chunk_cols,
+                            };
+                            let gs = ys.len() / ol;
+                            lanes::output_chunk(s.tile, s, mm, at, rows, gs, bias, ot, ys);
+                        }
+                    });
+                });
+            });
+        }
+    };
+    let per = p.images();
+    x[..n * il]
+        .par_chunks(per * il)
+        .zip(y[..n * ol].par_chunks_mut(per * ol))
+        .for_each(block);
+}
+
+/// Input gradient: `dx[N][C][H][W]` from `dy[N][Cout][OH][OW]` and the flipped transformed
+/// filter `uf[α²][C][Cout]` ([`super::filter_transform`] with `flip`).
+pub fn input_grad(s: &Shape, n: usize, dy: &[f32], uf: &[f32], dx: &mut [f32]) {
+    forward(&s.transposed(), n, dy, uf, &[], dx)
+}
+
+/// Weight gradient: `dw[Cout][C][3][3] = Σ_n x[n] ⋆ dy[n]`, through `dU[t] = Σ dM[t]·V[t]ᵀ`
+/// and the adjoint filter transform. `partials` holds each task's share (reused).
+pub fn weight_grad(
+    s: &Shape,
+    n: usize,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    partials: &mut Vec<f32>,
+) {
+    let p = Plan::new(s, n);
+    let (cin, cout, pts) = (s.channels, s.out_channels, s.tile.points());
+    let (il, ol) = (s.input_len(), s.output_len());
+    let wlen = cout * cin * 9;
+    assert!(x.len() >= n * il && dy.len() >= n * ol && dw.len() >= wlen);
+    let per = p.images();
+    let blocks = n.div_ceil(per);
+    let per_task = blocks.div_ceil(TASKS.min(blocks).max(1)).max(1);
+    let tasks = blocks.div_ceil(per_task).max(1);
+    partials.resize(tasks * wlen, 0.0);
+    partials
+        .par_chunks_mut(wlen)
+        .enumerate()
+        .for_each(|(ti, part)| {
+            with_scratch(pts * cout * cin, |du| {
+                let mut first = true;
+                for b in ti * per_task..((ti + 1) * per_task).min(blocks) {
+                    let (i0, i1) = (b * per, ((b + 1) * per).min(n));
+                    let xb = &x[i0 * il..i1 * il];
+                    let dyb = &dy[i0 * ol..i1 * ol];
+                    let chunks = (i1 - i0).div_ceil(LANES);
+                    for (rows, chunk_cols) in row_blocks(s, &p) {
+                        let cols = chunks * chunk_cols;
+                        with_scratch(pts * plane(cin, cols), |v| {
+                            transform_inputs(s, xb, rows, chunk_cols, v);
+                            with_scratch(pts * plane(cout, cols), |dm| {
+                                with_scratch(lanes::staging_len(s, rows.1 - rows.0), |pk| {
+                                    for (k, dys) in dyb.chunks(LANES * ol).enumerate() {
+                                        let at = Cols {
+                                            plane: plane(cout, cols),
+                                            ld: cols,
+                                            col0: k * chunk_cols,
+                                        };
+                                        let gs = dys.len() / ol;
+                                        lanes::grad_chunk(s.tile, s, dys, gs, rows, pk, dm, at);
+                                    }
+                                });
+                                // dU[t] (=|+=) dM[t] · V[t]ᵀ      [Cout, cols]·[cols, C]
+                                for t in 0..pts {
+                                    gemm(
+                                        cout,
+                                        cols,
+                                        cin,
+                                        &dm[t * plane(cout, cols)..],
+                                        cols,
+                                        1,
+                                        &v[t * plane(cin, cols)..],
+                                        1,
+                                        cols,
+                                        &mut du[t * cout * cin..],
+                                        cin,
+                                        !first,
+                                    );
+                                }
+                            });
+                        });
+                        first = false;
+                    }
+                }
+                super::filter_adjoint(s.tile, du, cout, cin, part);
+            });
+        });
+    // dW = share_0 + share_1 + …, in task order.
+    let (head, rest) = partials.split_at(wlen);
+    dw[..wlen].copy_from_slice(head);
+    for part in rest.chunks_exact(wlen) {
+        dw[..wlen].iter_mut().zip(part).for_each(|(d, s)| *d += s);
+    }
+}

@@ -1,0 +1,293 @@
+//! How a [`Conv2d`](super::Conv2d) computes: im2col + GEMM or Winograd, chosen per layer.
+//!
+//! Winograd (`crate::cpu::winograd`) covers 3×3, stride-1 convolutions with padding ≤ 2.
+//! [`ConvAlgo::Auto`] picks by the cost model in [`choose`], a function of the shapes only,
+//! so a run is reproducible bit for bit (no timing enters the choice). The environment
+//! variable `FERROCONV_CONV_ALGO` (`im2col`, `winograd2`, `winograd4`, `auto`) sets the
+//! algorithm of every layer left at `Auto`, for benchmarks and tests.
+
+use crate::backend as k;
+use crate::backend::{WinoShape, WinoTile};
+use crate::tensor::Tensor;
+use std::sync::OnceLock;
+
+/// The algorithm of a convolution layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ConvAlgo {
+    /// Chosen by shape (the default): see the module docs.
+    #[default]
+    Auto,
+    /// im2col + GEMM, the reference (any kernel, stride, padding).
+    Im2col,
+    /// Winograd `F(2×2, 3×3)` where it applies, im2col elsewhere.
+    Winograd2,
+    /// Winograd `F(4×4, 3×3)` where it applies, im2col elsewhere.
+    Winograd4,
+}
+
+impl ConvAlgo {
+    /// Parses `auto`, `im2col`, `winograd2` or `winograd4` (as in `FERROCONV_CONV_ALGO`).
+    pub fn parse(s: &str) -> Option<ConvAlgo> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Some(ConvAlgo::Auto),
+            "im2col" => Some(ConvAlgo::Im2col),
+            "winograd2" | "f2" => Some(ConvAlgo::Winograd2),
+            "winograd4" | "f4" => Some(ConvAlgo::Winograd4),
+            _ => None,
+        }
+    }
+}
+
+/// `FERROCONV_CONV_ALGO`, read once; an unknown value is reported on stderr and ignored.
+fn from_env() -> ConvAlgo {
+    static ENV: OnceLock<ConvAlgo> = OnceLock::new();
+    *ENV.get_or_init(|| match std::env::var("FERROCONV_CONV_ALGO") {
+        Ok(v) => ConvAlgo::parse(&v).unwrap_or_else(|| {
+            eprintln!(
+                "FERROCONV_CONV_ALGO={v:?} is not auto, im2col, winograd2 or winograd4: ignored"
+            );
+            ConvAlgo::Auto
+        }),
+        Err(_) => ConvAlgo::Auto,
+    })
+}
+
+/// The layer's hyper-parameters and input size, as [`choose`] sees them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConvDims {
+    pub cin: usize,
+    pub cout: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+/// Cost-model weights, in wall-clock nanoseconds of a training step (forward + backward) on
+/// the 2-core test machine, read off `cargo bench --bench conv` and a profile of it (see
+/// `docs/winograd.md`): a GEMM multiply-add (either algorithm's GEMMs run at about the same
+/// rate for these shapes)…
+const NS_PER_MAC: f64 = 0.1;
+/// … per (image, tile, channel) of the `F(2,3)` and `F(4,3)` transforms (each channel of
+/// `x` and of `dy` is transformed twice per step; the stores to `α²` planes dominate) …
+const NS_TRANSFORM: [f64; 2] = [8.0, 20.0];
+/// … and per element of im2col's column matrix (written by im2col, read back by col2im).
+const NS_IM2COL: f64 = 1.0;
+
+/// The tile Winograd uses for this layer, or `None` for im2col + GEMM.
+///
+/// Forced choices apply only where Winograd can run (3×3, stride 1, padding ≤ 2). `Auto`
+/// compares estimated times per image (GEMM multiply-adds at a fixed rate plus data
+/// movement per transformed element; partial edge tiles count as whole tiles):
+/// ```text
+/// im2col:     9·C·Cout·P·mac + 9·C·P·im2col                         P = OH·OW
+/// F(m,3):     α²·C·Cout·T·mac + (C + Cout)·T·transform[m]            T = ⌈OH/m⌉·⌈OW/m⌉
+/// ```
+/// With these weights `Auto` takes `F(4,3)` for every 3×3 pad-1 layer of `resnet9` and
+/// `fast_net` but the 3-channel first one (im2col), and `F(2,3)` nowhere: `F(4,3)` needs
+/// 2.25 multiplies per output and channel pair to `F(2,3)`'s 4, which outweighs its dearer
+/// transforms once both widths are ≥ 8.
+/// and takes the cheapest, requiring at least 8 input and output channels (below that the
+/// per-point GEMMs are too thin to run at speed).
+pub(crate) fn choose(algo: ConvAlgo, d: ConvDims) -> Option<WinoTile> {
+    let shape = |tile| WinoShape {
+        channels: d.cin,
+        height: d.height,
+        width: d.width,
+        padding: d.padding,
+        out_channels: d.cout,
+        tile,
+    };
+    if d.kernel != 3 || d.stride != 1 || !shape(WinoTile::F2).supported() {
+        return None;
+    }
+    let algo = if algo == ConvAlgo::Auto {
+        from_env()
+    } else {
+        algo
+    };
+    match algo {
+        ConvAlgo::Im2col => None,
+        ConvAlgo::Winograd2 => Some(WinoTile::F2),
+        ConvAlgo::Winograd4 => Some(WinoTile::F4),
+        ConvAlgo::Auto => cost_model(d),
+    }
+}
+
+/// `Auto`'s choice for a layer Winograd can run (see [`choose`]).
+fn cost_model(d: ConvDims) -> Option<WinoTile> {
+    if d.cin < 8 || d.cout < 8 {
+        return None;
+    }
+    let shape = |tile| WinoShape {
+        channels: d.cin,
+        height: d.height,
+        width: d.width,
+        padding: d.padding,
+        out_channels: d.cout,
+        tile,
+    };
+    let (c, co) = (d.cin as f64, d.cout as f64);
+    let s2 = shape(WinoTile::F2);
+    let p = (s2.out_h() * s2.out_w()) as f64;
+    let im2col = 9.0 * c * co * p * NS_PER_MAC + 9.0 * c * p * NS_IM2COL;
+    let wino = |tile: WinoTile, ns: f64| {
+        let s = shape(tile);
+        let t = (s.tiles_h() * s.tiles_w()) as f64;
+        tile.points() as f64 * c * co * t * NS_PER_MAC + (c + co) * t * ns
+    };
+    let (f2, f4) = (
+        wino(WinoTile::F2, NS_TRANSFORM[0]),
+        wino(WinoTile::F4, NS_TRANSFORM[1]),
+    );
+    if im2col <= f2.min(f4) {
+        None
+    } else if f4 <= f2 {
+        Some(WinoTile::F4)
+    } else {
+        Some(WinoTile::F2)
+    }
+}
+
+/// A [`Conv2d`](super::Conv2d)'s Winograd state: the transformed filters and what backward needs.
+#[derive(Default)]
+pub(crate) struct Winograd {
+    /// The shapes of the last forward, when it ran by Winograd.
+    active: Option<(WinoShape, usize)>,
+    /// `[α²][Cout][C]`: the transformed filter.
+    u: Vec<f32>,
+    /// `[α²][C][Cout]`: the transformed flipped filter (input gradient).
+    uf: Vec<f32>,
+    /// `[N, C, H, W]`: forward's input, for the weight gradient.
+    input: Vec<f32>,
+    /// The weight-gradient tasks' shares of `dW`.
+    partials: Vec<f32>,
+}
+
+impl Winograd {
+    /// Whether the last forward ran by Winograd (so backward must too).
+    pub fn active(&self) -> bool {
+        self.active.is_some()
+    }
+
+    /// Marks the last forward as im2col's.
+    pub fn clear(&mut self) {
+        self.active = None;
+    }
+
+    /// `out[N, Cout, OH, OW] = conv(x) + bias` by Winograd with `tile`.
+    pub fn forward(
+        &mut self,
+        tile: WinoTile,
+        d: ConvDims,
+        x: &Tensor,
+        weight: &[f32],
+        bias: &[f32],
+        out: &mut Tensor,
+    ) {
+        let s = WinoShape {
+            channels: d.cin,
+            height: d.height,
+            width: d.width,
+            padding: d.padding,
+            out_channels: d.cout,
+            tile,
+        };
+        let n = x.shape()[0];
+        self.active = Some((s, n));
+        out.reshape_to(&[n, d.cout, s.out_h(), s.out_w()]);
+        self.u.resize(s.filter_len(), 0.0);
+        k::wino_filter_transform(tile, weight, d.cout, d.cin, false, &mut self.u);
+        self.input.clear();
+        self.input.extend_from_slice(x.data());
+        k::wino_forward(&s, n, x.data(), &self.u, bias, out.data_mut());
+    }
+
+    /// Sets `grad_weight`, `grad_bias` (when not empty) and, with `need_input_grad`,
+    /// `grad_input[N, C, H, W]` from `dy[N, Cout, OH, OW]`.
+    pub fn backward(
+        &mut self,
+        dy: &Tensor,
+        weight: &[f32],
+        grad_weight: &mut [f32],
+        grad_bias: &mut [f32],
+        need_input_grad: bool,
+        grad_input: &mut Tensor,
+    ) {
+        let (s, n) = self.active.expect("Conv2d::backward called before forward");
+        let (cout, p) = (s.out_channels, s.out_h() * s.out_w());
+        let dy = dy.data();
+        // db = Σ_n rowsums(dy[n]), in image order.
+        if !grad_bias.is_empty() {
+            for (i, dyi) in dy.chunks(cout * p).enumerate() {
+                k::sum_rows(dyi, p, grad_bias, i > 0);
+            }
+        }
+        k::wino_weight_grad(&s, n, &self.input, dy, grad_weight, &mut self.partials);
+        if need_input_grad {
+            grad_input.reshape_to(&[n, s.channels, s.height, s.width]);
+            self.uf.resize(s.filter_len(), 0.0);
+            k::wino_filter_transform(s.tile, weight, cout, s.channels, true, &mut self.uf);
+            k::wino_input_grad(&s, n, dy, &self.uf, grad_input.data_mut());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dims(cin: usize, cout: usize, hw: usize) -> ConvDims {
+        ConvDims {
+            cin,
+            cout,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+            height: hw,
+            width: hw,
+        }
+    }
+
+    /// The cost model's picks for the target networks' layers, as documented.
+    #[test]
+    fn cost_model_picks_f4_for_the_target_layers() {
+        // resnet9 at 32×32, 16×16, 8×8; fast_net at 31×31, 15×15, 7×7, 3×3.
+        for (cin, cout, hw) in [
+            (64, 128, 32),
+            (128, 128, 16),
+            (128, 256, 16),
+            (256, 256, 8),
+            (24, 32, 31),
+            (32, 32, 15),
+            (32, 128, 15),
+            (128, 128, 7),
+            (128, 128, 3),
+        ] {
+            assert_eq!(
+                cost_model(dims(cin, cout, hw)),
+                Some(WinoTile::F4),
+                "{cin}→{cout} at {hw}"
+            );
+        }
+        assert_eq!(cost_model(dims(3, 64, 32)), None);
+    }
+
+    /// Forced choices apply only where Winograd runs.
+    #[test]
+    fn forced_choices_respect_the_shape() {
+        let d = dims(16, 16, 8);
+        assert_eq!(choose(ConvAlgo::Im2col, d), None);
+        assert_eq!(choose(ConvAlgo::Winograd2, d), Some(WinoTile::F2));
+        assert_eq!(choose(ConvAlgo::Winograd4, d), Some(WinoTile::F4));
+        for bad in [
+            ConvDims { kernel: 5, ..d },
+            ConvDims { stride: 2, ..d },
+            ConvDims { padding: 3, ..d },
+        ] {
+            assert_eq!(choose(ConvAlgo::Winograd4, bad), None);
+            assert_eq!(choose(ConvAlgo::Auto, bad), None);
+        }
+    }
+}
