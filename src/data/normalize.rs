@@ -63,7 +63,7 @@ impl Normalize {
     /// into this many channel planes.
     pub fn apply(&self, image: &[u8], out: &mut [f32]) -> Result<()> {
         let c = self.channels();
-        if image.len() != out.len() || image.len() % c != 0 {
+        if image.len() != out.len() || !image.len().is_multiple_of(c) {
             return Err(Error::Invalid(format!(
                 "Normalize::apply: {} bytes into {} floats, {c} channels",
                 image.len(),
