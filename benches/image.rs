@@ -16,9 +16,16 @@
 //!   images/s per epoch and the cache's bytes. Run it under `/usr/bin/time -v` for the
 //!   peak RSS.
 //! - `train DIR [EPOCHS]`: the article's network (`models::seed_net`), batch 64, SGD,
-//!   pad-and-crop + flip, EPOCHS (default 2) epochs on the first N CIFAR-10 training
+//!   pad-and-crop and flip, EPOCHS (default 2) epochs on the first N CIFAR-10 training
 //!   records as the binary `Cifar10` and as the 32×32 PNG folder DIR of the same N images
-//!   (made by `make-folder`), alternating; prints training images/s per epoch.
+//!   (made by `make-folder`), alternating; prints training images/s per epoch, and images
+//!   per CPU second of the whole process (the loader's cost, which wall rates on a shared
+//!   machine hide in noise).
+//! - `fill DIR`: the CPU cost of assembling augmented batches (pad-and-crop and flip, batch
+//!   64, one thread) from the 32×32 PNG folder DIR with every base cached, against the
+//!   binary `Cifar10` on as many images, and with no cache (decoding every PNG):
+//!   microseconds of CPU per image, median of 5 passes.
+//!   Against a training step's cost per image this is the loader's share of the CPU.
 
 use ferroconv::data::{
     Augment, Batch, CLASSES, Cifar10, Dataset, DecodeLimits, ImageFolder, ImageFolderOptions,
@@ -51,6 +58,7 @@ fn main() {
             num(4, 2) as u64,
         ),
         Some("train") => train(Path::new(arg(1).expect("DIR")), num(2, 2) as u64),
+        Some("fill") => fill(Path::new(arg(1).expect("DIR"))),
         Some(other) => panic!("unknown mode {other}: decode, make-folder, epoch or train"),
     }
 }
@@ -71,6 +79,22 @@ fn interleaved(data: &Cifar10, r: usize, side: usize) -> Vec<u8> {
         }
     }
     out
+}
+
+/// CPU seconds this thread has run (user + system, from `/proc/thread-self/stat`, in
+/// clock ticks of 1/100 s): on a shared machine, a per-core rate is images per CPU second.
+fn thread_cpu_seconds() -> f64 {
+    cpu_seconds("/proc/thread-self/stat")
+}
+
+/// CPU seconds of `/proc/<...>/stat`'s thread or process.
+fn cpu_seconds(stat_file: &str) -> f64 {
+    let stat = std::fs::read_to_string(stat_file).expect("Linux /proc");
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
 }
 
 fn write_jpeg(path: &Path, rgb: &[u8], w: u32, h: u32) {
@@ -112,18 +136,21 @@ fn decode(n: usize) {
         for f_ in &files {
             f(f_); // warm the page cache
         }
-        let mut rates = Vec::new();
+        let (mut rates, mut cpu_rates) = (Vec::new(), Vec::new());
         for _ in 0..3 {
-            let start = Instant::now();
+            let (start, cpu) = (Instant::now(), thread_cpu_seconds());
             for path in &files {
                 f(path);
             }
             rates.push(n as f64 / start.elapsed().as_secs_f64());
+            cpu_rates.push(n as f64 / (thread_cpu_seconds() - cpu));
         }
         rates.sort_by(f64::total_cmp);
+        cpu_rates.sort_by(f64::total_cmp);
         println!(
-            "{what}: {:.0} images/s on one core (median of 3; {:.0}–{:.0})",
-            rates[1], rates[0], rates[2]
+            "{what}: {:.0} images per CPU second ({:.0}–{:.0}); wall {:.0} images/s \
+             (median of 3, one thread)",
+            cpu_rates[1], cpu_rates[0], cpu_rates[2], rates[1]
         );
     };
     time("decode only", &|p| {
@@ -150,8 +177,8 @@ fn decode(n: usize) {
         set.fill_batch(&all, View::Plain, &mut batch).unwrap(); // fills the cache
         let augment = Augment::photos();
         let key = |k: usize| augment_key(1, 1, k as u64);
-        let start = Instant::now();
-        for _ in 0..3 {
+        let (start, cpu) = (Instant::now(), thread_cpu_seconds());
+        for _ in 0..5 {
             let view = View::Augmented {
                 augment: &augment,
                 key: &key,
@@ -159,8 +186,10 @@ fn decode(n: usize) {
             set.fill_batch(&all, view, &mut batch).unwrap();
         }
         println!(
-            "training view at {size} from cached bases: {:.0} images/s on one core",
-            3.0 * n as f64 / start.elapsed().as_secs_f64()
+            "training view at {size} from cached bases: {:.0} images per CPU second; \
+             wall {:.0} images/s (one thread)",
+            5.0 * n as f64 / (thread_cpu_seconds() - cpu),
+            5.0 * n as f64 / start.elapsed().as_secs_f64()
         );
     }
 }
@@ -229,6 +258,60 @@ fn epoch(dir: &Path, size: usize, cache_mib: usize, epochs: u64) {
     }
 }
 
+fn fill(dir: &Path) {
+    let opts = ImageFolderOptions {
+        size: 32,
+        val_fraction: 0.0,
+        normalize: Some(Normalize::half()),
+        threads: 1,
+        ..ImageFolderOptions::default()
+    };
+    let folder = ImageFolder::open(dir, &opts).unwrap().train;
+    let mut binary = cifar(Split::Train);
+    binary.truncate(folder.len());
+    let n = folder.len();
+    let order: Vec<usize> = (0..n).collect();
+    let mut batch = Batch::default();
+    for chunk in order.chunks(64) {
+        folder.fill_batch(chunk, View::Plain, &mut batch).unwrap(); // fills the cache
+    }
+    let augment = Augment::standard();
+    let key = |k: usize| augment_key(1, 1, k as u64);
+    let uncached = ImageFolder::open(
+        dir,
+        &ImageFolderOptions {
+            cache_bytes: 0,
+            ..opts
+        },
+    )
+    .unwrap()
+    .train;
+    let sources: [(&str, &dyn Dataset); 3] = [
+        ("binary", &binary),
+        ("png folder, cached", &folder),
+        ("png folder, decoding every image", &uncached),
+    ];
+    for (name, data) in sources {
+        let mut per_image = Vec::new();
+        for _ in 0..5 {
+            let cpu = thread_cpu_seconds();
+            for chunk in order.chunks(64) {
+                let view = View::Augmented {
+                    augment: &augment,
+                    key: &key,
+                };
+                data.fill_batch(chunk, view, &mut batch).unwrap();
+            }
+            per_image.push((thread_cpu_seconds() - cpu) / n as f64 * 1e6);
+        }
+        per_image.sort_by(f64::total_cmp);
+        println!(
+            "{name}: {:.2} µs of CPU per augmented image (median of 5; {:.2}–{:.2}), {n} images",
+            per_image[2], per_image[0], per_image[4]
+        );
+    }
+}
+
 fn train(dir: &Path, epochs: u64) {
     let opts = ImageFolderOptions {
         size: 32,
@@ -255,11 +338,15 @@ fn train(dir: &Path, epochs: u64) {
         .collect();
     for e in 1..=epochs {
         for ((name, data), (model, opt, loss)) in sources.iter().zip(&mut models) {
+            let cpu = cpu_seconds("/proc/self/stat");
             let stats = train_epoch(model, loss, opt, *data, &plan, e, &mut |_, _, _| {}).unwrap();
+            let cpu = cpu_seconds("/proc/self/stat") - cpu;
             println!(
-                "epoch {e} {name}: {} images, {:.0} images/s, loss {:.4}",
+                "epoch {e} {name}: {} images, {:.0} images/s, {:.0} images per CPU second \
+                 (all threads), loss {:.4}",
                 data.len(),
                 stats.images_per_sec,
+                data.len() as f64 / cpu,
                 stats.train_loss
             );
         }

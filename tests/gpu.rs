@@ -257,10 +257,9 @@ proptest! {
         let mut grad = vec![0.0; n * classes];
         let (loss, correct) = softmax_xent(&logits, &labels, classes, smoothing, scale, &mut grad);
         let g = gpu();
-        let labels32: Vec<u32> = labels.iter().map(|&l| u32::from(l)).collect();
         let (ggrad, stats, step) = (g.zeros(grad.len()).unwrap(), g.zeros(8).unwrap(), g.step_uniform());
         g.write_step(&step, 0.0, false, slot, (1.0, 1.0)).unwrap();
-        let op = g.softmax_xent_op((n, classes), smoothing, scale, &up(&logits), &g.upload_u32(&labels32).unwrap(), &ggrad, &stats, &step).unwrap();
+        let op = g.softmax_xent_op((n, classes), smoothing, scale, &up(&logits), &g.upload_u32(&labels).unwrap(), &ggrad, &stats, &step).unwrap();
         close(&run(&op, &ggrad, grad.len()), &grad, |w| 1e-5 * (scale + w.abs()), "grad")?;
         let s = g.download(&stats, 8).unwrap();
         prop_assert!((f64::from(s[2 * slot]) - loss).abs() <= 1e-4 * (1.0 + loss.abs()), "loss gpu {} cpu {}", s[2 * slot], loss);

@@ -29,6 +29,7 @@ use super::image_io::{
     CropBox, base_side, centre_box, check_size, resize, resize_shorter, resized_crop_box, to_planar,
 };
 use super::image_scan::{Listing, class_folders, holdout, list, split_folders};
+use super::normalize::apply_tables;
 use super::{Augment, Batch, Dataset, DecodeLimits, Normalize, Rgb8, View, decode_image};
 use super::{epoch_permutation, image_io};
 use crate::error::{Error, Result};
@@ -529,9 +530,9 @@ impl Dataset for ImageFolder {
             .images
             .reshape_to(&[done.len(), 3, self.size, self.size]);
         batch.labels.clear();
+        let tables = self.normalize.tables();
         for (dst, &pos) in batch.images.data_mut().chunks_exact_mut(item).zip(&done) {
-            self.normalize
-                .apply_planes(&bytes[pos * item..(pos + 1) * item], dst);
+            apply_tables(&tables, &bytes[pos * item..(pos + 1) * item], dst);
             batch.labels.push(self.labels[indices[pos]]);
         }
         Ok(())
