@@ -6,14 +6,13 @@
 //! `--model FILE` names a file written by `Sequential::save`.
 
 use clap::Parser;
+use ferroconv::data::{DecodeLimits, load_eval_image};
 use ferroconv::{Sequential, Tensor};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-#[path = "support/image.rs"]
-mod image;
-
-/// Classify images (PNG or PPM, any size: resized to the model's input) with a saved model.
+/// Classify JPEG and PNG images of any size with a saved model: each is resized (shorter
+/// side) and centre-cropped to the model's input, then normalised as the model was trained.
 #[derive(Parser, Debug)]
 #[command(name = "predict", args_override_self = true)]
 struct Flags {
@@ -24,8 +23,12 @@ struct Flags {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     top: u64,
     /// Refuse images that declare more pixels than this (decompression bombs).
-    #[arg(long, default_value_t = image::MAX_PIXELS)]
+    #[arg(long, default_value_t = DecodeLimits::default().max_pixels)]
     max_pixels: u64,
+    /// Resize the shorter side to S / RATIO before the centre crop of S (1: the crop takes
+    /// the whole short side; 0.875 is torchvision's 256 → 224 for ImageNet models).
+    #[arg(long, default_value_t = 1.0, value_name = "RATIO")]
+    eval_resize_ratio: f32,
     /// The images.
     #[arg(required = true, value_name = "IMAGE")]
     images: Vec<PathBuf>,
@@ -57,17 +60,21 @@ fn run(flags: &Flags) -> Result<bool, String> {
     let classes = model.classes().expect("checked").to_vec();
     let norm = model.normalization().expect("checked").clone();
     let top = (flags.top as usize).min(classes.len());
+    let limits = DecodeLimits {
+        max_pixels: flags.max_pixels,
+        ..DecodeLimits::default()
+    };
     let mut all_ok = true;
     for path in &flags.images {
-        let img = match image::read_image(path, flags.max_pixels) {
-            Ok(img) => img,
+        let planar = match load_eval_image(path, side, flags.eval_resize_ratio, &limits) {
+            Ok(bytes) => bytes,
             Err(e) => {
-                eprintln!("{}: {e}", path.display());
+                // The error names the file; the other images are still answered.
+                eprintln!("{e}");
                 all_ok = false;
                 continue;
             }
         };
-        let planar = image::to_planar(&image::resize(&img, side));
         let mut x = Tensor::zeros(&[1, 3, side, side]);
         norm.apply(&planar, x.data_mut())
             .map_err(|e| e.to_string())?;

@@ -19,11 +19,9 @@ fn build(name: &str) -> Result<Sequential, String> {
         "tfcnn" | "keras" => ferroconv::models::keras_net(0),
         "resnet" => ferroconv::models::resnet9(0),
         "airbench" => ferroconv::models::fast_net(0),
-        "airbench94" => ferroconv::models::airbench_net(
-            [64, 256, 256],
-            ferroconv::models::Activation::Gelu,
-            0,
-        ),
+        "airbench94" => {
+            ferroconv::models::airbench_net([64, 256, 256], ferroconv::models::Activation::Gelu, 0)
+        }
         _ => {
             return Err(format!(
                 "unknown model {name:?}: seed, tfcnn, resnet, airbench, airbench94"

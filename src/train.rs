@@ -310,7 +310,7 @@ pub fn evaluate_with(
     let (mut batch, mut logits, mut mirrored) =
         (Batch::default(), Tensor::default(), Tensor::default());
     let mut loss = SoftmaxCrossEntropy::new();
-    let (mut loss_sum, mut correct) = (0.0, 0);
+    let (mut loss_sum, mut correct, mut seen) = (0.0, 0, 0usize);
     for indices in Batches::new(&order, batch_size) {
         data.fill_batch(indices, View::Plain, &mut batch)?;
         logits_of(&batch.images, &mut logits)?;
@@ -322,13 +322,15 @@ pub fn evaluate_with(
             }
         }
         let stats = loss.forward(&logits, &batch.labels)?;
-        loss_sum += stats.loss * indices.len() as f64;
+        // A source may drop an unreadable image from its batch: count what came back.
+        seen += batch.labels.len();
+        loss_sum += stats.loss * batch.labels.len() as f64;
         correct += stats.correct;
         for (row, &label) in logits.data().chunks_exact(classes).zip(&batch.labels) {
             confusion[label as usize][argmax(row)] += 1;
         }
     }
-    let n = data.len().max(1) as f64;
+    let n = seen.max(1) as f64;
     Ok(Evaluation {
         accuracy: correct as f64 / n,
         loss: loss_sum / n,

@@ -76,17 +76,13 @@ impl Normalize {
 
     /// [`Normalize::apply`] on lengths the caller has checked.
     pub(crate) fn apply_planes(&self, image: &[u8], out: &mut [f32]) {
-        let plane = image.len() / self.channels();
-        for (c, (src, dst)) in image
-            .chunks_exact(plane)
-            .zip(out.chunks_exact_mut(plane))
-            .enumerate()
-        {
-            let table = self.table(c);
-            for (d, &b) in dst.iter_mut().zip(src) {
-                *d = table[b as usize];
-            }
-        }
+        apply_tables(&self.tables(), image, out);
+    }
+
+    /// Each channel's 256 values, for [`apply_tables`] (a source that normalises many
+    /// images computes them once).
+    pub(crate) fn tables(&self) -> Vec<[f32; 256]> {
+        (0..self.channels()).map(|c| self.table(c)).collect()
     }
 
     /// The 256 values one channel's bytes map to, computed as `(v/255 − mean)/std` in f32.
@@ -96,5 +92,19 @@ impl Normalize {
             *out = (v as f32 / 255.0 - self.mean[c]) / self.std[c];
         }
         t
+    }
+}
+
+/// Maps the bytes of each channel plane of `image` through that channel's table into
+/// `out` (same length, a whole number of planes, one table per plane).
+pub(crate) fn apply_tables(tables: &[[f32; 256]], image: &[u8], out: &mut [f32]) {
+    let plane = image.len() / tables.len();
+    for (table, (src, dst)) in tables
+        .iter()
+        .zip(image.chunks_exact(plane).zip(out.chunks_exact_mut(plane)))
+    {
+        for (d, &b) in dst.iter_mut().zip(src) {
+            *d = table[b as usize];
+        }
     }
 }
