@@ -10,6 +10,8 @@
 //! and renamed over it, so a crash leaves either the old checkpoint or the new one.
 
 use crate::error::{Error, Result};
+use crate::json;
+use crate::layers::Spec;
 use crate::model::Sequential;
 use crate::optim::Optimizer;
 use byteorder::{ByteOrder, LittleEndian};
@@ -47,7 +49,7 @@ impl SafeTensors {
             let items: Vec<String> = self
                 .metadata
                 .iter()
-                .map(|(k, v)| format!("{}:{}", json_string(k), json_string(v)))
+                .map(|(k, v)| format!("{}:{}", json::string(k), json::string(v)))
                 .collect();
             header.push_str(&items.join(","));
             header.push_str("},");
@@ -59,7 +61,7 @@ impl SafeTensors {
             let shape: Vec<String> = t.shape.iter().map(|d| d.to_string()).collect();
             items.push(format!(
                 "{}:{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[{},{}]}}",
-                json_string(name),
+                json::string(name),
                 shape.join(","),
                 offset,
                 offset + bytes
@@ -263,74 +265,235 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Copies the model's parameters and buffers (batch-norm statistics) into named tensors.
-pub fn model_tensors(model: &mut Sequential) -> BTreeMap<String, StoredTensor> {
+pub fn model_tensors(model: &Sequential) -> BTreeMap<String, StoredTensor> {
     let mut out = BTreeMap::new();
-    model.visit_params(&mut |name, p| {
+    model.visit_values(&mut |v| {
         out.insert(
-            name.to_string(),
+            v.name.to_string(),
             StoredTensor {
-                shape: p.shape.clone(),
-                data: p.value.to_vec(),
-            },
-        );
-    });
-    model.visit_buffers(&mut |name, b| {
-        out.insert(
-            name.to_string(),
-            StoredTensor {
-                shape: vec![b.len()],
-                data: b.to_vec(),
+                shape: v.shape.to_vec(),
+                data: v.values.to_vec(),
             },
         );
     });
     out
 }
 
-/// Loads parameters and buffers into `model`. Every tensor the model has must be present
-/// with the same shape, and no tensor the model lacks may be there (optimizer state,
-/// `momentum.*` and `exp_avg*`, is left to [`load_training`]). Nothing is changed on error.
+/// Metadata key of the file format tag.
+const FORMAT: &str = "format";
+/// The format tag of model files (architecture included).
+pub const MODEL_FORMAT: &str = "ferroconv-model-1";
+
+/// Everything [`crate::Sequential::save`] writes: the tensors, and in the metadata the
+/// format tag, the input shape, the architecture (every layer's name, kind and settings),
+/// and the normalisation and class names when the model has them. Refuses a model with a
+/// NaN or infinite value (an [`Error::NonFinite`] naming the tensor), so a diverged model
+/// never replaces a good file.
+pub fn model_file(model: &Sequential) -> Result<SafeTensors> {
+    if let Some(name) = model.first_non_finite() {
+        return Err(Error::NonFinite {
+            what: format!("tensor {name:?} of the model being saved"),
+        });
+    }
+    let mut metadata = BTreeMap::new();
+    metadata.insert(FORMAT.into(), MODEL_FORMAT.into());
+    metadata.insert("input_shape".into(), ints_json(model.input_shape()));
+    let layers: Vec<String> = model
+        .specs()
+        .iter()
+        .map(|(name, spec)| format!("[{},{}]", json::string(name), spec.to_json()))
+        .collect();
+    metadata.insert("architecture".into(), format!("[{}]", layers.join(",")));
+    if let Some(n) = model.normalization() {
+        let floats = |v: &[f32]| {
+            let items: Vec<String> = v.iter().map(|x| format!("{:?}", f64::from(*x))).collect();
+            format!("[{}]", items.join(","))
+        };
+        metadata.insert(
+            "normalization".into(),
+            format!(
+                "{{\"mean\":{},\"std\":{}}}",
+                floats(&n.mean),
+                floats(&n.std)
+            ),
+        );
+    }
+    if let Some(classes) = model.classes() {
+        let names: Vec<String> = classes.iter().map(|c| json::string(c)).collect();
+        metadata.insert("classes".into(), format!("[{}]", names.join(",")));
+    }
+    Ok(SafeTensors {
+        tensors: model_tensors(model),
+        metadata,
+    })
+}
+
+fn ints_json(v: &[usize]) -> String {
+    let items: Vec<String> = v.iter().map(|d| d.to_string()).collect();
+    format!("[{}]", items.join(","))
+}
+
+/// Rebuilds the model a [`model_file`] (or a training checkpoint) describes and loads its
+/// weights. Errors name the file and what is wrong with it.
+pub fn model_from_file(st: &SafeTensors, path: &Path) -> Result<Sequential> {
+    let bad = |detail: String| Error::Format {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let meta = |key: &str| -> Result<json::Value> {
+        let text = st.metadata.get(key).ok_or_else(|| {
+            bad(format!(
+                "no {key:?} in the metadata: not a ferroconv model file (safetensors from \
+                 elsewhere load into a model built in code, with Sequential::load_weights)"
+            ))
+        })?;
+        json::parse(text).map_err(|e| bad(format!("metadata {key}: {e}")))
+    };
+    let json::Value::Array(dims) = meta("input_shape")? else {
+        return Err(bad("metadata input_shape is not an array".into()));
+    };
+    let input_shape = dims
+        .iter()
+        .map(|d| match d {
+            json::Value::Int(i) => Ok(*i),
+            _ => Err(bad("metadata input_shape holds a non-integer".into())),
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    let json::Value::Array(layers) = meta("architecture")? else {
+        return Err(bad("metadata architecture is not an array".into()));
+    };
+    let specs = layers
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            json::Value::Array(pair) => match pair.as_slice() {
+                [json::Value::String(name), spec] => Spec::from_value(spec)
+                    .map(|s| (name.clone(), s))
+                    .map_err(|e| bad(format!("architecture, layer {i}: {e}"))),
+                _ => Err(bad(format!("architecture, layer {i}: not [name, layer]"))),
+            },
+            _ => Err(bad(format!("architecture, layer {i}: not [name, layer]"))),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut model = Sequential::from_specs(&input_shape, &specs, 0)
+        .map_err(|e| bad(format!("architecture: {e}")))?;
+    if st.metadata.contains_key("normalization") {
+        let v = meta("normalization")?;
+        let floats = |key: &str| -> Result<Vec<f32>> {
+            match v.get(key) {
+                Some(json::Value::Array(items)) => items
+                    .iter()
+                    .map(|x| match x {
+                        json::Value::Float(f) => Ok(*f as f32),
+                        json::Value::Int(i) => Ok(*i as f32),
+                        _ => Err(bad(format!("normalization {key} holds a non-number"))),
+                    })
+                    .collect(),
+                _ => Err(bad(format!("normalization has no {key} array"))),
+            }
+        };
+        let n = crate::data::Normalize::new(&floats("mean")?, &floats("std")?)
+            .and_then(|n| model.set_normalization(n))
+            .map_err(|e| bad(format!("normalization: {e}")));
+        n?;
+    }
+    if st.metadata.contains_key("classes") {
+        let json::Value::Array(items) = meta("classes")? else {
+            return Err(bad("metadata classes is not an array".into()));
+        };
+        let names = items
+            .iter()
+            .map(|c| match c {
+                json::Value::String(s) => Ok(s.clone()),
+                _ => Err(bad("metadata classes holds a non-string".into())),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        model
+            .set_classes(names)
+            .map_err(|e| bad(format!("classes: {e}")))?;
+    }
+    load_model(&mut model, st, path)?;
+    Ok(model)
+}
+
+/// True for the tensors a training checkpoint adds to a model's: optimizer state.
+fn is_optimizer_state(name: &str) -> bool {
+    name.starts_with("momentum.") || name.starts_with("exp_avg")
+}
+
+/// Loads parameters and buffers into `model` by name. Every tensor the model has must be
+/// present with the same shape and finite values, and no tensor the model lacks may be
+/// there (optimizer state, `momentum.*` and `exp_avg*`, is left to [`load_training`]).
+/// Everything is checked before anything is written: on error the model is unchanged.
 pub fn load_model(model: &mut Sequential, st: &SafeTensors, path: &Path) -> Result<()> {
     let expected = model_tensors(model);
-    let mut problems = Vec::new();
+    let (mut missing, mut unexpected, mut shape) = (Vec::new(), Vec::new(), Vec::new());
     for (name, want) in &expected {
         match st.tensors.get(name) {
-            None => problems.push(format!("missing tensor {name:?} {:?}", want.shape)),
-            Some(t) if t.shape != want.shape => problems.push(format!(
-                "tensor {name:?} has shape {:?}, the model needs {:?}",
-                t.shape, want.shape
-            )),
+            None => missing.push((name.clone(), want.shape.clone())),
+            Some(t) if t.shape != want.shape => {
+                shape.push((name.clone(), t.shape.clone(), want.shape.clone()))
+            }
             Some(_) => {}
         }
     }
     for name in st.tensors.keys() {
-        let optimizer_state = name.starts_with("momentum.") || name.starts_with("exp_avg");
-        if !optimizer_state && !expected.contains_key(name) {
-            problems.push(format!("unexpected tensor {name:?} (not in this model)"));
+        if !is_optimizer_state(name) && !expected.contains_key(name) {
+            unexpected.push(name.clone());
         }
     }
-    if !problems.is_empty() {
-        return Err(Error::Format {
+    if !(missing.is_empty() && unexpected.is_empty() && shape.is_empty()) {
+        return Err(Error::Mismatch {
             path: path.to_path_buf(),
-            detail: format!("does not match the model: {}", problems.join("; ")),
+            missing,
+            unexpected,
+            shape,
+            dtype: Vec::new(),
         });
+    }
+    for (name, want) in &expected {
+        let t = &st.tensors[name];
+        if t.data.len() != want.data.len() {
+            return Err(Error::Format {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "tensor {name:?} holds {} values, its shape {:?} needs {}",
+                    t.data.len(),
+                    t.shape,
+                    want.data.len()
+                ),
+            });
+        }
+        if t.data.iter().any(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                what: format!("tensor {name:?} in {}", path.display()),
+            });
+        }
     }
     model.visit_params(&mut |name, p| p.value.copy_from_slice(&st.tensors[name].data));
     model.visit_buffers(&mut |name, b| b.copy_from_slice(&st.tensors[name].data));
     Ok(())
 }
 
-/// Everything a resumed run needs: model, optimizer state, and where it stood.
+/// Everything a resumed run needs: the model file ([`model_file`]), the optimizer state
+/// and step count, and the caller's `metadata` (the run's settings and epoch). Written
+/// atomically; refused (the old file kept) when any value is NaN or infinite.
 pub fn save_training(
     path: &Path,
-    model: &mut Sequential,
+    model: &Sequential,
     opt: &mut dyn Optimizer,
     metadata: BTreeMap<String, String>,
 ) -> Result<()> {
-    let mut st = SafeTensors {
-        tensors: model_tensors(model),
-        metadata,
-    };
+    let mut st = model_file(model)?;
+    for (k, v) in metadata {
+        st.metadata.entry(k).or_insert(v);
+    }
     for (name, buf) in opt.state(model) {
+        if buf.iter().any(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                what: format!("optimizer state {name:?} being saved"),
+            });
+        }
         st.tensors.insert(
             name,
             StoredTensor {
@@ -345,6 +508,8 @@ pub fn save_training(
 }
 
 /// Restores model and optimizer from [`save_training`]'s file; returns its metadata.
+/// The model is checked first (a near-twin model gets the model mismatch, not an
+/// optimizer-state one); nothing changes on error.
 pub fn load_training(
     path: &Path,
     model: &mut Sequential,
@@ -355,255 +520,54 @@ pub fn load_training(
         path: path.to_path_buf(),
         detail,
     };
-    // Check everything before changing anything.
+    // Check the model's tensors on a copy, then the optimizer's, before changing anything.
+    let backup = model_tensors(model);
+    load_model(model, &st, path)?;
+    let restore = |model: &mut Sequential| {
+        model.visit_params(&mut |name, p| p.value.copy_from_slice(&backup[name].data));
+        model.visit_buffers(&mut |name, b| b.copy_from_slice(&backup[name].data));
+    };
+    let mut problem = None;
     for (name, buf) in opt.state(model) {
         match st.tensors.get(&name) {
-            Some(t) if t.data.len() == buf.len() => {}
+            Some(t) if t.data.len() == buf.len() && t.data.iter().all(|v| v.is_finite()) => {}
+            Some(t) if t.data.len() == buf.len() => {
+                problem = Some(Error::NonFinite {
+                    what: format!("optimizer state {name:?} in {}", path.display()),
+                });
+            }
             Some(t) => {
                 let (got, want) = (t.data.len(), buf.len());
-                return Err(bad(format!(
+                problem = Some(bad(format!(
                     "optimizer state {name:?} has {got} values, expected {want}"
                 )));
             }
             None => {
-                return Err(bad(format!(
+                problem = Some(bad(format!(
                     "missing optimizer state {name:?} (saved with another optimizer?)"
                 )));
             }
+        }
+        if problem.is_some() {
+            break;
         }
     }
     let steps = st
         .metadata
         .get("optimizer_steps")
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("metadata optimizer_steps missing or not a number".into()))?;
-    load_model(model, &st, path)?;
+        .and_then(|s| s.parse().ok());
+    if problem.is_none() && steps.is_none() {
+        problem = Some(bad(
+            "metadata optimizer_steps missing or not a number".into()
+        ));
+    }
+    if let Some(e) = problem {
+        restore(model);
+        return Err(e);
+    }
     for (name, buf) in opt.state(model) {
         buf.copy_from_slice(&st.tensors[&name].data);
     }
-    opt.set_steps(steps);
+    opt.set_steps(steps.expect("checked"));
     Ok(st.metadata)
-}
-
-/// A JSON string literal.
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// The small JSON subset safetensors headers use: objects, arrays, strings, non-negative
-/// integers (plus other numbers, booleans and null, parsed and rejected where used).
-mod json {
-    /// A parsed JSON value.
-    #[derive(Debug)]
-    pub enum Value {
-        Object(Vec<(String, Value)>),
-        Array(Vec<Value>),
-        String(String),
-        Int(usize),
-        Other,
-    }
-
-    /// Deepest nesting accepted (headers are two levels deep).
-    const MAX_DEPTH: usize = 16;
-
-    /// Parses a whole document.
-    pub fn parse(text: &str) -> Result<Value, String> {
-        let mut p = Parser {
-            s: text.as_bytes(),
-            i: 0,
-        };
-        let v = p.value(0)?;
-        p.ws();
-        if p.i != p.s.len() {
-            return Err(format!("trailing characters at byte {}", p.i));
-        }
-        Ok(v)
-    }
-
-    struct Parser<'a> {
-        s: &'a [u8],
-        i: usize,
-    }
-
-    impl Parser<'_> {
-        fn ws(&mut self) {
-            while self.i < self.s.len() && matches!(self.s[self.i], b' ' | b'\t' | b'\n' | b'\r') {
-                self.i += 1;
-            }
-        }
-
-        fn expect(&mut self, c: u8) -> Result<(), String> {
-            self.ws();
-            if self.s.get(self.i) == Some(&c) {
-                self.i += 1;
-                Ok(())
-            } else {
-                Err(format!("expected '{}' at byte {}", c as char, self.i))
-            }
-        }
-
-        fn value(&mut self, depth: usize) -> Result<Value, String> {
-            if depth > MAX_DEPTH {
-                return Err("nested too deeply".into());
-            }
-            self.ws();
-            match self.s.get(self.i) {
-                Some(b'{') => {
-                    self.i += 1;
-                    let mut items = Vec::new();
-                    self.ws();
-                    if self.s.get(self.i) == Some(&b'}') {
-                        self.i += 1;
-                        return Ok(Value::Object(items));
-                    }
-                    loop {
-                        self.ws();
-                        let key = self.string()?;
-                        self.expect(b':')?;
-                        items.push((key, self.value(depth + 1)?));
-                        self.ws();
-                        match self.s.get(self.i) {
-                            Some(b',') => self.i += 1,
-                            Some(b'}') => {
-                                self.i += 1;
-                                return Ok(Value::Object(items));
-                            }
-                            _ => return Err(format!("expected ',' or '}}' at byte {}", self.i)),
-                        }
-                    }
-                }
-                Some(b'[') => {
-                    self.i += 1;
-                    let mut items = Vec::new();
-                    self.ws();
-                    if self.s.get(self.i) == Some(&b']') {
-                        self.i += 1;
-                        return Ok(Value::Array(items));
-                    }
-                    loop {
-                        items.push(self.value(depth + 1)?);
-                        self.ws();
-                        match self.s.get(self.i) {
-                            Some(b',') => self.i += 1,
-                            Some(b']') => {
-                                self.i += 1;
-                                return Ok(Value::Array(items));
-                            }
-                            _ => return Err(format!("expected ',' or ']' at byte {}", self.i)),
-                        }
-                    }
-                }
-                Some(b'"') => Ok(Value::String(self.string()?)),
-                Some(b'0'..=b'9') => {
-                    let start = self.i;
-                    while self.i < self.s.len() && self.s[self.i].is_ascii_digit() {
-                        self.i += 1;
-                    }
-                    if matches!(self.s.get(self.i), Some(b'.' | b'e' | b'E')) {
-                        self.skip_number_tail();
-                        return Ok(Value::Other);
-                    }
-                    let digits =
-                        std::str::from_utf8(&self.s[start..self.i]).map_err(|e| e.to_string())?;
-                    digits
-                        .parse()
-                        .map(Value::Int)
-                        .map_err(|_| format!("integer {digits} too large"))
-                }
-                Some(b'-') => {
-                    self.i += 1;
-                    self.skip_number_tail();
-                    Ok(Value::Other)
-                }
-                Some(b't') => self.literal("true"),
-                Some(b'f') => self.literal("false"),
-                Some(b'n') => self.literal("null"),
-                _ => Err(format!("unexpected input at byte {}", self.i)),
-            }
-        }
-
-        fn skip_number_tail(&mut self) {
-            while self.i < self.s.len()
-                && matches!(
-                    self.s[self.i],
-                    b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'
-                )
-            {
-                self.i += 1;
-            }
-        }
-
-        fn literal(&mut self, word: &str) -> Result<Value, String> {
-            if self.s[self.i..].starts_with(word.as_bytes()) {
-                self.i += word.len();
-                Ok(Value::Other)
-            } else {
-                Err(format!("unexpected input at byte {}", self.i))
-            }
-        }
-
-        fn string(&mut self) -> Result<String, String> {
-            if self.s.get(self.i) != Some(&b'"') {
-                return Err(format!("expected a string at byte {}", self.i));
-            }
-            self.i += 1;
-            let mut out = Vec::new();
-            loop {
-                let Some(&c) = self.s.get(self.i) else {
-                    return Err("unterminated string".into());
-                };
-                self.i += 1;
-                match c {
-                    b'"' => break,
-                    b'\\' => {
-                        let Some(&e) = self.s.get(self.i) else {
-                            return Err("unterminated escape".into());
-                        };
-                        self.i += 1;
-                        match e {
-                            b'"' | b'\\' | b'/' => out.push(e),
-                            b'n' => out.push(b'\n'),
-                            b't' => out.push(b'\t'),
-                            b'r' => out.push(b'\r'),
-                            b'b' => out.push(8),
-                            b'f' => out.push(12),
-                            b'u' => {
-                                let hex =
-                                    self.s.get(self.i..self.i + 4).ok_or("short \\u escape")?;
-                                self.i += 4;
-                                let hex = std::str::from_utf8(hex).map_err(|e| e.to_string())?;
-                                let code =
-                                    u32::from_str_radix(hex, 16).map_err(|e| e.to_string())?;
-                                let ch = char::from_u32(code).unwrap_or('\u{fffd}');
-                                out.extend_from_slice(ch.to_string().as_bytes());
-                            }
-                            _ => return Err(format!("bad escape at byte {}", self.i)),
-                        }
-                    }
-                    c if c < 0x20 => {
-                        return Err(format!(
-                            "control character in string at byte {}",
-                            self.i - 1
-                        ));
-                    }
-                    c => out.push(c),
-                }
-            }
-            String::from_utf8(out).map_err(|e| e.to_string())
-        }
-    }
 }

@@ -16,6 +16,7 @@ pub mod data;
 pub mod error;
 #[cfg(feature = "wgpu")]
 pub mod gpu;
+mod json;
 pub mod layers;
 pub mod loss;
 pub mod model;

@@ -1,74 +1,154 @@
-//! `Sequential`: a list of layers run in order, shape-checked when built.
+//! `Sequential`: a list of named layers run in order, shape-checked when built.
 
+use crate::checkpoint;
+use crate::data::Normalize;
 use crate::error::{Error, Result};
-use crate::layers::{BufferVisitor, Layer, Mode, ParamVisitor};
+use crate::layers::{BufferVisitor, Layer, Mode, ParamVisitor, Spec, ValueVisitor};
 use crate::tensor::Tensor;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
-use std::fmt::Write;
+use std::path::Path;
 
-/// A feed-forward stack of layers.
+/// A feed-forward stack of layers, each with a name.
 ///
 /// Building it checks that every layer accepts the previous layer's output, and draws
 /// the initial parameters from `seed`, so the same seed gives the same network.
+/// Parameters are named `"<layer name>.<parameter>"`: `conv1.weight` for a layer named
+/// `conv1`, `0.weight` for an unnamed first layer, as PyTorch names a `state_dict`.
+///
+/// A model can also carry what a user of its predictions needs: the normalisation its
+/// inputs were trained with and the class names ([`Sequential::set_normalization`],
+/// [`Sequential::set_classes`]). [`Sequential::save`] writes all of it with the
+/// architecture, so [`Sequential::load`] rebuilds the model from the file alone.
 pub struct Sequential {
     input_shape: Vec<usize>,
     layers: Vec<Box<dyn Layer>>,
+    names: Vec<String>,
     /// Output shape of each layer, per item.
     shapes: Vec<Vec<usize>>,
     /// Shape of the last batch seen by forward, `[N, input...]`, to check backward.
     batch_shape: Vec<usize>,
+    /// Mode of the last forward pass; backward needs a training-mode one.
+    last_mode: Option<Mode>,
+    normalization: Option<Normalize>,
+    classes: Option<Vec<String>>,
 }
 
 impl Sequential {
-    /// Builds a model taking items of `input_shape` (e.g. `[3, 32, 32]`), checking shapes
-    /// layer by layer (an error names the layer) and initialising parameters from `seed`.
+    /// Builds a model taking items of `input_shape` (e.g. `[3, 32, 32]`) from unnamed
+    /// layers (named by their index), checking shapes layer by layer and initialising
+    /// parameters from `seed`. A layer that does not fit is an [`Error::Build`] naming it.
     pub fn new(input_shape: &[usize], layers: Vec<Box<dyn Layer>>, seed: u64) -> Result<Self> {
+        let named = layers
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| (i.to_string(), l))
+            .collect();
+        Self::named(input_shape, named, seed)
+    }
+
+    /// [`Sequential::new`] with a name for each layer, e.g. `("conv1", Box::new(…))`.
+    /// Names must be unique, non-empty and free of `.` (which separates a parameter's
+    /// path): a layer named `fc1` holds `fc1.weight` and `fc1.bias`.
+    pub fn named<S: Into<String>>(
+        input_shape: &[usize],
+        layers: Vec<(S, Box<dyn Layer>)>,
+        seed: u64,
+    ) -> Result<Self> {
         if layers.is_empty() {
             return Err(Error::Invalid("Sequential: no layers".into()));
+        }
+        if input_shape.is_empty() || input_shape.contains(&0) {
+            return Err(Error::Invalid(format!(
+                "Sequential: input shape {input_shape:?} has no elements"
+            )));
+        }
+        let (names, layers): (Vec<String>, Vec<Box<dyn Layer>>) =
+            layers.into_iter().map(|(n, l)| (n.into(), l)).unzip();
+        for (i, name) in names.iter().enumerate() {
+            if name.is_empty() || name.contains('.') {
+                return Err(Error::Invalid(format!(
+                    "Sequential: layer {i} has the name {name:?}; names are non-empty, without '.'"
+                )));
+            }
+            if names[..i].contains(name) {
+                return Err(Error::Invalid(format!(
+                    "Sequential: two layers are named {name:?}"
+                )));
+            }
         }
         let mut shapes = Vec::with_capacity(layers.len());
         let mut shape = input_shape.to_vec();
         for (i, layer) in layers.iter().enumerate() {
-            shape = layer.output_shape(&shape).map_err(|why| {
-                Error::Invalid(format!("layer {i} ({}): {why}", layer.describe()))
-            })?;
-            if shape.contains(&0) {
-                let d = layer.describe();
-                return Err(Error::Invalid(format!(
-                    "layer {i} ({d}): empty output {shape:?}"
-                )));
+            let fail = |reason: String| Error::Build {
+                index: i,
+                name: names[i].clone(),
+                layer: layer.describe(),
+                input: shape.clone(),
+                reason,
+            };
+            let out = layer.output_shape(&shape).map_err(fail)?;
+            if out.contains(&0) {
+                return Err(fail(format!("empty output {out:?}")));
             }
+            shape = out;
             shapes.push(shape.clone());
         }
         let mut model = Sequential {
             input_shape: input_shape.to_vec(),
             layers,
+            names,
             shapes,
             batch_shape: Vec::new(),
+            last_mode: None,
+            normalization: None,
+            classes: None,
         };
-        model.reinit(seed);
+        model.reinit(seed)?;
         Ok(model)
     }
 
-    /// The layers, in order, with each one's output shape per item.
-    pub fn layers(&self) -> impl Iterator<Item = (&dyn Layer, &[usize])> {
-        self.layers
+    /// Rebuilds a model from a list of named layer specs (as [`Sequential::specs`] gives
+    /// them); parameters are initialised from `seed`.
+    pub fn from_specs(input_shape: &[usize], specs: &[(String, Spec)], seed: u64) -> Result<Self> {
+        let layers = specs
             .iter()
+            .enumerate()
+            .map(|(i, (name, spec))| {
+                crate::layers::from_spec(spec)
+                    .map(|l| (name.clone(), l))
+                    .map_err(|e| Error::Invalid(format!("layer {i} {name:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::named(input_shape, layers, seed)
+    }
+
+    /// Each layer's name and spec, in order: the architecture, as data.
+    pub fn specs(&self) -> Vec<(String, Spec)> {
+        self.names
+            .iter()
+            .zip(&self.layers)
+            .map(|(n, l)| (n.clone(), l.spec()))
+            .collect()
+    }
+
+    /// The layers, in order, with each one's name and output shape per item.
+    pub fn layers(&self) -> impl Iterator<Item = (&str, &dyn Layer, &[usize])> {
+        self.names
+            .iter()
+            .zip(&self.layers)
             .zip(&self.shapes)
-            .map(|(l, s)| (l.as_ref(), s.as_slice()))
+            .map(|((n, l), s)| (n.as_str(), l.as_ref(), s.as_slice()))
     }
 
     /// Copies every parameter and state buffer (batch-norm statistics) of `from`, a model
     /// of the same architecture, into this one: a snapshot to evaluate on another thread
     /// while `from` trains on. An error, leaving this model unchanged, when the two differ.
-    pub fn copy_state_from(&mut self, from: &mut Sequential) -> Result<()> {
+    pub fn copy_state_from(&mut self, from: &Sequential) -> Result<()> {
         let mut values: Vec<(String, Vec<f32>)> = Vec::new();
-        from.visit_params(&mut |name, p| values.push((name.to_string(), p.value.to_vec())));
-        from.visit_buffers(&mut |name, b| values.push((name.to_string(), b.to_vec())));
+        from.visit_values(&mut |v| values.push((v.name.to_string(), v.values.to_vec())));
         let mut mine: Vec<(String, usize)> = Vec::new();
-        self.visit_params(&mut |name, p| mine.push((name.to_string(), p.value.len())));
-        self.visit_buffers(&mut |name, b| mine.push((name.to_string(), b.len())));
+        self.visit_values(&mut |v| mine.push((v.name.to_string(), v.values.len())));
         let same = mine.len() == values.len()
             && mine
                 .iter()
@@ -79,18 +159,28 @@ impl Sequential {
                 "copy_state_from: the models have different parameters".into(),
             ));
         }
-        let mut it = values.into_iter();
-        self.visit_params(&mut |_, p| p.value.copy_from_slice(&it.next().expect("checked").1));
-        self.visit_buffers(&mut |_, b| b.copy_from_slice(&it.next().expect("checked").1));
+        let mut by_name: std::collections::HashMap<String, Vec<f32>> = values.into_iter().collect();
+        let mut take = |name: &str| by_name.remove(name).unwrap_or_default();
+        self.visit_params(&mut |name, p| p.value.copy_from_slice(&take(name)));
+        self.visit_buffers(&mut |name, b| b.copy_from_slice(&take(name)));
         Ok(())
     }
 
-    /// Draws fresh initial parameters from `seed`.
-    pub fn reinit(&mut self, seed: u64) {
+    /// Draws fresh initial parameters from `seed` (allocating them the first time).
+    pub fn reinit(&mut self, seed: u64) -> Result<()> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        for layer in &mut self.layers {
-            layer.init(&mut rng);
+        let mut shape = self.input_shape.clone();
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            layer.init(&mut rng).map_err(|reason| Error::Build {
+                index: i,
+                name: self.names[i].clone(),
+                layer: layer.describe(),
+                input: shape.clone(),
+                reason,
+            })?;
+            shape = self.shapes[i].clone();
         }
+        Ok(())
     }
 
     /// Shape of one input item.
@@ -103,22 +193,61 @@ impl Sequential {
         self.shapes.last().expect("at least one layer")
     }
 
-    /// One line per layer: index, description, output shape, parameters; then the total.
+    /// The normalisation the model's inputs are prepared with, when known.
+    pub fn normalization(&self) -> Option<&Normalize> {
+        self.normalization.as_ref()
+    }
+
+    /// Records how inputs are normalised (saved with the model, used by prediction).
+    /// An error when its channel count is not the input's.
+    pub fn set_normalization(&mut self, n: Normalize) -> Result<()> {
+        if n.channels() != self.input_shape[0] {
+            return Err(Error::Invalid(format!(
+                "normalisation of {} channels for a model taking {:?}",
+                n.channels(),
+                self.input_shape
+            )));
+        }
+        self.normalization = Some(n);
+        Ok(())
+    }
+
+    /// The class names, when known (index = output position).
+    pub fn classes(&self) -> Option<&[String]> {
+        self.classes.as_deref()
+    }
+
+    /// Records the class names (saved with the model). An error unless the model's output
+    /// is `[classes.len()]`.
+    pub fn set_classes(&mut self, classes: Vec<String>) -> Result<()> {
+        if self.output_shape() != [classes.len()] {
+            return Err(Error::Invalid(format!(
+                "{} class names for a model whose output is {:?}",
+                classes.len(),
+                self.output_shape()
+            )));
+        }
+        self.classes = Some(classes);
+        Ok(())
+    }
+
+    /// One line per layer: index, name, description, output shape, parameters; then the
+    /// total.
     pub fn summary(&self) -> String {
-        let mut s = format!(
-            "{:>3}  {:<38} {:<16} {:>9}\n",
-            "#", "layer", "output", "params"
-        );
-        s += &format!(
-            "{:>3}  {:<38} {:<16} {:>9}\n",
-            "",
-            "input",
-            fmt(&self.input_shape),
-            ""
-        );
-        for (i, (layer, shape)) in self.layers.iter().zip(&self.shapes).enumerate() {
-            let (d, p) = (layer.describe(), layer.num_params());
-            s += &format!("{i:>3}  {d:<38} {:<16} {p:>9}\n", fmt(shape));
+        let row = |i: &str, n: &str, d: &str, s: &str, p: &str| {
+            format!("{i:>3}  {n:<10} {d:<38} {s:<16} {p:>9}\n")
+        };
+        let mut s = row("#", "name", "layer", "output", "params");
+        s += &row("", "", "input", &fmt(&self.input_shape), "");
+        for (i, ((layer, shape), name)) in self
+            .layers
+            .iter()
+            .zip(&self.shapes)
+            .zip(&self.names)
+            .enumerate()
+        {
+            let (d, p) = (layer.describe(), layer.num_params().to_string());
+            s += &row(&i.to_string(), name, &d, &fmt(shape), &p);
         }
         s + &format!("     total parameters: {}\n", self.num_params())
     }
@@ -128,10 +257,11 @@ impl Sequential {
         self.layers.iter().map(|l| l.num_params()).sum()
     }
 
-    /// Runs `x[N, input...]` through every layer; errors if the item shape is wrong.
-    pub fn forward<'a>(&'a mut self, x: &'a Tensor, mode: Mode) -> Result<&'a Tensor> {
+    /// Runs `x[N, input...]` through every layer; errors if the item shape is wrong or
+    /// the batch is empty. The result lives in the last layer until the next call.
+    pub fn forward(&mut self, x: &Tensor, mode: Mode) -> Result<&Tensor> {
         if x.shape().len() != self.input_shape.len() + 1 || x.shape()[1..] != self.input_shape {
-            let mut expected = vec![x.batch()];
+            let mut expected = vec![x.shape().first().copied().unwrap_or(0)];
             expected.extend_from_slice(&self.input_shape);
             return Err(Error::Shape {
                 context: "Sequential::forward input".into(),
@@ -143,16 +273,35 @@ impl Sequential {
             return Err(Error::Invalid("Sequential::forward: empty batch".into()));
         }
         self.batch_shape = x.shape().to_vec();
-        let mut cur = x;
-        for layer in self.layers.iter_mut() {
+        self.last_mode = Some(mode);
+        let (first, rest) = self.layers.split_first_mut().expect("at least one layer");
+        let mut cur = first.forward(x, mode);
+        for layer in rest {
             cur = layer.forward(cur, mode);
         }
         Ok(cur)
     }
 
     /// Backpropagates `∂L/∂output` through every layer, setting all parameter gradients.
+    /// Needs a training-mode [`Sequential::forward`] of the same batch just before (an
+    /// evaluation pass keeps nothing for backward): otherwise an error.
     pub fn backward(&mut self, grad: &Tensor) -> Result<()> {
-        let mut expected = vec![self.batch_shape.first().copied().unwrap_or(0)];
+        match self.last_mode {
+            Some(Mode::Train) => {}
+            Some(Mode::Eval) => {
+                return Err(Error::Invalid(
+                    "Sequential::backward after an evaluation-mode forward: \
+                     run forward with Mode::Train first"
+                        .into(),
+                ));
+            }
+            None => {
+                return Err(Error::Invalid(
+                    "Sequential::backward before any forward pass".into(),
+                ));
+            }
+        }
+        let mut expected = vec![self.batch_shape[0]];
         expected.extend_from_slice(self.output_shape());
         grad.expect_shape("Sequential::backward gradient", &expected)?;
         let mut g = grad;
@@ -162,12 +311,14 @@ impl Sequential {
         Ok(())
     }
 
-    /// Lends every parameter, named `"<layer index>.<name>"` (e.g. `0.weight`), in order.
+    /// Lends every parameter, named `"<layer name>.<parameter>"` (e.g. `conv1.weight`),
+    /// in order.
     pub fn visit_params(&mut self, f: &mut ParamVisitor<'_>) {
         let mut prefix = String::new();
-        for (i, layer) in self.layers.iter_mut().enumerate() {
+        for (name, layer) in self.names.iter().zip(&mut self.layers) {
             prefix.clear();
-            write!(prefix, "{i}.").expect("writing to a String");
+            prefix.push_str(name);
+            prefix.push('.');
             layer.visit_params(&mut prefix, f);
         }
     }
@@ -183,18 +334,85 @@ impl Sequential {
     /// parameters.
     pub fn visit_buffers(&mut self, f: &mut BufferVisitor<'_>) {
         let mut prefix = String::new();
-        for (i, layer) in self.layers.iter_mut().enumerate() {
+        for (name, layer) in self.names.iter().zip(&mut self.layers) {
             prefix.clear();
-            write!(prefix, "{i}.").expect("writing to a String");
+            prefix.push_str(name);
+            prefix.push('.');
             layer.visit_buffers(&mut prefix, f);
         }
     }
 
+    /// Lends every parameter and buffer read-only, layer by layer.
+    pub fn visit_values(&self, f: &mut ValueVisitor<'_>) {
+        let mut prefix = String::new();
+        for (name, layer) in self.names.iter().zip(&self.layers) {
+            prefix.clear();
+            prefix.push_str(name);
+            prefix.push('.');
+            layer.visit_values(&mut prefix, f);
+        }
+    }
+
+    /// The name of the first parameter or buffer holding a NaN or an infinity, if any.
+    pub fn first_non_finite(&self) -> Option<String> {
+        let mut bad = None;
+        self.visit_values(&mut |v| {
+            if bad.is_none() && v.values.iter().any(|x| !x.is_finite()) {
+                bad = Some(v.name.to_string());
+            }
+        });
+        bad
+    }
+
+    /// `(name, length)` of every trainable parameter, in [`Sequential::visit_params`]
+    /// order.
+    pub fn param_names(&self) -> Vec<(String, usize)> {
+        let mut out = Vec::new();
+        self.visit_values(&mut |v| {
+            if matches!(v.role, crate::layers::Role::Param(_)) {
+                out.push((v.name.to_string(), v.values.len()));
+            }
+        });
+        out
+    }
+
+    /// Writes the model to `path` atomically as safetensors: the weights under their
+    /// names, and in the metadata the architecture, the input shape and, when set, the
+    /// normalisation and class names. PyTorch's `safetensors.torch.load_file` reads it.
+    /// A model holding a NaN or infinity is refused (the old file stays).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        checkpoint::model_file(self)?.write(path.as_ref())
+    }
+
+    /// Rebuilds a model saved by [`Sequential::save`] (or a training checkpoint) from the
+    /// file alone: no code needs to know its layers.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        checkpoint::model_from_file(&checkpoint::SafeTensors::read(path)?, path)
+    }
+
+    /// Loads weights by name into this model from any safetensors file holding them
+    /// (one of ours, or a PyTorch `state_dict` saved with `safetensors.torch.save_file`
+    /// under the same names). Checked first, so on error the model is unchanged.
+    pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        checkpoint::load_model(self, &checkpoint::SafeTensors::read(path)?, path)
+    }
+
     /// Class probabilities `[N, classes]` (softmax of the outputs), in eval mode.
+    ///
+    /// An error when the model's output is not a vector of class scores, or when a
+    /// probability comes out NaN (a model with non-finite weights, or a NaN input).
     pub fn predict(&mut self, x: &Tensor) -> Result<Tensor> {
+        if self.output_shape().len() != 1 || self.output_shape()[0] < 2 {
+            return Err(Error::Invalid(format!(
+                "predict needs a classifier whose output is [classes], this model gives {:?}",
+                self.output_shape()
+            )));
+        }
         let mut out = self.forward(x, Mode::Eval)?.clone();
         let classes = out.item_len();
-        for row in out.data_mut().chunks_exact_mut(classes) {
+        for (n, row) in out.data_mut().chunks_exact_mut(classes).enumerate() {
             let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
             let mut sum = 0.0;
             for v in row.iter_mut() {
@@ -202,6 +420,11 @@ impl Sequential {
                 sum += *v;
             }
             row.iter_mut().for_each(|v| *v /= sum);
+            if row.iter().any(|v| !v.is_finite()) {
+                return Err(Error::NonFinite {
+                    what: format!("the prediction for item {n}"),
+                });
+            }
         }
         Ok(out)
     }

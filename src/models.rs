@@ -11,22 +11,26 @@ pub type Layers = Vec<Box<dyn Layer>>;
 
 /// The article's network, the classic PyTorch CIFAR-10 tutorial classifier:
 /// conv 3→6 5×5, ReLU, pool 2, conv 6→16 5×5, ReLU, pool 2, dense 400→120→84→10.
+///
+/// Its parameters carry the tutorial's names (`conv1`, `conv2`, `fc1`, `fc2`, `fc3`), so
+/// the tutorial's `state_dict`, saved with `safetensors.torch.save_file`, loads with
+/// [`Sequential::load_weights`].
 pub fn seed_net(seed: u64) -> Result<Sequential> {
-    let layers: Layers = vec![
-        Box::new(Conv2d::new(3, 6, 5)),
-        Box::new(ReLU::new()),
-        Box::new(MaxPool2d::new(2, 2)),
-        Box::new(Conv2d::new(6, 16, 5)),
-        Box::new(ReLU::new()),
-        Box::new(MaxPool2d::new(2, 2)),
-        Box::new(Flatten::new()),
-        Box::new(Dense::new(16 * 5 * 5, 120)),
-        Box::new(ReLU::new()),
-        Box::new(Dense::new(120, 84)),
-        Box::new(ReLU::new()),
-        Box::new(Dense::new(84, 10)),
+    let layers: Vec<(&str, Box<dyn Layer>)> = vec![
+        ("conv1", Box::new(Conv2d::new(3, 6, 5))),
+        ("relu1", Box::new(ReLU::new())),
+        ("pool1", Box::new(MaxPool2d::new(2, 2))),
+        ("conv2", Box::new(Conv2d::new(6, 16, 5))),
+        ("relu2", Box::new(ReLU::new())),
+        ("pool2", Box::new(MaxPool2d::new(2, 2))),
+        ("flatten", Box::new(Flatten::new())),
+        ("fc1", Box::new(Dense::new(16 * 5 * 5, 120))),
+        ("relu3", Box::new(ReLU::new())),
+        ("fc2", Box::new(Dense::new(120, 84))),
+        ("relu4", Box::new(ReLU::new())),
+        ("fc3", Box::new(Dense::new(84, 10))),
     ];
-    Sequential::new(&[3, 32, 32], layers, seed)
+    Sequential::named(&[3, 32, 32], layers, seed)
 }
 
 /// The TensorFlow CNN tutorial's network: conv 32, 64, 64 (3×3, valid), max-pool after

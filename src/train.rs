@@ -1,7 +1,7 @@
 //! The training and evaluation loops shared by the examples and the tests.
 
 use crate::data::{Augment, Batch, Batches, Dataset, View, augment_key, epoch_permutation};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layers::Mode;
 use crate::loss::SoftmaxCrossEntropy;
 use crate::model::Sequential;
@@ -11,15 +11,16 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 /// How to train: batch size, seed, learning-rate schedule and augmentation.
+///
+/// The learning rate itself belongs to the optimizer ([`Optimizer::lr`]); the schedule
+/// scales it step by step.
 #[derive(Clone, Copy, Debug)]
 pub struct Plan {
-    /// Images per mini-batch.
+    /// Images per mini-batch (at least 1).
     pub batch_size: usize,
     /// Seed of the shuffles and augmentations (the model has its own).
     pub seed: u64,
-    /// Peak learning rate, shaped by `schedule`.
-    pub lr: f32,
-    /// Learning-rate schedule over the whole run.
+    /// Learning-rate schedule over the whole run, as a factor on the optimizer's rate.
     pub schedule: Schedule,
     /// Optimizer steps in the whole run (for the schedule).
     pub total_steps: u64,
@@ -28,26 +29,40 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// A plan with a constant rate `lr` and no augmentation.
-    pub fn constant(batch_size: usize, seed: u64, lr: f32) -> Self {
+    /// A plan with the optimizer's rate held constant and no augmentation.
+    pub fn constant(batch_size: usize, seed: u64) -> Self {
         Plan {
             batch_size,
             seed,
-            lr,
             schedule: Schedule::Constant,
             total_steps: 0,
             augment: Augment::default(),
         }
     }
 
-    /// The learning rate of the step that follows `steps` steps (the schedule over the run).
-    pub fn lr_at(&self, steps: u64) -> f32 {
-        self.schedule.lr(self.lr, steps, self.total_steps)
+    /// The schedule's factor on the optimizer's rate for the step that follows `steps`
+    /// steps.
+    pub fn lr_scale_at(&self, steps: u64) -> f32 {
+        self.schedule.lr(1.0, steps, self.total_steps)
     }
 
     /// Steps per epoch over `n` images.
     pub fn steps_per_epoch(&self, n: usize) -> u64 {
         n.div_ceil(self.batch_size.max(1)) as u64
+    }
+
+    /// An error unless the plan can run on `data` for epoch `epoch` (epochs count from 1).
+    pub fn check(&self, data: &dyn Dataset, epoch: u64) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(Error::Invalid("Plan: batch size 0".into()));
+        }
+        if epoch == 0 {
+            return Err(Error::Invalid("epochs count from 1, got epoch 0".into()));
+        }
+        if data.is_empty() {
+            return Err(Error::Invalid("no training images".into()));
+        }
+        Ok(())
     }
 }
 
@@ -66,8 +81,27 @@ pub struct EpochStats {
     pub lr: f32,
 }
 
-/// Progress after each mini-batch: images done, running mean loss, current learning rate.
-pub type Progress<'a> = &'a mut dyn FnMut(usize, f64, f32);
+/// What the training loop reports after each mini-batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepReport {
+    /// The epoch (from 1).
+    pub epoch: u64,
+    /// Optimizer steps taken so far in the whole run, this one included.
+    pub step: u64,
+    /// Images of this epoch done so far.
+    pub images: usize,
+    /// Images in the epoch.
+    pub epoch_images: usize,
+    /// This step's mean loss over its batch.
+    pub loss: f64,
+    /// Mean loss over the epoch's images so far.
+    pub mean_loss: f64,
+    /// The learning rate this step used.
+    pub lr: f32,
+}
+
+/// Progress after each mini-batch.
+pub type Progress<'a> = &'a mut dyn FnMut(&StepReport);
 
 /// Batches kept in flight between the loader thread and the training loop.
 const PREFETCH: usize = 3;
@@ -86,24 +120,53 @@ pub fn train_epoch(
     epoch: u64,
     progress: Progress<'_>,
 ) -> Result<EpochStats> {
+    plan.check(data, epoch)?;
     let start = Instant::now();
     let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
     for_each_batch(data, plan, epoch, &mut |batch| {
-        let lr = plan.lr_at(opt.steps());
-        opt.set_lr(lr);
+        opt.set_lr_scale(plan.lr_scale_at(opt.steps()));
         model.set_step(opt.steps());
         let logits = model.forward(&batch.images, Mode::Train)?;
         let stats = loss.forward(logits, &batch.labels)?;
+        // A diverged step stops the run before the update, so the weights (and any
+        // checkpoint written from them) stay finite.
+        check_loss(stats.loss, epoch, opt.steps() + 1)?;
         model.backward(loss.grad())?;
         opt.step(model);
         let n = batch.labels.len();
         loss_sum += stats.loss * n as f64;
         correct += stats.correct;
         seen += n;
-        progress(seen, loss_sum / seen as f64, lr);
+        progress(&StepReport {
+            epoch,
+            step: opt.steps(),
+            images: seen,
+            epoch_images: data.len(),
+            loss: stats.loss,
+            mean_loss: loss_sum / seen as f64,
+            lr: opt.current_lr(),
+        });
         Ok(())
     })?;
-    Ok(EpochStats::new(loss_sum, correct, seen, start, opt.lr()))
+    Ok(EpochStats::new(
+        loss_sum,
+        correct,
+        seen,
+        start,
+        opt.current_lr(),
+    ))
+}
+
+/// An [`Error::NonFinite`] naming the epoch and step when a training loss is NaN or
+/// infinite (Keras's `TerminateOnNaN`).
+pub fn check_loss(loss: f64, epoch: u64, step: u64) -> Result<()> {
+    if loss.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::NonFinite {
+            what: format!("the training loss ({loss}) at epoch {epoch}, step {step}"),
+        })
+    }
 }
 
 impl EpochStats {
@@ -230,6 +293,18 @@ pub fn evaluate_with(
     classes: usize,
     logits_of: &mut dyn FnMut(&Tensor, &mut Tensor) -> Result<()>,
 ) -> Result<Evaluation> {
+    if batch_size == 0 {
+        return Err(Error::Invalid("evaluate: batch size 0".into()));
+    }
+    if data.is_empty() {
+        return Err(Error::Invalid("evaluate: no images".into()));
+    }
+    if classes != data.classes().len() {
+        return Err(Error::Invalid(format!(
+            "evaluate: the model scores {classes} classes, the data has {}",
+            data.classes().len()
+        )));
+    }
     let mut confusion = vec![vec![0u32; classes]; classes];
     let order: Vec<usize> = (0..data.len()).collect();
     let (mut batch, mut logits, mut mirrored) =

@@ -505,18 +505,12 @@ fn training_on_cifar10_loss_falls() {
         let mut model = models::seed_net(0).unwrap();
         let mut opt = Sgd::new(0.01, 0.9);
         let mut net = GpuNet::new(Gpu::new().unwrap(), &mut model, &mut opt, 0.0).unwrap();
-        let plan = ferroconv::train::Plan::constant(16, 0, 0.01);
+        let plan = ferroconv::train::Plan::constant(16, 0);
         let mut losses = Vec::new();
         for epoch in 1..=epochs {
-            let s = ferroconv::gpu::train_epoch(
-                &mut net,
-                &mut opt,
-                &train,
-                &plan,
-                epoch,
-                &mut |_, _, _| {},
-            )
-            .unwrap();
+            let s =
+                ferroconv::gpu::train_epoch(&mut net, &mut opt, &train, &plan, epoch, &mut |_| {})
+                    .unwrap();
             losses.push(s.train_loss);
         }
         losses

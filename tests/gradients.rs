@@ -363,12 +363,12 @@ proptest! {
     fn dropout_gradients(n in 1usize..4, f in 1usize..40, p in 0.0f32..0.9, seed in any::<u64>()) {
         let mut layer = Dropout::new(p);
         // Learn the step-0 mask from a forward pass on ones, then rewind to step 0.
-        layer.init(&mut Xoshiro256PlusPlus::seed_from_u64(seed));
+        layer.init(&mut Xoshiro256PlusPlus::seed_from_u64(seed)).unwrap();
         let ones = Tensor::from_vec(&[n, f], vec![1.0; n * f]).unwrap();
         let mask = to64(layer.forward(&ones, Mode::Train).data());
         let keep = 1.0 / (1.0 - p as f64);
         prop_assert!(mask.iter().all(|&m| m == 0.0 || (m - keep).abs() < 1e-6));
-        layer.init(&mut Xoshiro256PlusPlus::seed_from_u64(seed));
+        layer.init(&mut Xoshiro256PlusPlus::seed_from_u64(seed)).unwrap();
         check_layer(&mut layer, &[n, f], seed, &|x, _| x.iter().zip(&mask).map(|(a, m)| a * m).collect());
         // Evaluation is the identity.
         prop_assert_eq!(layer.forward(&ones, Mode::Eval).data(), ones.data());

@@ -16,18 +16,9 @@ use ferroconv::{Sequential, SoftmaxCrossEntropy};
 fn train(model: &mut Sequential, data: &Cifar10, seed: u64, epochs: u64) {
     let mut loss = SoftmaxCrossEntropy::new();
     let mut opt = Sgd::new(0.001, 0.9);
-    let plan = Plan::constant(4, seed, 0.001);
+    let plan = Plan::constant(4, seed);
     for epoch in 1..=epochs {
-        train_epoch(
-            model,
-            &mut loss,
-            &mut opt,
-            data,
-            &plan,
-            epoch,
-            &mut |_, _, _| {},
-        )
-        .unwrap();
+        train_epoch(model, &mut loss, &mut opt, data, &plan, epoch, &mut |_| {}).unwrap();
     }
 }
 
@@ -71,7 +62,7 @@ fn training_is_bit_identical_for_any_thread_count() {
             let mut opt = Sgd::new(0.01, 0.9).weight_decay(5e-4);
             let plan = Plan {
                 augment: Augment::standard(),
-                ..Plan::constant(batch, 7, 0.01)
+                ..Plan::constant(batch, 7)
             };
             train_epoch(
                 &mut model,
@@ -80,7 +71,7 @@ fn training_is_bit_identical_for_any_thread_count() {
                 &data,
                 &plan,
                 1,
-                &mut |_, _, _| {},
+                &mut |_| {},
             )
             .unwrap();
             weights(&mut model)

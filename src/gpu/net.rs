@@ -22,7 +22,9 @@ use crate::layers::{LayerKind, ParamKind};
 use crate::model::Sequential;
 use crate::optim::{Optimizer, UpdateRule};
 use crate::tensor::Tensor;
-use crate::train::{EpochStats, Evaluation, Plan, Progress, evaluate_with, for_each_batch};
+use crate::train::{
+    EpochStats, Evaluation, Plan, Progress, StepReport, evaluate_with, for_each_batch,
+};
 use std::time::Instant;
 
 /// Steps whose loss and hits wait on the device before the host reads them back.
@@ -113,7 +115,7 @@ impl GpuNet {
         let mut nodes = Vec::new();
         let mut shape = model.input_shape().to_vec();
         let mut n_params = 0;
-        for (i, (layer, out)) in model.layers().enumerate() {
+        for (i, (_, layer, out)) in model.layers().enumerate() {
             let kind = layer.kind();
             let params = match kind {
                 LayerKind::Conv2d { bias, .. } | LayerKind::Dense { bias, .. } => {
@@ -684,7 +686,9 @@ fn planes(n: usize, input: &[usize]) -> (usize, (usize, usize)) {
 
 /// [`crate::train::train_epoch`] on the GPU: the same batches (and augmentations) in the
 /// same order, the schedule's rate at each step, the optimizer's step count kept in step.
-/// `progress` is called each time the loss is read back (every [`STATS_SLOTS`] steps).
+/// `progress` is called each time the loss is read back (every [`STATS_SLOTS`] steps),
+/// with `loss` the mean over the steps since the last report. A non-finite loss stops the
+/// epoch with an error at that read-back, before the host's weights are touched.
 pub fn train_epoch(
     net: &mut GpuNet,
     opt: &mut dyn Optimizer,
@@ -693,27 +697,41 @@ pub fn train_epoch(
     epoch: u64,
     progress: Progress<'_>,
 ) -> Result<EpochStats> {
+    plan.check(data, epoch)?;
     let start = Instant::now();
     net.take_totals()?;
+    let (mut last_sum, mut last_seen) = (0.0f64, 0usize);
     for_each_batch(data, plan, epoch, &mut |batch| {
-        let lr = plan.lr_at(opt.steps());
-        opt.set_lr(lr);
+        opt.set_lr_scale(plan.lr_scale_at(opt.steps()));
+        let lr = opt.current_lr();
         let report = net.pending_steps() + 1 == STATS_SLOTS;
         net.train_step(&batch.images, &batch.labels, lr, opt.steps())?;
         opt.set_steps(opt.steps() + 1);
         if report {
             let t = net.flush()?;
-            progress(t.seen, t.loss_sum / t.seen.max(1) as f64, lr);
+            let window = (t.loss_sum - last_sum) / (t.seen - last_seen).max(1) as f64;
+            crate::train::check_loss(window, epoch, opt.steps())?;
+            (last_sum, last_seen) = (t.loss_sum, t.seen);
+            progress(&StepReport {
+                epoch,
+                step: opt.steps(),
+                images: t.seen,
+                epoch_images: data.len(),
+                loss: window,
+                mean_loss: t.loss_sum / t.seen.max(1) as f64,
+                lr,
+            });
         }
         Ok(())
     })?;
     let t = net.take_totals()?;
+    crate::train::check_loss(t.loss_sum, epoch, opt.steps())?;
     Ok(EpochStats::new(
         t.loss_sum,
         t.correct,
         t.seen,
         start,
-        opt.lr(),
+        opt.current_lr(),
     ))
 }
 

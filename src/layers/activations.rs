@@ -1,7 +1,7 @@
 //! GELU: `y = x·Φ(x)` with `Φ` the standard normal CDF (PyTorch's exact form);
 //! `dy/dx = Φ(x) + x·φ(x)`.
 
-use super::{Layer, Mode};
+use super::{Layer, Mode, Spec};
 use crate::backend::for_each_chunk;
 use crate::tensor::Tensor;
 
@@ -47,6 +47,10 @@ fn phi_cdf(x: f32) -> f32 {
 }
 
 impl Layer for Gelu {
+    fn spec(&self) -> Spec {
+        Spec::new("GELU")
+    }
+
     fn describe(&self) -> String {
         "GELU".into()
     }

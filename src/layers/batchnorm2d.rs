@@ -7,9 +7,13 @@
 //! - backward (train): `dβ = Σ dy`, `dγ = Σ dy·x̂`,
 //!   `dx = γ/√(σ²+ε) · (dy − dβ/M − x̂·dγ/M)`; (eval): `dx = γ/√(σ²+ε) · dy`.
 
-use super::{BufferVisitor, Layer, Mode, Param, ParamKind, ParamVisitor, emit};
+use super::{
+    BufferVisitor, Layer, Mode, Param, ParamKind, ParamVisitor, Role, Spec, ValueVisitor, emit,
+    emit_value, try_zeros,
+};
 use crate::backend::for_each_chunk;
 use crate::tensor::Tensor;
+use rand::Rng;
 use rayon::prelude::*;
 
 /// Batch normalisation with learnable scale `γ` and shift `β` per channel.
@@ -34,19 +38,20 @@ pub struct BatchNorm2d {
 }
 
 impl BatchNorm2d {
-    /// Batch norm over `channels` channels, `ε = 1e-5`, momentum 0.1, `γ = 1`, `β = 0`.
+    /// Batch norm over `channels` channels, `ε = 1e-5`, momentum 0.1; building the model
+    /// allocates `γ = 1`, `β = 0` and the running statistics (mean 0, variance 1).
     pub fn new(channels: usize) -> Self {
         BatchNorm2d {
             channels,
             eps: 1e-5,
             momentum: 0.1,
-            gamma: vec![1.0; channels],
-            beta: vec![0.0; channels],
-            grad_gamma: vec![0.0; channels],
-            grad_beta: vec![0.0; channels],
-            running_mean: vec![0.0; channels],
-            running_var: vec![1.0; channels],
-            inv_std: vec![0.0; channels],
+            gamma: Vec::new(),
+            beta: Vec::new(),
+            grad_gamma: Vec::new(),
+            grad_beta: Vec::new(),
+            running_mean: Vec::new(),
+            running_var: Vec::new(),
+            inv_std: Vec::new(),
             mode: Mode::Train,
             xhat: Tensor::default(),
             output: Tensor::default(),
@@ -58,6 +63,19 @@ impl BatchNorm2d {
     pub fn momentum(mut self, momentum: f32) -> Self {
         self.momentum = momentum;
         self
+    }
+
+    /// Sets `ε`, added to the variance before the square root.
+    pub fn eps(mut self, eps: f32) -> Self {
+        self.eps = eps;
+        self
+    }
+
+    /// Rebuilds a layer from [`Layer::spec`]'s description.
+    pub(crate) fn from_spec(s: &Spec) -> Result<Self, String> {
+        Ok(BatchNorm2d::new(s.get_int("channels")?)
+            .eps(s.get_float("eps")?)
+            .momentum(s.get_float("momentum")?))
     }
 }
 
@@ -72,6 +90,12 @@ impl Layer for BatchNorm2d {
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+        if !(self.eps > 0.0 && self.eps.is_finite()) || !(0.0..=1.0).contains(&self.momentum) {
+            return Err(format!(
+                "eps must be positive and momentum in [0, 1], got {} and {}",
+                self.eps, self.momentum
+            ));
+        }
         match input {
             [c, _, _] if *c == self.channels => Ok(input.to_vec()),
             _ => Err(format!(
@@ -79,6 +103,21 @@ impl Layer for BatchNorm2d {
                 self.channels
             )),
         }
+    }
+
+    fn init(&mut self, _rng: &mut dyn Rng) -> Result<(), String> {
+        let c = self.channels;
+        let zeros = |what| try_zeros(c, what);
+        self.gamma = zeros("BatchNorm2d weight")?;
+        self.gamma.fill(1.0);
+        self.beta = zeros("BatchNorm2d bias")?;
+        self.grad_gamma = zeros("BatchNorm2d weight gradient")?;
+        self.grad_beta = zeros("BatchNorm2d bias gradient")?;
+        self.running_mean = zeros("BatchNorm2d running mean")?;
+        self.running_var = zeros("BatchNorm2d running variance")?;
+        self.running_var.fill(1.0);
+        self.inv_std = zeros("BatchNorm2d scratch")?;
+        Ok(())
     }
 
     fn forward(&mut self, x: &Tensor, mode: Mode) -> &Tensor {
@@ -233,7 +272,46 @@ impl Layer for BatchNorm2d {
         prefix.truncate(len);
     }
 
+    fn visit_values(&self, prefix: &mut String, f: &mut ValueVisitor<'_>) {
+        let shape = [self.channels];
+        emit_value(
+            prefix,
+            ("weight", Role::Param(ParamKind::Norm)),
+            &shape,
+            &self.gamma,
+            f,
+        );
+        emit_value(
+            prefix,
+            ("bias", Role::Param(ParamKind::Norm)),
+            &shape,
+            &self.beta,
+            f,
+        );
+        emit_value(
+            prefix,
+            ("running_mean", Role::Buffer),
+            &shape,
+            &self.running_mean,
+            f,
+        );
+        emit_value(
+            prefix,
+            ("running_var", Role::Buffer),
+            &shape,
+            &self.running_var,
+            f,
+        );
+    }
+
     fn num_params(&self) -> usize {
-        2 * self.channels
+        self.channels.saturating_mul(2)
+    }
+
+    fn spec(&self) -> Spec {
+        Spec::new("BatchNorm2d")
+            .int("channels", self.channels)
+            .float("eps", self.eps)
+            .float("momentum", self.momentum)
     }
 }

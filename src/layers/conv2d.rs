@@ -20,7 +20,10 @@
 //! otherwise forward keeps a copy of its input and backward recomputes each group's
 //! columns in a per-thread scratch buffer (bounded by [`GROUP_COLS_MAX`]).
 
-use super::{Layer, Mode, ParamVisitor, Weights, emit_weight_bias, init_uniform};
+use super::{
+    Layer, Mode, ParamKind, ParamVisitor, Role, Spec, ValueVisitor, Weights, checked_product,
+    emit_value, emit_weight_bias, init_uniform, try_zeros,
+};
 use crate::backend as k;
 use crate::cpu::im2col::ConvGeometry;
 use crate::tensor::Tensor;
@@ -145,7 +148,8 @@ pub struct Conv2d {
     kernel: usize,
     stride: usize,
     padding: usize,
-    /// `[Cout, C, K, K]`
+    has_bias: bool,
+    /// `[Cout, C, K, K]`, allocated by `init`.
     weight: Vec<f32>,
     /// `[Cout]`
     bias: Vec<f32>,
@@ -168,18 +172,19 @@ pub struct Conv2d {
 
 impl Conv2d {
     /// `in_channels → out_channels` with a `kernel×kernel` window, stride 1, no padding.
+    /// The parameters are allocated when the model is built.
     pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
-        let wlen = out_channels * in_channels * kernel * kernel;
         Conv2d {
             in_channels,
             out_channels,
             kernel,
             stride: 1,
             padding: 0,
-            weight: vec![0.0; wlen],
-            bias: vec![0.0; out_channels],
-            grad_weight: vec![0.0; wlen],
-            grad_bias: vec![0.0; out_channels],
+            has_bias: true,
+            weight: Vec::new(),
+            bias: Vec::new(),
+            grad_weight: Vec::new(),
+            grad_bias: Vec::new(),
             plan: None,
             keep_cols_max: KEEP_COLS_MAX,
             cols: Vec::new(),
@@ -198,9 +203,7 @@ impl Conv2d {
 
     /// With `false`, the layer has no bias (as before a batch norm, which has its own shift).
     pub fn bias(mut self, on: bool) -> Self {
-        let n = if on { self.out_channels } else { 0 };
-        self.bias = vec![0.0; n];
-        self.grad_bias = vec![0.0; n];
+        self.has_bias = on;
         self
     }
 
@@ -216,6 +219,25 @@ impl Conv2d {
     pub fn padding(mut self, padding: usize) -> Self {
         self.padding = padding;
         self
+    }
+
+    /// Rebuilds a layer from [`Layer::spec`]'s description.
+    pub(crate) fn from_spec(s: &Spec) -> Result<Self, String> {
+        Ok(Conv2d::new(
+            s.get_int("in_channels")?,
+            s.get_int("out_channels")?,
+            s.get_int("kernel")?,
+        )
+        .stride(s.get_int("stride")?)
+        .padding(s.get_int("padding")?)
+        .bias(s.get_flag("bias")?))
+    }
+
+    /// `[Cout, C, K, K]` and its element count, checked.
+    fn weight_shape(&self) -> Result<([usize; 4], usize), String> {
+        let (cout, cin, k) = (self.out_channels, self.in_channels, self.kernel);
+        let shape = [cout, cin, k, k];
+        Ok((shape, checked_product(&shape, "Conv2d weight")?))
     }
 
     fn geometry(&self, h: usize, w: usize) -> ConvGeometry {
@@ -239,11 +261,7 @@ impl Layer for Conv2d {
             self.out_channels,
             self.stride,
             self.padding,
-            if self.bias.is_empty() {
-                ", no bias"
-            } else {
-                ""
-            },
+            if self.has_bias { "" } else { ", no bias" },
             k = self.kernel
         )
     }
@@ -258,10 +276,17 @@ impl Layer for Conv2d {
                 self.in_channels
             ));
         }
-        if self.stride == 0 || self.kernel == 0 {
-            return Err("kernel and stride must be at least 1".into());
+        if self.stride == 0 || self.kernel == 0 || self.out_channels == 0 {
+            return Err("kernel, stride and output channels must be at least 1".into());
         }
-        if h + 2 * self.padding < self.kernel || w + 2 * self.padding < self.kernel {
+        self.weight_shape()?;
+        let padded = |side: usize| {
+            self.padding
+                .checked_mul(2)
+                .and_then(|p| p.checked_add(side))
+                .ok_or_else(|| format!("padding {} overflows", self.padding))
+        };
+        if padded(h)? < self.kernel || padded(w)? < self.kernel {
             return Err(format!(
                 "{k}×{k} kernel does not fit a {h}×{w} input with padding {}",
                 self.padding,
@@ -272,10 +297,21 @@ impl Layer for Conv2d {
         Ok(vec![self.out_channels, g.out_h(), g.out_w()])
     }
 
-    fn init(&mut self, rng: &mut dyn Rng) {
-        let fan_in = self.in_channels * self.kernel * self.kernel;
+    fn init(&mut self, rng: &mut dyn Rng) -> Result<(), String> {
+        let (_, wlen) = self.weight_shape()?;
+        let blen = if self.has_bias { self.out_channels } else { 0 };
+        if self.weight.len() != wlen {
+            self.weight = try_zeros(wlen, "Conv2d weight")?;
+            self.grad_weight = try_zeros(wlen, "Conv2d weight gradient")?;
+        }
+        if self.bias.len() != blen {
+            self.bias = try_zeros(blen, "Conv2d bias")?;
+            self.grad_bias = try_zeros(blen, "Conv2d bias gradient")?;
+        }
+        let fan_in = wlen / self.out_channels.max(1);
         init_uniform(&mut self.weight, fan_in, rng);
         init_uniform(&mut self.bias, fan_in, rng);
+        Ok(())
     }
 
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> &Tensor {
@@ -485,8 +521,29 @@ impl Layer for Conv2d {
         emit_weight_bias(prefix, weight, bias, f);
     }
 
+    fn visit_values(&self, prefix: &mut String, f: &mut ValueVisitor<'_>) {
+        let (cout, cin, k) = (self.out_channels, self.in_channels, self.kernel);
+        emit_value(
+            prefix,
+            ("weight", Role::Param(ParamKind::Weight)),
+            &[cout, cin, k, k],
+            &self.weight,
+            f,
+        );
+        if self.has_bias {
+            emit_value(
+                prefix,
+                ("bias", Role::Param(ParamKind::Bias)),
+                &[cout],
+                &self.bias,
+                f,
+            );
+        }
+    }
+
     fn num_params(&self) -> usize {
-        self.weight.len() + self.bias.len()
+        let wlen = self.weight_shape().map_or(usize::MAX, |(_, n)| n);
+        wlen.saturating_add(if self.has_bias { self.out_channels } else { 0 })
     }
 
     fn kind(&self) -> super::LayerKind {
@@ -496,7 +553,17 @@ impl Layer for Conv2d {
             kernel: self.kernel,
             stride: self.stride,
             padding: self.padding,
-            bias: !self.bias.is_empty(),
+            bias: self.has_bias,
         }
+    }
+
+    fn spec(&self) -> Spec {
+        Spec::new("Conv2d")
+            .int("in_channels", self.in_channels)
+            .int("out_channels", self.out_channels)
+            .int("kernel", self.kernel)
+            .int("stride", self.stride)
+            .int("padding", self.padding)
+            .flag("bias", self.has_bias)
     }
 }

@@ -2,7 +2,10 @@
 //!
 //! backward: `dW[out, in] = dyᵀ · x`, `db = Σ_n dy[n]`, `dx[N, in] = dy · W`.
 
-use super::{Layer, Mode, ParamVisitor, Weights, emit_weight_bias, init_uniform};
+use super::{
+    Layer, Mode, ParamKind, ParamVisitor, Role, Spec, ValueVisitor, Weights, checked_product,
+    emit_value, emit_weight_bias, init_uniform, try_zeros,
+};
 use crate::backend as k;
 use crate::tensor::Tensor;
 use rand::Rng;
@@ -11,6 +14,7 @@ use rand::Rng;
 pub struct Dense {
     inputs: usize,
     outputs: usize,
+    has_bias: bool,
     /// `[out, in]`
     weight: Vec<f32>,
     /// `[out]`
@@ -24,15 +28,17 @@ pub struct Dense {
 }
 
 impl Dense {
-    /// A layer mapping `inputs` features to `outputs`.
+    /// A layer mapping `inputs` features to `outputs`. The parameters are allocated when
+    /// the model is built (an error, not an abort, when they do not fit in memory).
     pub fn new(inputs: usize, outputs: usize) -> Self {
         Dense {
             inputs,
             outputs,
-            weight: vec![0.0; inputs * outputs],
-            bias: vec![0.0; outputs],
-            grad_weight: vec![0.0; inputs * outputs],
-            grad_bias: vec![0.0; outputs],
+            has_bias: true,
+            weight: Vec::new(),
+            bias: Vec::new(),
+            grad_weight: Vec::new(),
+            grad_bias: Vec::new(),
             input: Tensor::default(),
             output: Tensor::default(),
             grad_input: Tensor::default(),
@@ -43,26 +49,37 @@ impl Dense {
 impl Dense {
     /// With `false`, the layer has no bias.
     pub fn bias(mut self, on: bool) -> Self {
-        let n = if on { self.outputs } else { 0 };
-        self.bias = vec![0.0; n];
-        self.grad_bias = vec![0.0; n];
+        self.has_bias = on;
         self
+    }
+
+    /// Rebuilds a layer from [`Layer::spec`]'s description.
+    pub(crate) fn from_spec(s: &Spec) -> Result<Self, String> {
+        Ok(Dense::new(s.get_int("inputs")?, s.get_int("outputs")?).bias(s.get_flag("bias")?))
+    }
+
+    fn weight_len(&self) -> Result<usize, String> {
+        checked_product(&[self.outputs, self.inputs], "Dense weight")
     }
 }
 
 impl Layer for Dense {
     fn describe(&self) -> String {
-        let no_bias = if self.bias.is_empty() {
-            ", no bias"
-        } else {
-            ""
-        };
+        let no_bias = if self.has_bias { "" } else { ", no bias" };
         format!("Dense({}→{}{no_bias})", self.inputs, self.outputs)
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+        if self.outputs == 0 {
+            return Err("needs at least 1 output".into());
+        }
+        self.weight_len()?;
         match input {
             [f] if *f == self.inputs => Ok(vec![self.outputs]),
+            [f] => Err(format!(
+                "expects {} features per item, got {f}",
+                self.inputs
+            )),
             _ => Err(format!(
                 "expects [{}] features per item, got {input:?} (add a Flatten before it?)",
                 self.inputs
@@ -70,9 +87,20 @@ impl Layer for Dense {
         }
     }
 
-    fn init(&mut self, rng: &mut dyn Rng) {
+    fn init(&mut self, rng: &mut dyn Rng) -> Result<(), String> {
+        let wlen = self.weight_len()?;
+        let blen = if self.has_bias { self.outputs } else { 0 };
+        if self.weight.len() != wlen {
+            self.weight = try_zeros(wlen, "Dense weight")?;
+            self.grad_weight = try_zeros(wlen, "Dense weight gradient")?;
+        }
+        if self.bias.len() != blen {
+            self.bias = try_zeros(blen, "Dense bias")?;
+            self.grad_bias = try_zeros(blen, "Dense bias gradient")?;
+        }
         init_uniform(&mut self.weight, self.inputs, rng);
         init_uniform(&mut self.bias, self.inputs, rng);
+        Ok(())
     }
 
     fn forward(&mut self, x: &Tensor, mode: Mode) -> &Tensor {
@@ -151,15 +179,42 @@ impl Layer for Dense {
         emit_weight_bias(prefix, weight, bias, f);
     }
 
+    fn visit_values(&self, prefix: &mut String, f: &mut ValueVisitor<'_>) {
+        emit_value(
+            prefix,
+            ("weight", Role::Param(ParamKind::Weight)),
+            &[self.outputs, self.inputs],
+            &self.weight,
+            f,
+        );
+        if self.has_bias {
+            emit_value(
+                prefix,
+                ("bias", Role::Param(ParamKind::Bias)),
+                &[self.outputs],
+                &self.bias,
+                f,
+            );
+        }
+    }
+
     fn num_params(&self) -> usize {
-        self.weight.len() + self.bias.len()
+        let wlen = self.weight_len().unwrap_or(usize::MAX);
+        wlen.saturating_add(if self.has_bias { self.outputs } else { 0 })
+    }
+
+    fn spec(&self) -> Spec {
+        Spec::new("Dense")
+            .int("inputs", self.inputs)
+            .int("outputs", self.outputs)
+            .flag("bias", self.has_bias)
     }
 
     fn kind(&self) -> super::LayerKind {
         super::LayerKind::Dense {
             inputs: self.inputs,
             outputs: self.outputs,
-            bias: !self.bias.is_empty(),
+            bias: self.has_bias,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Dropout: in training, zero each value with probability `p` and scale the rest by
 //! `1/(1 − p)`; in evaluation, the identity. Backward applies the same mask.
 
-use super::{Layer, Mode};
+use super::{Layer, Mode, Spec};
 use crate::tensor::Tensor;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{Rng, SeedableRng};
@@ -36,6 +36,10 @@ impl Dropout {
 }
 
 impl Layer for Dropout {
+    fn spec(&self) -> Spec {
+        Spec::new("Dropout").float("p", self.p)
+    }
+
     fn describe(&self) -> String {
         format!("Dropout(p = {})", self.p)
     }
@@ -47,9 +51,10 @@ impl Layer for Dropout {
         Ok(input.to_vec())
     }
 
-    fn init(&mut self, rng: &mut dyn Rng) {
+    fn init(&mut self, rng: &mut dyn Rng) -> Result<(), String> {
         self.seed = rng.next_u64();
         self.step = 0;
+        Ok(())
     }
 
     fn forward(&mut self, x: &Tensor, mode: Mode) -> &Tensor {

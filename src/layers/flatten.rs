@@ -1,6 +1,6 @@
 //! Flatten: `[N, C, H, W] → [N, C·H·W]`; backward reshapes the gradient back.
 
-use super::{Layer, Mode};
+use super::{Layer, Mode, Spec};
 use crate::tensor::Tensor;
 
 /// Collapses every dimension after the batch into one feature dimension.
@@ -19,6 +19,10 @@ impl Flatten {
 }
 
 impl Layer for Flatten {
+    fn spec(&self) -> Spec {
+        Spec::new("Flatten")
+    }
+
     fn kind(&self) -> super::LayerKind {
         super::LayerKind::Flatten
     }

@@ -3,7 +3,7 @@
 //! Average: `y = mean(plane)`, `dx = dy/(H·W)` everywhere. Max: `y = max(plane)`,
 //! `dx = dy` at the winner (the first maximum), 0 elsewhere.
 
-use super::{Layer, Mode};
+use super::{Layer, Mode, Spec};
 use crate::tensor::Tensor;
 
 /// Mean over each channel plane.
@@ -45,6 +45,10 @@ fn pooled_shape(input: &[usize]) -> Result<Vec<usize>, String> {
 }
 
 impl Layer for GlobalAvgPool {
+    fn spec(&self) -> Spec {
+        Spec::new("GlobalAvgPool")
+    }
+
     fn describe(&self) -> String {
         "GlobalAvgPool".into()
     }
@@ -82,6 +86,10 @@ impl Layer for GlobalAvgPool {
 }
 
 impl Layer for GlobalMaxPool {
+    fn spec(&self) -> Spec {
+        Spec::new("GlobalMaxPool")
+    }
+
     fn describe(&self) -> String {
         "GlobalMaxPool".into()
     }

@@ -2,7 +2,7 @@
 //!
 //! Forward records each window's winner; backward routes `dy` to it (see `cpu::pool`).
 
-use super::{Layer, Mode};
+use super::{Layer, Mode, Spec};
 use crate::backend as k;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
@@ -37,6 +37,12 @@ impl MaxPool2d {
 const PLANES_PER_TASK: usize = 16;
 
 impl Layer for MaxPool2d {
+    fn spec(&self) -> Spec {
+        Spec::new("MaxPool2d")
+            .int("kernel", self.kernel)
+            .int("stride", self.stride)
+    }
+
     fn kind(&self) -> super::LayerKind {
         super::LayerKind::MaxPool2d {
             kernel: self.kernel,

@@ -17,6 +17,7 @@ mod global_pool;
 mod maxpool2d;
 mod relu;
 mod residual;
+mod spec;
 
 pub use activations::Gelu;
 pub use batchnorm2d::BatchNorm2d;
@@ -28,6 +29,7 @@ pub use global_pool::{GlobalAvgPool, GlobalMaxPool};
 pub use maxpool2d::MaxPool2d;
 pub use relu::ReLU;
 pub use residual::Residual;
+pub use spec::{Setting, Spec, from_spec};
 
 use crate::tensor::Tensor;
 use rand::Rng;
@@ -70,6 +72,70 @@ pub type ParamVisitor<'a> = dyn FnMut(&str, Param<'_>) + 'a;
 
 /// Receives `(full name, buffer)` for non-trainable state.
 pub type BufferVisitor<'a> = dyn FnMut(&str, &mut [f32]) + 'a;
+
+/// What a stored tensor is to its layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A trainable parameter of this kind.
+    Param(ParamKind),
+    /// Non-trainable state (batch-norm running statistics).
+    Buffer,
+}
+
+/// A tensor lent read-only: its full name, shape, values and role.
+pub struct Value<'a> {
+    /// `prefix + name`, e.g. `conv1.weight`.
+    pub name: &'a str,
+    /// Shape, PyTorch's layout.
+    pub shape: &'a [usize],
+    /// The values.
+    pub values: &'a [f32],
+    /// Parameter or buffer.
+    pub role: Role,
+}
+
+/// Receives every parameter and buffer, read-only.
+pub type ValueVisitor<'a> = dyn FnMut(Value<'_>) + 'a;
+
+/// Hands `values` to `f` under the name `prefix + name`, leaving `prefix` as it was.
+pub(crate) fn emit_value(
+    prefix: &mut String,
+    (name, role): (&str, Role),
+    shape: &[usize],
+    values: &[f32],
+    f: &mut ValueVisitor<'_>,
+) {
+    let len = prefix.len();
+    prefix.push_str(name);
+    f(Value {
+        name: prefix,
+        shape,
+        values,
+        role,
+    });
+    prefix.truncate(len);
+}
+
+/// A zeroed parameter vector of `n` floats, or a message when it cannot be had: a size
+/// from a model description or a constructor must not abort the process.
+pub(crate) fn try_zeros(n: usize, what: &str) -> Result<Vec<f32>, String> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        format!(
+            "cannot allocate {n} floats ({:.1} GiB) for the {what}",
+            n as f64 * 4.0 / (1u64 << 30) as f64
+        )
+    })?;
+    v.resize(n, 0.0);
+    Ok(v)
+}
+
+/// `a · b · …` of sizes, or a message naming `what` when it overflows.
+pub(crate) fn checked_product(dims: &[usize], what: &str) -> Result<usize, String> {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| format!("the {what} size {dims:?} overflows"))
+}
 
 /// Hands `p` to `f` under the name `prefix + name`, leaving `prefix` as it was.
 pub fn emit(prefix: &mut String, name: &str, p: Param<'_>, f: &mut ParamVisitor<'_>) {
@@ -174,8 +240,12 @@ pub trait Layer: Send {
     /// message saying why that input does not fit this layer.
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String>;
 
-    /// Draws initial parameters (PyTorch's defaults). Layers without parameters ignore it.
-    fn init(&mut self, _rng: &mut dyn Rng) {}
+    /// Allocates the parameters and draws their initial values (PyTorch's defaults).
+    /// Layers without parameters ignore it. An error (no abort) when the parameters
+    /// cannot be allocated.
+    fn init(&mut self, _rng: &mut dyn Rng) -> Result<(), String> {
+        Ok(())
+    }
 
     /// `x[N, ...] → output[N, ...]`. The input's item shape was checked when the model was
     /// built; the returned tensor lives in the layer and is reused next step.
@@ -198,9 +268,21 @@ pub trait Layer: Send {
     /// named like parameters, so checkpoints can keep them.
     fn visit_buffers(&mut self, _prefix: &mut String, _f: &mut BufferVisitor<'_>) {}
 
+    /// Lends every parameter's and buffer's values read-only, named as
+    /// [`Layer::visit_params`] and [`Layer::visit_buffers`] name them (for saving).
+    fn visit_values(&self, _prefix: &mut String, _f: &mut ValueVisitor<'_>) {}
+
     /// Number of trainable scalars.
     fn num_params(&self) -> usize {
         0
+    }
+
+    /// The layer's kind and settings, enough to rebuild it ([`from_spec`]); saved with
+    /// the model. A layer defined outside this crate keeps the default, a `Custom` spec
+    /// that [`from_spec`] refuses: such a model reloads by building it in code and loading
+    /// its weights.
+    fn spec(&self) -> Spec {
+        Spec::new(&format!("Custom({})", self.describe()))
     }
 
     /// What the layer computes, for backends that run it with their own kernels.

@@ -1,6 +1,6 @@
 //! ReLU: `y = max(x, 0)`, `dx = dy · [y > 0]`.
 
-use super::{Layer, Mode};
+use super::{Layer, Mode, Spec};
 use crate::backend::{relu_backward, relu_forward};
 use crate::tensor::Tensor;
 
@@ -19,6 +19,10 @@ impl ReLU {
 }
 
 impl Layer for ReLU {
+    fn spec(&self) -> Spec {
+        Spec::new("ReLU")
+    }
+
     fn kind(&self) -> super::LayerKind {
         super::LayerKind::ReLU
     }

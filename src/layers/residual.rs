@@ -3,7 +3,7 @@
 //! Backward: `∂L/∂x = ∂L/∂y + f.backward(∂L/∂y)`: the skip connection passes the gradient
 //! through unchanged and adds the branch's.
 
-use super::{BufferVisitor, Layer, Mode, ParamVisitor};
+use super::{BufferVisitor, Layer, Mode, ParamVisitor, Spec, ValueVisitor};
 use crate::tensor::Tensor;
 use rand::Rng;
 use std::fmt::Write;
@@ -16,6 +16,16 @@ pub struct Residual {
 }
 
 impl Residual {
+    /// Rebuilds a block from [`Layer::spec`]'s description (children in order).
+    pub(crate) fn from_spec(s: &Spec) -> Result<Self, String> {
+        let branch = s
+            .children
+            .iter()
+            .map(|(_, child)| super::from_spec(child))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Residual::new(branch))
+    }
+
     /// A residual block around the chain `branch` (its output shape must equal its input's).
     pub fn new(branch: Vec<Box<dyn Layer>>) -> Self {
         Residual {
@@ -47,10 +57,13 @@ impl Layer for Residual {
         Ok(shape)
     }
 
-    fn init(&mut self, rng: &mut dyn Rng) {
-        for layer in &mut self.branch {
-            layer.init(rng);
+    fn init(&mut self, rng: &mut dyn Rng) -> Result<(), String> {
+        for (j, layer) in self.branch.iter_mut().enumerate() {
+            layer
+                .init(rng)
+                .map_err(|why| format!("branch layer {j} ({}): {why}", layer.describe()))?;
         }
+        Ok(())
     }
 
     fn forward(&mut self, x: &Tensor, mode: Mode) -> &Tensor {
@@ -103,7 +116,24 @@ impl Layer for Residual {
         }
     }
 
+    fn visit_values(&self, prefix: &mut String, f: &mut ValueVisitor<'_>) {
+        let len = prefix.len();
+        for (j, layer) in self.branch.iter().enumerate() {
+            write!(prefix, "{j}.").expect("writing to a String");
+            layer.visit_values(prefix, f);
+            prefix.truncate(len);
+        }
+    }
+
     fn num_params(&self) -> usize {
         self.branch.iter().map(|l| l.num_params()).sum()
+    }
+
+    fn spec(&self) -> Spec {
+        let mut spec = Spec::new("Residual");
+        for (j, layer) in self.branch.iter().enumerate() {
+            spec = spec.child(&j.to_string(), layer.spec());
+        }
+        spec
     }
 }

@@ -9,7 +9,7 @@ use crate::model::Sequential;
 ///
 /// Weight decay is L2 (`g += wd·p`, Adam) or decoupled (`p ← p·(1 − lr·wd)`, AdamW).
 pub struct Adam {
-    /// Learning rate.
+    /// Learning rate (a schedule scales it, see [`Optimizer::set_lr_scale`]).
     pub lr: f32,
     /// `β₁`, `β₂`.
     pub betas: (f32, f32),
@@ -24,6 +24,8 @@ pub struct Adam {
     /// First and second moments per parameter, in visiting order.
     moments: Vec<(Vec<f32>, Vec<f32>)>,
     steps: u64,
+    /// The schedule's factor on `lr`.
+    scale: f32,
 }
 
 impl Adam {
@@ -38,6 +40,7 @@ impl Adam {
             decay_filter: DecayFilter::All,
             moments: Vec::new(),
             steps: 0,
+            scale: 1.0,
         }
     }
 
@@ -69,7 +72,7 @@ impl Optimizer for Adam {
         let t = self.steps as i32;
         let (b1, b2) = self.betas;
         let hp = k::AdamStep {
-            lr: self.lr,
+            lr: self.current_lr(),
             b1,
             b2,
             eps: self.eps,
@@ -103,6 +106,14 @@ impl Optimizer for Adam {
         self.lr = lr;
     }
 
+    fn lr_scale(&self) -> f32 {
+        self.scale
+    }
+
+    fn set_lr_scale(&mut self, scale: f32) {
+        self.scale = scale;
+    }
+
     fn steps(&self) -> u64 {
         self.steps
     }
@@ -111,8 +122,8 @@ impl Optimizer for Adam {
         self.steps = steps;
     }
 
-    fn state(&mut self, model: &mut Sequential) -> Vec<(String, &mut Vec<f32>)> {
-        let names = super::param_names(model);
+    fn state(&mut self, model: &Sequential) -> Vec<(String, &mut Vec<f32>)> {
+        let names = model.param_names();
         self.moments.resize_with(names.len(), Default::default);
         let mut out = Vec::new();
         for ((m, v), (name, len)) in self.moments.iter_mut().zip(names) {

@@ -46,10 +46,20 @@ pub enum UpdateRule {
 pub trait Optimizer: Send {
     /// Updates every parameter of `model` from its gradient.
     fn step(&mut self, model: &mut Sequential);
-    /// The current learning rate.
+    /// The learning rate the optimizer was configured with: the one source of truth for
+    /// the rate. A schedule scales it step by step ([`Optimizer::set_lr_scale`]).
     fn lr(&self) -> f32;
-    /// Sets the learning rate (schedules call this before each step).
+    /// Sets the configured learning rate.
     fn set_lr(&mut self, lr: f32);
+    /// The factor the schedule applies to [`Optimizer::lr`] (1 until a schedule sets it).
+    fn lr_scale(&self) -> f32;
+    /// Sets the schedule's factor for the next steps (the training loop calls this
+    /// before each step, from [`crate::train::Plan::lr_scale_at`]).
+    fn set_lr_scale(&mut self, scale: f32);
+    /// The rate the next step uses: `lr · lr_scale`.
+    fn current_lr(&self) -> f32 {
+        self.lr() * self.lr_scale()
+    }
     /// Number of steps taken.
     fn steps(&self) -> u64;
     /// Sets the step count (when resuming from a checkpoint).
@@ -59,16 +69,9 @@ pub trait Optimizer: Send {
     /// The optimizer's state tensors (momentum buffers, Adam moments), named after the
     /// parameters of `model` (`momentum.3.weight`, `exp_avg.3.weight`, …), allocated
     /// (zeros) if no step was taken yet, so a checkpoint can save or restore them.
-    fn state(&mut self, model: &mut Sequential) -> Vec<(String, &mut Vec<f32>)>;
+    fn state(&mut self, model: &Sequential) -> Vec<(String, &mut Vec<f32>)>;
     /// The update rule, so another backend can apply the same steps.
     fn rule(&self) -> UpdateRule;
-}
-
-/// `(name, length)` of every parameter of `model`, in visiting order.
-pub(crate) fn param_names(model: &mut Sequential) -> Vec<(String, usize)> {
-    let mut out = Vec::new();
-    model.visit_params(&mut |name, p| out.push((name.to_string(), p.value.len())));
-    out
 }
 
 /// Which parameters get weight decay.

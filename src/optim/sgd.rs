@@ -8,7 +8,7 @@ use crate::model::Sequential;
 /// `g = ∇ + wd·p`, `buf = μ·buf + g` (`buf = g` at the first step),
 /// `p ← p − lr·buf`, or with Nesterov `p ← p − lr·(g + μ·buf)`.
 pub struct Sgd {
-    /// Learning rate.
+    /// Learning rate (a schedule scales it, see [`Optimizer::set_lr_scale`]).
     pub lr: f32,
     /// Momentum `μ` (0 disables the buffers).
     pub momentum: f32,
@@ -21,6 +21,8 @@ pub struct Sgd {
     /// One momentum buffer per parameter, in visiting order.
     buffers: Vec<Vec<f32>>,
     steps: u64,
+    /// The schedule's factor on `lr`.
+    scale: f32,
 }
 
 impl Sgd {
@@ -34,6 +36,7 @@ impl Sgd {
             decay_filter: DecayFilter::All,
             buffers: Vec::new(),
             steps: 0,
+            scale: 1.0,
         }
     }
 
@@ -61,7 +64,7 @@ impl Optimizer for Sgd {
         let first = self.steps == 0;
         let mut i = 0;
         let (lr, mu, nesterov, wd, filter) = (
-            self.lr,
+            self.current_lr(),
             self.momentum,
             self.nesterov,
             self.weight_decay,
@@ -96,6 +99,14 @@ impl Optimizer for Sgd {
         self.lr = lr;
     }
 
+    fn lr_scale(&self) -> f32 {
+        self.scale
+    }
+
+    fn set_lr_scale(&mut self, scale: f32) {
+        self.scale = scale;
+    }
+
     fn steps(&self) -> u64 {
         self.steps
     }
@@ -104,8 +115,8 @@ impl Optimizer for Sgd {
         self.steps = steps;
     }
 
-    fn state(&mut self, model: &mut Sequential) -> Vec<(String, &mut Vec<f32>)> {
-        let names = super::param_names(model);
+    fn state(&mut self, model: &Sequential) -> Vec<(String, &mut Vec<f32>)> {
+        let names = model.param_names();
         if self.momentum == 0.0 {
             return Vec::new();
         }

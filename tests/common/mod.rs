@@ -4,28 +4,31 @@
 
 use std::path::{Path, PathBuf};
 
-/// The CIFAR-10 folder from `CIFAR10_DIR`, or `None` when the tests are explicitly skipped
-/// with `FERROCONV_SKIP_DATA_TESTS=1` (CI never sets it). Without either, the test fails
-/// and says how to point to the data.
+/// The CIFAR-10 folder where the example puts it: `$CIFAR10_DIR`, else
+/// `./data/cifar-10-batches-bin` in the crate (where `cargo run --release --example
+/// cifar10` downloads it). `None` only when the tests are explicitly skipped with
+/// `FERROCONV_SKIP_DATA_TESTS=1` (CI never sets it); otherwise missing data fails the
+/// test with a message saying how to get it.
 pub fn data_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("CIFAR10_DIR") {
-        let dir = PathBuf::from(dir);
-        assert!(
-            dir.join("test_batch.bin").is_file(),
-            "CIFAR10_DIR={} has no test_batch.bin: point it to the CIFAR-10 binary folder",
-            dir.display()
-        );
-        return Some(dir);
-    }
     if std::env::var_os("FERROCONV_SKIP_DATA_TESTS").is_some() {
         eprintln!("SKIPPED: FERROCONV_SKIP_DATA_TESTS is set, CIFAR-10 tests not run");
         return None;
     }
-    panic!(
-        "CIFAR-10 not found: set CIFAR10_DIR to the folder holding data_batch_1..5.bin and \
-         test_batch.bin (e.g. CIFAR10_DIR=../shared/cifar10), or set \
-         FERROCONV_SKIP_DATA_TESTS=1 to skip these tests explicitly"
+    let (dir, from) = match std::env::var_os("CIFAR10_DIR") {
+        Some(dir) => (PathBuf::from(dir), "CIFAR10_DIR"),
+        None => (
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("data/cifar-10-batches-bin"),
+            "the default folder",
+        ),
+    };
+    assert!(
+        dir.join("test_batch.bin").is_file() && dir.join("data_batch_5.bin").is_file(),
+        "CIFAR-10 not found in {} ({from}): run `cargo run --release --example cifar10` once \
+         to download it there, or set CIFAR10_DIR to the folder holding data_batch_1..5.bin \
+         and test_batch.bin (FERROCONV_SKIP_DATA_TESTS=1 skips these tests explicitly)",
+        dir.display()
     );
+    Some(dir)
 }
 
 /// The example binary `name` that `cargo test` builds beside the test executables.
