@@ -24,6 +24,7 @@ pub mod models;
 pub mod optim;
 pub mod tensor;
 pub mod train;
+pub mod zoo;
 
 pub use error::{Error, Result};
 

@@ -149,6 +149,7 @@ fn model_mismatch_names_the_tensors() {
     let mut st = SafeTensors {
         tensors: model_tensors(&mut model),
         metadata: BTreeMap::new(),
+        ..Default::default()
     };
     let mut other = ferroconv::models::seed_net(1).unwrap();
     load_model(&mut other, &st, Path::new("ok")).unwrap();
@@ -272,6 +273,7 @@ fn python_safetensors_round_trip() {
     let st = SafeTensors {
         tensors: model_tensors(&mut model),
         metadata: [("k".to_string(), "v".to_string())].into(),
+        ..Default::default()
     };
     st.write(&ours).unwrap();
     let script = r#"

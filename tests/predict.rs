@@ -124,6 +124,7 @@ fn predict_answers_good_images_and_reports_bad_ones() {
     let st = SafeTensors {
         tensors: model_tensors(&mut model),
         metadata: [("model".to_string(), "seed".to_string())].into(),
+        ..Default::default()
     };
     st.write(&dir.join("checkpoint.safetensors")).unwrap();
     let png_path = dir.join("a.png");

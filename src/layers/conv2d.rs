@@ -19,6 +19,11 @@
 //! When all column matrices fit [`KEEP_COLS_MAX`] floats (see [`Conv2d::keep_cols_max`]), forward keeps them for backward;
 //! otherwise forward keeps a copy of its input and backward recomputes each group's
 //! columns in a per-thread scratch buffer (bounded by [`GROUP_COLS_MAX`]).
+//!
+//! Kernels may be rectangular (`KH×KW`, see [`Conv2d::rect`]) and the padding may differ
+//! per axis ([`Conv2d::padding2`]). im2col pads both axes alike, so a layer with uneven
+//! padding copies its input into a zero-padded buffer `[N, C, H+2PH, W+2PW]` first and
+//! convolves that without padding; backward crops the input gradient back to `[N, C, H, W]`.
 
 use super::{
     Layer, Mode, ParamKind, ParamVisitor, Role, Spec, ValueVisitor, Weights, checked_product,
@@ -141,13 +146,24 @@ impl Plan {
     }
 }
 
-/// A 2-D convolution with square kernel, stride, zero padding and bias.
+/// A 2-D convolution with a `KH×KW` kernel (square unless built by [`Conv2d::rect`]),
+/// stride, zero padding (per axis) and bias.
 pub struct Conv2d {
     in_channels: usize,
     out_channels: usize,
+    /// Kernel height `KH`.
     kernel: usize,
+    /// Kernel width `KW`.
+    kernel_w: usize,
     stride: usize,
+    /// Zero padding above and below.
     padding: usize,
+    /// Zero padding left and right.
+    pad_w: usize,
+    /// `[N, C, H+2PH, W+2PW]`: the padded input when the padding is uneven (module docs).
+    padded: Tensor,
+    /// `[N, C, H, W]`: the cropped input gradient when the padding is uneven.
+    grad_cropped: Tensor,
     has_bias: bool,
     /// `[Cout, C, K, K]`, allocated by `init`.
     weight: Vec<f32>,
@@ -178,8 +194,12 @@ impl Conv2d {
             in_channels,
             out_channels,
             kernel,
+            kernel_w: kernel,
             stride: 1,
             padding: 0,
+            pad_w: 0,
+            padded: Tensor::default(),
+            grad_cropped: Tensor::default(),
             has_bias: true,
             weight: Vec::new(),
             bias: Vec::new(),
@@ -193,6 +213,27 @@ impl Conv2d {
             output: Tensor::default(),
             grad_input: Tensor::default(),
         }
+    }
+
+    /// `in_channels → out_channels` with a `kh×kw` window (PyTorch's
+    /// `Conv2d(cin, cout, (kh, kw))`), stride 1, no padding.
+    pub fn rect(in_channels: usize, out_channels: usize, (kh, kw): (usize, usize)) -> Self {
+        let mut conv = Conv2d::new(in_channels, out_channels, kh);
+        conv.kernel_w = kw;
+        conv
+    }
+
+    /// Sets the zero padding per axis: `ph` rows above and below, `pw` columns left and
+    /// right (PyTorch's `padding=(ph, pw)`).
+    pub fn padding2(mut self, (ph, pw): (usize, usize)) -> Self {
+        self.padding = ph;
+        self.pad_w = pw;
+        self
+    }
+
+    /// Whether the padding differs per axis (then forward pads the input itself).
+    fn uneven(&self) -> bool {
+        self.padding != self.pad_w
     }
 
     /// Sets the stride (both directions).
@@ -218,51 +259,65 @@ impl Conv2d {
     /// Sets the zero padding on every side.
     pub fn padding(mut self, padding: usize) -> Self {
         self.padding = padding;
+        self.pad_w = padding;
         self
     }
 
     /// Rebuilds a layer from [`Layer::spec`]'s description.
+    /// A square layer has `kernel` and `padding`; a rectangular or unevenly padded one
+    /// `kernel_h`, `kernel_w`, `pad_h` and `pad_w` instead.
     pub(crate) fn from_spec(s: &Spec) -> Result<Self, String> {
-        Ok(Conv2d::new(
-            s.get_int("in_channels")?,
-            s.get_int("out_channels")?,
-            s.get_int("kernel")?,
-        )
-        .stride(s.get_int("stride")?)
-        .padding(s.get_int("padding")?)
-        .bias(s.get_flag("bias")?))
+        let (cin, cout) = (s.get_int("in_channels")?, s.get_int("out_channels")?);
+        let conv = if s.get_int("kernel_h").is_ok() {
+            Conv2d::rect(cin, cout, (s.get_int("kernel_h")?, s.get_int("kernel_w")?))
+                .padding2((s.get_int("pad_h")?, s.get_int("pad_w")?))
+        } else {
+            Conv2d::new(cin, cout, s.get_int("kernel")?).padding(s.get_int("padding")?)
+        };
+        Ok(conv.stride(s.get_int("stride")?).bias(s.get_flag("bias")?))
     }
 
     /// `[Cout, C, K, K]` and its element count, checked.
     fn weight_shape(&self) -> Result<([usize; 4], usize), String> {
-        let (cout, cin, k) = (self.out_channels, self.in_channels, self.kernel);
-        let shape = [cout, cin, k, k];
+        let (cout, cin) = (self.out_channels, self.in_channels);
+        let shape = [cout, cin, self.kernel, self.kernel_w];
         Ok((shape, checked_product(&shape, "Conv2d weight")?))
     }
 
+    /// The im2col geometry for an `h×w` input (the padded size when uneven).
     fn geometry(&self, h: usize, w: usize) -> ConvGeometry {
+        let (h, w, padding) = if self.uneven() {
+            (h + 2 * self.padding, w + 2 * self.pad_w, 0)
+        } else {
+            (h, w, self.padding)
+        };
         ConvGeometry {
             channels: self.in_channels,
             height: h,
             width: w,
             kernel_h: self.kernel,
-            kernel_w: self.kernel,
+            kernel_w: self.kernel_w,
             stride: self.stride,
-            padding: self.padding,
+            padding,
         }
     }
 }
 
 impl Layer for Conv2d {
     fn describe(&self) -> String {
+        let pad = if self.uneven() {
+            format!("{}×{}", self.padding, self.pad_w)
+        } else {
+            self.padding.to_string()
+        };
         format!(
-            "Conv2d({}→{}, {k}×{k}, stride {}, pad {}{})",
+            "Conv2d({}→{}, {}×{}, stride {}, pad {pad}{})",
             self.in_channels,
             self.out_channels,
+            self.kernel,
+            self.kernel_w,
             self.stride,
-            self.padding,
             if self.has_bias { "" } else { ", no bias" },
-            k = self.kernel
         )
     }
 
@@ -276,21 +331,19 @@ impl Layer for Conv2d {
                 self.in_channels
             ));
         }
-        if self.stride == 0 || self.kernel == 0 || self.out_channels == 0 {
+        if self.stride == 0 || self.kernel == 0 || self.kernel_w == 0 || self.out_channels == 0 {
             return Err("kernel, stride and output channels must be at least 1".into());
         }
         self.weight_shape()?;
-        let padded = |side: usize| {
-            self.padding
-                .checked_mul(2)
+        let padded = |side: usize, pad: usize| {
+            pad.checked_mul(2)
                 .and_then(|p| p.checked_add(side))
-                .ok_or_else(|| format!("padding {} overflows", self.padding))
+                .ok_or_else(|| format!("padding {pad} overflows"))
         };
-        if padded(h)? < self.kernel || padded(w)? < self.kernel {
+        if padded(h, self.padding)? < self.kernel || padded(w, self.pad_w)? < self.kernel_w {
             return Err(format!(
-                "{k}×{k} kernel does not fit a {h}×{w} input with padding {}",
-                self.padding,
-                k = self.kernel
+                "{}×{} kernel does not fit a {h}×{w} input with padding {}×{}",
+                self.kernel, self.kernel_w, self.padding, self.pad_w
             ));
         }
         let g = self.geometry(h, w);
@@ -315,8 +368,136 @@ impl Layer for Conv2d {
     }
 
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> &Tensor {
-        let (n, h, w) = (x.shape()[0], x.shape()[2], x.shape()[3]);
-        let geom = self.geometry(h, w);
+        if !self.uneven() {
+            self.forward_geom(x, self.geometry(x.shape()[2], x.shape()[3]));
+            return &self.output;
+        }
+        // x[N, C, H, W] → padded[N, C, H+2PH, W+2PW], then an unpadded convolution.
+        let &[n, c, h, w] = x.shape() else {
+            unreachable!("shape checked when the model was built")
+        };
+        let (ph, pw) = (self.padding, self.pad_w);
+        let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+        let mut padded = std::mem::take(&mut self.padded);
+        padded.reshape_to(&[n, c, hp, wp]);
+        padded.data_mut().fill(0.0);
+        for (dst, src) in padded
+            .data_mut()
+            .chunks_exact_mut(hp * wp)
+            .zip(x.data().chunks_exact(h * w))
+        {
+            for (r, row) in src.chunks_exact(w).enumerate() {
+                dst[(r + ph) * wp + pw..][..w].copy_from_slice(row);
+            }
+        }
+        self.forward_geom(&padded, self.geometry(h, w));
+        self.padded = padded;
+        &self.output
+    }
+
+    fn backward(&mut self, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
+        self.backward_geom(grad_out, need_input_grad);
+        if !self.uneven() || !need_input_grad {
+            return &self.grad_input;
+        }
+        // Crop dx[N, C, H+2PH, W+2PW] (the padded input's gradient) to [N, C, H, W].
+        let &[n, c, hp, wp] = self.grad_input.shape() else {
+            unreachable!("set by backward_geom")
+        };
+        let (ph, pw) = (self.padding, self.pad_w);
+        let (h, w) = (hp - 2 * ph, wp - 2 * pw);
+        self.grad_cropped.reshape_to(&[n, c, h, w]);
+        for (dst, src) in self
+            .grad_cropped
+            .data_mut()
+            .chunks_exact_mut(h * w)
+            .zip(self.grad_input.data().chunks_exact(hp * wp))
+        {
+            for (r, row) in dst.chunks_exact_mut(w).enumerate() {
+                row.copy_from_slice(&src[(r + ph) * wp + pw..][..w]);
+            }
+        }
+        &self.grad_cropped
+    }
+
+    fn visit_params(&mut self, prefix: &mut String, f: &mut ParamVisitor<'_>) {
+        let (cout, cin) = (self.out_channels, self.in_channels);
+        let weight = Weights {
+            shape: vec![cout, cin, self.kernel, self.kernel_w],
+            value: &mut self.weight,
+            grad: &mut self.grad_weight,
+        };
+        let bias = Weights {
+            shape: vec![cout],
+            value: &mut self.bias,
+            grad: &mut self.grad_bias,
+        };
+        emit_weight_bias(prefix, weight, bias, f);
+    }
+
+    fn visit_values(&self, prefix: &mut String, f: &mut ValueVisitor<'_>) {
+        let (cout, cin) = (self.out_channels, self.in_channels);
+        emit_value(
+            prefix,
+            ("weight", Role::Param(ParamKind::Weight)),
+            &[cout, cin, self.kernel, self.kernel_w],
+            &self.weight,
+            f,
+        );
+        if self.has_bias {
+            emit_value(
+                prefix,
+                ("bias", Role::Param(ParamKind::Bias)),
+                &[cout],
+                &self.bias,
+                f,
+            );
+        }
+    }
+
+    fn num_params(&self) -> usize {
+        let wlen = self.weight_shape().map_or(usize::MAX, |(_, n)| n);
+        wlen.saturating_add(if self.has_bias { self.out_channels } else { 0 })
+    }
+
+    fn kind(&self) -> super::LayerKind {
+        if self.kernel != self.kernel_w || self.uneven() {
+            return super::LayerKind::Other;
+        }
+        super::LayerKind::Conv2d {
+            in_channels: self.in_channels,
+            out_channels: self.out_channels,
+            kernel: self.kernel,
+            stride: self.stride,
+            padding: self.padding,
+            bias: self.has_bias,
+        }
+    }
+
+    fn spec(&self) -> Spec {
+        let spec = Spec::new("Conv2d")
+            .int("in_channels", self.in_channels)
+            .int("out_channels", self.out_channels);
+        let spec = if self.kernel != self.kernel_w || self.uneven() {
+            spec.int("kernel_h", self.kernel)
+                .int("kernel_w", self.kernel_w)
+                .int("stride", self.stride)
+                .int("pad_h", self.padding)
+                .int("pad_w", self.pad_w)
+        } else {
+            spec.int("kernel", self.kernel)
+                .int("stride", self.stride)
+                .int("padding", self.padding)
+        };
+        spec.flag("bias", self.has_bias)
+    }
+}
+
+impl Conv2d {
+    /// The convolution proper, on an input whose padding (if uneven) is already applied:
+    /// `x[N, C, H, W] → self.output[N, Cout, OH, OW]` with geometry `geom`.
+    fn forward_geom(&mut self, x: &Tensor, geom: ConvGeometry) {
+        let n = x.shape()[0];
         let cout = self.out_channels;
         let (rows, p, len) = (geom.col_rows(), geom.col_cols(), geom.input_len());
         let plan = Plan::new(geom, n, cout, self.keep_cols_max);
@@ -387,10 +568,11 @@ impl Layer for Conv2d {
                 Some(cols) => run(xs, ys, cols),
                 None => with_scratch(rows * xs.len() / len * p, |c| run(xs, ys, c)),
             });
-        &self.output
     }
 
-    fn backward(&mut self, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
+    /// Backward of [`Conv2d::forward_geom`]: sets the parameter gradients and (when asked)
+    /// `self.grad_input` in the shape of `forward_geom`'s input.
+    fn backward_geom(&mut self, grad_out: &Tensor, need_input_grad: bool) {
         let plan = self.plan.expect("Conv2d::backward called before forward");
         let g = plan.geom;
         let (n, cout, tasks) = (plan.n, plan.cout, plan.tasks());
@@ -503,67 +685,5 @@ impl Layer for Conv2d {
                     .for_each(|(d, s)| *d += s);
             }
         }
-        &self.grad_input
-    }
-
-    fn visit_params(&mut self, prefix: &mut String, f: &mut ParamVisitor<'_>) {
-        let (cout, cin, k) = (self.out_channels, self.in_channels, self.kernel);
-        let weight = Weights {
-            shape: vec![cout, cin, k, k],
-            value: &mut self.weight,
-            grad: &mut self.grad_weight,
-        };
-        let bias = Weights {
-            shape: vec![cout],
-            value: &mut self.bias,
-            grad: &mut self.grad_bias,
-        };
-        emit_weight_bias(prefix, weight, bias, f);
-    }
-
-    fn visit_values(&self, prefix: &mut String, f: &mut ValueVisitor<'_>) {
-        let (cout, cin, k) = (self.out_channels, self.in_channels, self.kernel);
-        emit_value(
-            prefix,
-            ("weight", Role::Param(ParamKind::Weight)),
-            &[cout, cin, k, k],
-            &self.weight,
-            f,
-        );
-        if self.has_bias {
-            emit_value(
-                prefix,
-                ("bias", Role::Param(ParamKind::Bias)),
-                &[cout],
-                &self.bias,
-                f,
-            );
-        }
-    }
-
-    fn num_params(&self) -> usize {
-        let wlen = self.weight_shape().map_or(usize::MAX, |(_, n)| n);
-        wlen.saturating_add(if self.has_bias { self.out_channels } else { 0 })
-    }
-
-    fn kind(&self) -> super::LayerKind {
-        super::LayerKind::Conv2d {
-            in_channels: self.in_channels,
-            out_channels: self.out_channels,
-            kernel: self.kernel,
-            stride: self.stride,
-            padding: self.padding,
-            bias: self.has_bias,
-        }
-    }
-
-    fn spec(&self) -> Spec {
-        Spec::new("Conv2d")
-            .int("in_channels", self.in_channels)
-            .int("out_channels", self.out_channels)
-            .int("kernel", self.kernel)
-            .int("stride", self.stride)
-            .int("padding", self.padding)
-            .flag("bias", self.has_bias)
     }
 }
