@@ -76,6 +76,18 @@ fn check_layer_in(
     seed: u64,
     reference: &Reference,
 ) {
+    // Layers allocate their parameters in `init` (as a model does when it is built);
+    // a layer the test has set up already (its parameters allocated) is left as it is.
+    let mut unallocated = false;
+    layer.visit_params(&mut String::new(), &mut |_, p| {
+        unallocated |= p.value.is_empty()
+    });
+    if unallocated {
+        layer.output_shape(&x_shape[1..]).expect("the layer fits");
+        layer
+            .init(&mut Xoshiro256PlusPlus::seed_from_u64(seed))
+            .unwrap();
+    }
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let x = random_f32(&mut rng, x_shape.iter().product());
     let mut params: Vec<Vec<f32>> = Vec::new();
@@ -321,6 +333,7 @@ proptest! {
     #[test]
     fn batchnorm2d_gradients_eval_mode(n in 1usize..4, c in 1usize..4, h in 1usize..4, w in 1usize..4, seed in any::<u64>()) {
         let mut layer = BatchNorm2d::new(c);
+        layer.init(&mut Xoshiro256PlusPlus::seed_from_u64(seed)).unwrap();
         // Random running statistics (variance positive).
         let mut stats: Vec<Vec<f64>> = Vec::new();
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 99);
@@ -338,6 +351,7 @@ proptest! {
     #[test]
     fn batchnorm2d_updates_running_statistics(c in 1usize..4, seed in any::<u64>()) {
         let mut layer = BatchNorm2d::new(c);
+        layer.init(&mut Xoshiro256PlusPlus::seed_from_u64(seed)).unwrap();
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
         let x = random_f32(&mut rng, 2 * c * 9);
         layer.forward(&Tensor::from_vec(&[2, c, 3, 3], x.clone()).unwrap(), Mode::Train);
