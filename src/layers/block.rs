@@ -89,15 +89,8 @@ impl Block {
 
 impl Layer for Block {
     fn describe(&self) -> String {
-        let inner: Vec<String> = self
-            .children
-            .iter()
-            .map(|(n, l)| match n.as_str() {
-                "" => l.describe(),
-                _ => format!("{n}: {}", l.describe()),
-            })
-            .collect();
-        format!("Block[{}]", inner.join(", "))
+        let kinds: Vec<String> = self.children.iter().map(|(_, l)| l.spec().kind).collect();
+        format!("Block({})", kinds.join(", "))
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {

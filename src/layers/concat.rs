@@ -42,8 +42,7 @@ impl Concat {
 
 impl Layer for Concat {
     fn describe(&self) -> String {
-        let inner: Vec<String> = self.branches.iter().map(|(_, l)| l.describe()).collect();
-        format!("Concat[{}]", inner.join(" | "))
+        format!("Concat({} branches)", self.branches.len())
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {

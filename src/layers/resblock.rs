@@ -52,9 +52,10 @@ impl ResBlock {
 
 impl Layer for ResBlock {
     fn describe(&self) -> String {
-        let short = match &self.downsample {
-            Some(d) => d.describe(),
-            None => "identity".into(),
+        let short = if self.downsample.is_some() {
+            "downsample"
+        } else {
+            "identity"
         };
         format!("ResBlock({} + {short})", self.main.describe())
     }
