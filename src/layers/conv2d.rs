@@ -23,7 +23,8 @@
 //! Kernels may be rectangular (`KH×KW`, see [`Conv2d::rect`]) and the padding may differ
 //! per axis ([`Conv2d::padding2`]). im2col pads both axes alike, so a layer with uneven
 //! padding copies its input into a zero-padded buffer `[N, C, H+2PH, W+2PW]` first and
-//! convolves that without padding; backward crops the input gradient back to `[N, C, H, W]`.
+//! convolves that without padding; backward crops the input gradient back to `[N, C, H, W]`
+//! (see `pad_input` and `crop_grad`).
 
 use super::{
     Layer, Mode, ParamKind, ParamVisitor, Role, Spec, ValueVisitor, Weights, checked_product,
@@ -236,6 +237,53 @@ impl Conv2d {
         self.padding != self.pad_w
     }
 
+    /// Whether the kernel or the padding differ per axis (a layer the GPU path and
+    /// old model files do not know).
+    fn rectangular(&self) -> bool {
+        self.kernel != self.kernel_w || self.uneven()
+    }
+
+    /// `x[N, C, H, W]` copied into `padded[N, C, H+2PH, W+2PW]` (zeros around), taken out
+    /// of `self.padded` (forward puts it back).
+    fn pad_input(&mut self, x: &Tensor) -> Tensor {
+        let &[n, c, h, w] = x.shape() else {
+            unreachable!("shape checked when the model was built")
+        };
+        let (ph, pw) = (self.padding, self.pad_w);
+        let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+        let mut padded = std::mem::take(&mut self.padded);
+        padded.reshape_to(&[n, c, hp, wp]);
+        padded.data_mut().fill(0.0);
+        let planes = padded.data_mut().chunks_exact_mut(hp * wp);
+        for (dst, src) in planes.zip(x.data().chunks_exact(h * w)) {
+            for (r, row) in src.chunks_exact(w).enumerate() {
+                dst[(r + ph) * wp + pw..][..w].copy_from_slice(row);
+            }
+        }
+        padded
+    }
+
+    /// The input gradient to return: `grad_input` itself, or with uneven padding, cropped
+    /// from `[N, C, H+2PH, W+2PW]` to `[N, C, H, W]`.
+    fn crop_grad(&mut self, need_input_grad: bool) -> &Tensor {
+        if !self.uneven() || !need_input_grad {
+            return &self.grad_input;
+        }
+        let &[n, c, hp, wp] = self.grad_input.shape() else {
+            unreachable!("set by backward")
+        };
+        let (ph, pw) = (self.padding, self.pad_w);
+        let (h, w) = (hp - 2 * ph, wp - 2 * pw);
+        self.grad_cropped.reshape_to(&[n, c, h, w]);
+        let planes = self.grad_cropped.data_mut().chunks_exact_mut(h * w);
+        for (dst, src) in planes.zip(self.grad_input.data().chunks_exact(hp * wp)) {
+            for (r, row) in dst.chunks_exact_mut(w).enumerate() {
+                row.copy_from_slice(&src[(r + ph) * wp + pw..][..w]);
+            }
+        }
+        &self.grad_cropped
+    }
+
     /// Sets the stride (both directions).
     pub fn stride(mut self, stride: usize) -> Self {
         self.stride = stride;
@@ -284,13 +332,8 @@ impl Conv2d {
         Ok((shape, checked_product(&shape, "Conv2d weight")?))
     }
 
-    /// The im2col geometry for an `h×w` input (the padded size when uneven).
+    /// The im2col geometry for an `h×w` input (already padded when the padding is uneven).
     fn geometry(&self, h: usize, w: usize) -> ConvGeometry {
-        let (h, w, padding) = if self.uneven() {
-            (h + 2 * self.padding, w + 2 * self.pad_w, 0)
-        } else {
-            (h, w, self.padding)
-        };
         ConvGeometry {
             channels: self.in_channels,
             height: h,
@@ -298,7 +341,7 @@ impl Conv2d {
             kernel_h: self.kernel,
             kernel_w: self.kernel_w,
             stride: self.stride,
-            padding,
+            padding: if self.uneven() { 0 } else { self.padding },
         }
     }
 }
@@ -340,13 +383,18 @@ impl Layer for Conv2d {
                 .and_then(|p| p.checked_add(side))
                 .ok_or_else(|| format!("padding {pad} overflows"))
         };
-        if padded(h, self.padding)? < self.kernel || padded(w, self.pad_w)? < self.kernel_w {
+        let (hp, wp) = (padded(h, self.padding)?, padded(w, self.pad_w)?);
+        if hp < self.kernel || wp < self.kernel_w {
             return Err(format!(
                 "{}×{} kernel does not fit a {h}×{w} input with padding {}×{}",
                 self.kernel, self.kernel_w, self.padding, self.pad_w
             ));
         }
-        let g = self.geometry(h, w);
+        let g = if self.uneven() {
+            self.geometry(hp, wp)
+        } else {
+            self.geometry(h, w)
+        };
         Ok(vec![self.out_channels, g.out_h(), g.out_w()])
     }
 
@@ -368,136 +416,11 @@ impl Layer for Conv2d {
     }
 
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> &Tensor {
-        if !self.uneven() {
-            self.forward_geom(x, self.geometry(x.shape()[2], x.shape()[3]));
-            return &self.output;
-        }
-        // x[N, C, H, W] → padded[N, C, H+2PH, W+2PW], then an unpadded convolution.
-        let &[n, c, h, w] = x.shape() else {
-            unreachable!("shape checked when the model was built")
-        };
-        let (ph, pw) = (self.padding, self.pad_w);
-        let (hp, wp) = (h + 2 * ph, w + 2 * pw);
-        let mut padded = std::mem::take(&mut self.padded);
-        padded.reshape_to(&[n, c, hp, wp]);
-        padded.data_mut().fill(0.0);
-        for (dst, src) in padded
-            .data_mut()
-            .chunks_exact_mut(hp * wp)
-            .zip(x.data().chunks_exact(h * w))
-        {
-            for (r, row) in src.chunks_exact(w).enumerate() {
-                dst[(r + ph) * wp + pw..][..w].copy_from_slice(row);
-            }
-        }
-        self.forward_geom(&padded, self.geometry(h, w));
-        self.padded = padded;
-        &self.output
-    }
-
-    fn backward(&mut self, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
-        self.backward_geom(grad_out, need_input_grad);
-        if !self.uneven() || !need_input_grad {
-            return &self.grad_input;
-        }
-        // Crop dx[N, C, H+2PH, W+2PW] (the padded input's gradient) to [N, C, H, W].
-        let &[n, c, hp, wp] = self.grad_input.shape() else {
-            unreachable!("set by backward_geom")
-        };
-        let (ph, pw) = (self.padding, self.pad_w);
-        let (h, w) = (hp - 2 * ph, wp - 2 * pw);
-        self.grad_cropped.reshape_to(&[n, c, h, w]);
-        for (dst, src) in self
-            .grad_cropped
-            .data_mut()
-            .chunks_exact_mut(h * w)
-            .zip(self.grad_input.data().chunks_exact(hp * wp))
-        {
-            for (r, row) in dst.chunks_exact_mut(w).enumerate() {
-                row.copy_from_slice(&src[(r + ph) * wp + pw..][..w]);
-            }
-        }
-        &self.grad_cropped
-    }
-
-    fn visit_params(&mut self, prefix: &mut String, f: &mut ParamVisitor<'_>) {
-        let (cout, cin) = (self.out_channels, self.in_channels);
-        let weight = Weights {
-            shape: vec![cout, cin, self.kernel, self.kernel_w],
-            value: &mut self.weight,
-            grad: &mut self.grad_weight,
-        };
-        let bias = Weights {
-            shape: vec![cout],
-            value: &mut self.bias,
-            grad: &mut self.grad_bias,
-        };
-        emit_weight_bias(prefix, weight, bias, f);
-    }
-
-    fn visit_values(&self, prefix: &mut String, f: &mut ValueVisitor<'_>) {
-        let (cout, cin) = (self.out_channels, self.in_channels);
-        emit_value(
-            prefix,
-            ("weight", Role::Param(ParamKind::Weight)),
-            &[cout, cin, self.kernel, self.kernel_w],
-            &self.weight,
-            f,
-        );
-        if self.has_bias {
-            emit_value(
-                prefix,
-                ("bias", Role::Param(ParamKind::Bias)),
-                &[cout],
-                &self.bias,
-                f,
-            );
-        }
-    }
-
-    fn num_params(&self) -> usize {
-        let wlen = self.weight_shape().map_or(usize::MAX, |(_, n)| n);
-        wlen.saturating_add(if self.has_bias { self.out_channels } else { 0 })
-    }
-
-    fn kind(&self) -> super::LayerKind {
-        if self.kernel != self.kernel_w || self.uneven() {
-            return super::LayerKind::Other;
-        }
-        super::LayerKind::Conv2d {
-            in_channels: self.in_channels,
-            out_channels: self.out_channels,
-            kernel: self.kernel,
-            stride: self.stride,
-            padding: self.padding,
-            bias: self.has_bias,
-        }
-    }
-
-    fn spec(&self) -> Spec {
-        let spec = Spec::new("Conv2d")
-            .int("in_channels", self.in_channels)
-            .int("out_channels", self.out_channels);
-        let spec = if self.kernel != self.kernel_w || self.uneven() {
-            spec.int("kernel_h", self.kernel)
-                .int("kernel_w", self.kernel_w)
-                .int("stride", self.stride)
-                .int("pad_h", self.padding)
-                .int("pad_w", self.pad_w)
-        } else {
-            spec.int("kernel", self.kernel)
-                .int("stride", self.stride)
-                .int("padding", self.padding)
-        };
-        spec.flag("bias", self.has_bias)
-    }
-}
-
-impl Conv2d {
-    /// The convolution proper, on an input whose padding (if uneven) is already applied:
-    /// `x[N, C, H, W] → self.output[N, Cout, OH, OW]` with geometry `geom`.
-    fn forward_geom(&mut self, x: &Tensor, geom: ConvGeometry) {
-        let n = x.shape()[0];
+        // With uneven padding, convolve a padded copy without padding (module docs).
+        let padded = self.uneven().then(|| self.pad_input(x));
+        let x = padded.as_ref().unwrap_or(x);
+        let (n, h, w) = (x.shape()[0], x.shape()[2], x.shape()[3]);
+        let geom = self.geometry(h, w);
         let cout = self.out_channels;
         let (rows, p, len) = (geom.col_rows(), geom.col_cols(), geom.input_len());
         let plan = Plan::new(geom, n, cout, self.keep_cols_max);
@@ -568,11 +491,13 @@ impl Conv2d {
                 Some(cols) => run(xs, ys, cols),
                 None => with_scratch(rows * xs.len() / len * p, |c| run(xs, ys, c)),
             });
+        if let Some(p) = padded {
+            self.padded = p;
+        }
+        &self.output
     }
 
-    /// Backward of [`Conv2d::forward_geom`]: sets the parameter gradients and (when asked)
-    /// `self.grad_input` in the shape of `forward_geom`'s input.
-    fn backward_geom(&mut self, grad_out: &Tensor, need_input_grad: bool) {
+    fn backward(&mut self, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
         let plan = self.plan.expect("Conv2d::backward called before forward");
         let g = plan.geom;
         let (n, cout, tasks) = (plan.n, plan.cout, plan.tasks());
@@ -685,5 +610,79 @@ impl Conv2d {
                     .for_each(|(d, s)| *d += s);
             }
         }
+        self.crop_grad(need_input_grad)
+    }
+
+    fn visit_params(&mut self, prefix: &mut String, f: &mut ParamVisitor<'_>) {
+        let (cout, cin, k) = (self.out_channels, self.in_channels, self.kernel);
+        let weight = Weights {
+            shape: vec![cout, cin, k, self.kernel_w],
+            value: &mut self.weight,
+            grad: &mut self.grad_weight,
+        };
+        let bias = Weights {
+            shape: vec![cout],
+            value: &mut self.bias,
+            grad: &mut self.grad_bias,
+        };
+        emit_weight_bias(prefix, weight, bias, f);
+    }
+
+    fn visit_values(&self, prefix: &mut String, f: &mut ValueVisitor<'_>) {
+        let (cout, cin, k) = (self.out_channels, self.in_channels, self.kernel);
+        emit_value(
+            prefix,
+            ("weight", Role::Param(ParamKind::Weight)),
+            &[cout, cin, k, self.kernel_w],
+            &self.weight,
+            f,
+        );
+        if self.has_bias {
+            emit_value(
+                prefix,
+                ("bias", Role::Param(ParamKind::Bias)),
+                &[cout],
+                &self.bias,
+                f,
+            );
+        }
+    }
+
+    fn num_params(&self) -> usize {
+        let wlen = self.weight_shape().map_or(usize::MAX, |(_, n)| n);
+        wlen.saturating_add(if self.has_bias { self.out_channels } else { 0 })
+    }
+
+    fn kind(&self) -> super::LayerKind {
+        if self.rectangular() {
+            return super::LayerKind::Other;
+        }
+        super::LayerKind::Conv2d {
+            in_channels: self.in_channels,
+            out_channels: self.out_channels,
+            kernel: self.kernel,
+            stride: self.stride,
+            padding: self.padding,
+            bias: self.has_bias,
+        }
+    }
+
+    fn spec(&self) -> Spec {
+        let spec = Spec::new("Conv2d")
+            .int("in_channels", self.in_channels)
+            .int("out_channels", self.out_channels);
+        if self.rectangular() {
+            return spec
+                .int("kernel_h", self.kernel)
+                .int("kernel_w", self.kernel_w)
+                .int("stride", self.stride)
+                .int("pad_h", self.padding)
+                .int("pad_w", self.pad_w)
+                .flag("bias", self.has_bias);
+        }
+        spec.int("kernel", self.kernel)
+            .int("stride", self.stride)
+            .int("padding", self.padding)
+            .flag("bias", self.has_bias)
     }
 }
