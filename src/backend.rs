@@ -10,7 +10,10 @@ pub use crate::cpu::elementwise::{
 };
 pub use crate::cpu::gemm::gemm;
 pub use crate::cpu::im2col::{col2im, im2col};
-pub use crate::cpu::pool::{maxpool_backward, maxpool_forward, pooled};
+pub use crate::cpu::pool::{
+    adaptive_avgpool_backward, adaptive_avgpool_forward, avgpool_backward, avgpool_forward,
+    maxpool_backward, maxpool_forward, maxpool_forward_padded, pooled, pooled_padded,
+};
 pub use crate::cpu::softmax::softmax_xent;
 pub use crate::cpu::winograd::conv::{
     Shape as WinoShape, forward as wino_forward, input_grad as wino_input_grad,

@@ -4,7 +4,10 @@
 //! each tensor name to `{"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}`
 //! (offsets into the data section), plus an optional `"__metadata__"` object of strings;
 //! then the raw little-endian data. Files written here open in PyTorch with
-//! `safetensors.torch.load_file`, and theirs open here (F32 tensors).
+//! `safetensors.torch.load_file`, and theirs open here: F32 tensors are read as values;
+//! tensors of other dtypes (a PyTorch batch norm's I64 `num_batches_tracked`, say) are
+//! read as raw bytes into [`SafeTensors::other`], so their names, shapes and types are
+//! known when a file is matched against a model (see [`load_model`]).
 //!
 //! Writes are atomic: a temporary file beside the target is written, flushed to disk,
 //! and renamed over it, so a crash leaves either the old checkpoint or the new one.
@@ -31,11 +34,35 @@ pub struct StoredTensor {
     pub data: Vec<f32>,
 }
 
+/// A tensor of a dtype other than F32, kept as its raw little-endian bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawTensor {
+    /// The safetensors dtype name, e.g. `"I64"`.
+    pub dtype: String,
+    /// Shape, outermost first.
+    pub shape: Vec<usize>,
+    /// The bytes, `shape.product() × dtype size` of them.
+    pub bytes: Vec<u8>,
+}
+
+/// Bytes per element of a safetensors dtype, `None` for a dtype this reader does not know.
+fn dtype_size(dtype: &str) -> Option<usize> {
+    Some(match dtype {
+        "F64" | "I64" | "U64" => 8,
+        "F32" | "I32" | "U32" => 4,
+        "F16" | "BF16" | "I16" | "U16" => 2,
+        "I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2" => 1,
+        _ => return None,
+    })
+}
+
 /// The contents of a safetensors file: named tensors and string metadata.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SafeTensors {
-    /// Tensors by name.
+    /// F32 tensors by name.
     pub tensors: BTreeMap<String, StoredTensor>,
+    /// Tensors of every other dtype, by name (read, never written).
+    pub other: BTreeMap<String, RawTensor>,
     /// The `__metadata__` strings.
     pub metadata: BTreeMap<String, String>,
 }
@@ -126,9 +153,14 @@ impl SafeTensors {
                 }
                 continue;
             }
-            let t = parse_entry(value, data).map_err(|e| bad(format!("tensor {name:?}: {e}")))?;
-            spans.push((t.1, name.clone()));
-            if out.tensors.insert(name.clone(), t.0).is_some() {
+            let (t, span) =
+                parse_entry(value, data).map_err(|e| bad(format!("tensor {name:?}: {e}")))?;
+            spans.push((span, name.clone()));
+            let twice = match t {
+                Entry::F32(t) => out.tensors.insert(name.clone(), t).is_some(),
+                Entry::Raw(t) => out.other.insert(name.clone(), t).is_some(),
+            };
+            if twice || (out.tensors.contains_key(&name) && out.other.contains_key(&name)) {
                 return Err(bad(format!("tensor {name:?} appears twice")));
             }
         }
@@ -168,11 +200,17 @@ impl SafeTensors {
     }
 }
 
+/// One parsed tensor: F32 values, or the raw bytes of another dtype.
+enum Entry {
+    F32(StoredTensor),
+    Raw(RawTensor),
+}
+
 /// Parses one tensor entry; returns the tensor and its `[begin, end)` byte span.
 fn parse_entry(
     value: json::Value,
     data: &[u8],
-) -> std::result::Result<(StoredTensor, (usize, usize)), String> {
+) -> std::result::Result<(Entry, (usize, usize)), String> {
     let json::Value::Object(fields) = value else {
         return Err("entry is not an object".into());
     };
@@ -181,9 +219,7 @@ fn parse_entry(
         Some(json::Value::String(s)) => s.as_str(),
         _ => return Err("no dtype".into()),
     };
-    if dtype != "F32" {
-        return Err(format!("dtype {dtype}, only F32 is supported"));
-    }
+    let size = dtype_size(dtype).ok_or_else(|| format!("unknown dtype {dtype:?}"))?;
     let ints = |key: &str| -> std::result::Result<Vec<usize>, String> {
         match field(key) {
             Some(json::Value::Array(items)) => items
@@ -211,19 +247,31 @@ fn parse_entry(
             data.len()
         ));
     }
-    if count.checked_mul(4) != Some(end - begin) {
+    if count.checked_mul(size) != Some(end - begin) {
         return Err(format!(
-            "shape {shape:?} needs {count}×4 bytes, data_offsets give {}",
+            "shape {shape:?} of {dtype} needs {count}×{size} bytes, data_offsets give {}",
             end - begin
+        ));
+    }
+    if dtype != "F32" {
+        let dtype = dtype.to_string();
+        let bytes = data[begin..end].to_vec();
+        return Ok((
+            Entry::Raw(RawTensor {
+                dtype,
+                shape,
+                bytes,
+            }),
+            (begin, end),
         ));
     }
     let mut values = vec![0.0f32; count];
     LittleEndian::read_f32_into(&data[begin..end], &mut values);
     Ok((
-        StoredTensor {
+        Entry::F32(StoredTensor {
             shape,
             data: values,
-        },
+        }),
         (begin, end),
     ))
 }
@@ -325,6 +373,7 @@ pub fn model_file(model: &Sequential) -> Result<SafeTensors> {
     Ok(SafeTensors {
         tensors: model_tensors(model),
         metadata,
+        other: BTreeMap::new(),
     })
 }
 
@@ -421,16 +470,32 @@ fn is_optimizer_state(name: &str) -> bool {
     name.starts_with("momentum.") || name.starts_with("exp_avg")
 }
 
+/// True for a PyTorch batch norm's step counter, `<layer>.num_batches_tracked` (I64,
+/// one value). It only matters to a batch norm built with `momentum=None` (a cumulative
+/// average), which no torchvision model uses, so loading accepts and ignores it.
+pub fn is_num_batches_tracked(name: &str, t: &RawTensor) -> bool {
+    (name == "num_batches_tracked" || name.ends_with(".num_batches_tracked"))
+        && t.dtype == "I64"
+        && t.shape.iter().product::<usize>() == 1
+}
+
 /// Loads parameters and buffers into `model` by name. Every tensor the model has must be
-/// present with the same shape and finite values, and no tensor the model lacks may be
-/// there (optimizer state, `momentum.*` and `exp_avg*`, is left to [`load_training`]).
+/// present as F32 with the same shape and finite values, and no tensor the model lacks may
+/// be there (optimizer state, `momentum.*` and `exp_avg*`, is left to [`load_training`];
+/// a PyTorch batch norm's I64 `num_batches_tracked` is ignored, see
+/// [`is_num_batches_tracked`]). A tensor the model has, stored in another dtype, is
+/// reported in [`Error::Mismatch`]'s `dtype` list.
 /// Everything is checked before anything is written: on error the model is unchanged.
 pub fn load_model(model: &mut Sequential, st: &SafeTensors, path: &Path) -> Result<()> {
     let expected = model_tensors(model);
     let (mut missing, mut unexpected, mut shape) = (Vec::new(), Vec::new(), Vec::new());
+    let mut dtype = Vec::new();
     for (name, want) in &expected {
         match st.tensors.get(name) {
-            None => missing.push((name.clone(), want.shape.clone())),
+            None => match st.other.get(name) {
+                Some(t) => dtype.push((name.clone(), t.dtype.clone())),
+                None => missing.push((name.clone(), want.shape.clone())),
+            },
             Some(t) if t.shape != want.shape => {
                 shape.push((name.clone(), t.shape.clone(), want.shape.clone()))
             }
@@ -442,13 +507,18 @@ pub fn load_model(model: &mut Sequential, st: &SafeTensors, path: &Path) -> Resu
             unexpected.push(name.clone());
         }
     }
-    if !(missing.is_empty() && unexpected.is_empty() && shape.is_empty()) {
+    for (name, t) in &st.other {
+        if !expected.contains_key(name) && !is_num_batches_tracked(name, t) {
+            unexpected.push(name.clone());
+        }
+    }
+    if !(missing.is_empty() && unexpected.is_empty() && shape.is_empty() && dtype.is_empty()) {
         return Err(Error::Mismatch {
             path: path.to_path_buf(),
             missing,
             unexpected,
             shape,
-            dtype: Vec::new(),
+            dtype,
         });
     }
     for (name, want) in &expected {

@@ -33,6 +33,7 @@ pub mod optim;
 pub mod recipe;
 pub mod tensor;
 pub mod train;
+pub mod zoo;
 
 pub use error::{Error, Result};
 

@@ -149,6 +149,7 @@ fn model_mismatch_names_the_tensors() {
     let mut st = SafeTensors {
         tensors: model_tensors(&model),
         metadata: BTreeMap::new(),
+        ..Default::default()
     };
     let mut other = ferroconv::models::seed_net(1).unwrap();
     load_model(&mut other, &st, Path::new("ok")).unwrap();

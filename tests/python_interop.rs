@@ -50,6 +50,7 @@ fn python_safetensors_round_trip() {
     let st = SafeTensors {
         tensors: model_tensors(&model),
         metadata: [("k".to_string(), "v".to_string())].into(),
+        ..Default::default()
     };
     st.write(&ours).unwrap();
     let script = r#"

@@ -108,6 +108,207 @@ fn maxpool_forward_2x2(
     }
 }
 
+/// PyTorch's pooled side for an input side `n` with window `K`, stride `S` and padding
+/// `P`: `⌊(n + 2P − K)/S⌋ + 1`, or with `ceil` `⌈(n + 2P − K)/S⌉ + 1` less one when that
+/// last window would start in the right padding (every window starts inside the input or
+/// the left padding). Needs `n + 2P ≥ K` and `S ≥ 1`.
+pub fn pooled_padded(n: usize, kernel: usize, stride: usize, pad: usize, ceil: bool) -> usize {
+    let span = n + 2 * pad - kernel;
+    let mut out = if ceil {
+        span.div_ceil(stride)
+    } else {
+        span / stride
+    } + 1;
+    if ceil && (out - 1) * stride >= n + pad {
+        out -= 1;
+    }
+    out
+}
+
+/// Rows (or columns) `[lo, hi)` of the input that window `o` covers: it starts at
+/// `o·S − P` and spans `K`, clipped to `0..n` (the padding counts as −∞ for max-pooling).
+fn window(o: usize, kernel: usize, stride: usize, pad: usize, n: usize) -> (usize, usize) {
+    let start = o * stride;
+    let lo = start.saturating_sub(pad);
+    let hi = (start + kernel).saturating_sub(pad).min(n);
+    (lo.min(hi), hi)
+}
+
+/// Max-pool with padding (−∞) and any output size `(oh, ow)` (see [`pooled_padded`]):
+/// `x[planes][h][w] → y[planes][oh][ow]`, winners' in-plane indices in `argmax`. Ties go
+/// to the first maximum in row-major order; a NaN wins. A window with no input pixel
+/// (impossible with PyTorch's sizes) gives −∞ and points at the plane's first pixel.
+#[allow(clippy::too_many_arguments)]
+pub fn maxpool_forward_padded(
+    x: &[f32],
+    planes: usize,
+    (h, w): (usize, usize),
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    (oh_n, ow_n): (usize, usize),
+    y: &mut [f32],
+    argmax: &mut [u32],
+) {
+    for pl in 0..planes {
+        let xp = &x[pl * h * w..(pl + 1) * h * w];
+        let base = pl * oh_n * ow_n;
+        for oh in 0..oh_n {
+            let (h0, h1) = window(oh, kernel, stride, pad, h);
+            for ow in 0..ow_n {
+                let (w0, w1) = window(ow, kernel, stride, pad, w);
+                let (mut best, mut best_i) = (f32::NEG_INFINITY, h0 * w + w0);
+                for r in h0..h1 {
+                    for c in w0..w1 {
+                        let v = xp[r * w + c];
+                        if v > best || (v.is_nan() && !best.is_nan()) {
+                            best = v;
+                            best_i = r * w + c;
+                        }
+                    }
+                }
+                y[base + oh * ow_n + ow] = best;
+                argmax[base + oh * ow_n + ow] = best_i.min(h * w - 1) as u32;
+            }
+        }
+    }
+}
+
+/// Average-pool with zero padding counted in the divisor (PyTorch's default
+/// `count_include_pad=True`): each output is the sum over its window clipped to the input,
+/// divided by the window's extent clipped to the padded input, `x[planes][h][w] →
+/// y[planes][oh][ow]`.
+#[allow(clippy::too_many_arguments)]
+pub fn avgpool_forward(
+    x: &[f32],
+    planes: usize,
+    (h, w): (usize, usize),
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    (oh_n, ow_n): (usize, usize),
+    y: &mut [f32],
+) {
+    for pl in 0..planes {
+        let xp = &x[pl * h * w..(pl + 1) * h * w];
+        let yp = &mut y[pl * oh_n * ow_n..(pl + 1) * oh_n * ow_n];
+        for oh in 0..oh_n {
+            let (h0, h1) = window(oh, kernel, stride, pad, h);
+            for ow in 0..ow_n {
+                let (w0, w1) = window(ow, kernel, stride, pad, w);
+                let mut sum = 0.0f32;
+                for r in h0..h1 {
+                    sum += xp[r * w + w0..r * w + w1].iter().sum::<f32>();
+                }
+                yp[oh * ow_n + ow] = sum / avg_divisor(oh, ow, kernel, stride, pad, (h, w)) as f32;
+            }
+        }
+    }
+}
+
+/// The divisor of output `(oh, ow)` of [`avgpool_forward`]: the window clipped to the
+/// padded input `[−P, n + P)`.
+fn avg_divisor(
+    oh: usize,
+    ow: usize,
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    (h, w): (usize, usize),
+) -> usize {
+    let extent = |o: usize, n: usize| (o * stride + kernel).min(n + 2 * pad) - o * stride;
+    extent(oh, h) * extent(ow, w)
+}
+
+/// Backward of [`avgpool_forward`]: `dx[planes][h][w]` (overwritten) gets each `dy`
+/// divided by its window's divisor, on every input pixel of the window.
+#[allow(clippy::too_many_arguments)]
+pub fn avgpool_backward(
+    dy: &[f32],
+    planes: usize,
+    (h, w): (usize, usize),
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    (oh_n, ow_n): (usize, usize),
+    dx: &mut [f32],
+) {
+    dx[..planes * h * w].fill(0.0);
+    for pl in 0..planes {
+        let dxp = &mut dx[pl * h * w..(pl + 1) * h * w];
+        let dyp = &dy[pl * oh_n * ow_n..(pl + 1) * oh_n * ow_n];
+        for oh in 0..oh_n {
+            let (h0, h1) = window(oh, kernel, stride, pad, h);
+            for ow in 0..ow_n {
+                let (w0, w1) = window(ow, kernel, stride, pad, w);
+                let g =
+                    dyp[oh * ow_n + ow] / avg_divisor(oh, ow, kernel, stride, pad, (h, w)) as f32;
+                for r in h0..h1 {
+                    dxp[r * w + w0..r * w + w1].iter_mut().for_each(|d| *d += g);
+                }
+            }
+        }
+    }
+}
+
+/// PyTorch's adaptive-pooling bins: output `i` of `out` over an input side `n` covers
+/// `[⌊i·n/out⌋, ⌈(i+1)·n/out⌉)`.
+pub fn adaptive_bin(i: usize, out: usize, n: usize) -> (usize, usize) {
+    ((i * n) / out, ((i + 1) * n).div_ceil(out))
+}
+
+/// Adaptive average pooling to `(oh, ow)`: `x[planes][h][w] → y[planes][oh][ow]`, each
+/// output the mean of its bin (see [`adaptive_bin`]).
+pub fn adaptive_avgpool_forward(
+    x: &[f32],
+    planes: usize,
+    (h, w): (usize, usize),
+    (oh_n, ow_n): (usize, usize),
+    y: &mut [f32],
+) {
+    for pl in 0..planes {
+        let xp = &x[pl * h * w..(pl + 1) * h * w];
+        let yp = &mut y[pl * oh_n * ow_n..(pl + 1) * oh_n * ow_n];
+        for oh in 0..oh_n {
+            let (h0, h1) = adaptive_bin(oh, oh_n, h);
+            for ow in 0..ow_n {
+                let (w0, w1) = adaptive_bin(ow, ow_n, w);
+                let mut sum = 0.0f32;
+                for r in h0..h1 {
+                    sum += xp[r * w + w0..r * w + w1].iter().sum::<f32>();
+                }
+                yp[oh * ow_n + ow] = sum / ((h1 - h0) * (w1 - w0)) as f32;
+            }
+        }
+    }
+}
+
+/// Backward of [`adaptive_avgpool_forward`]: `dx` (overwritten) gets each `dy` divided by
+/// its bin's size on every pixel of the bin.
+pub fn adaptive_avgpool_backward(
+    dy: &[f32],
+    planes: usize,
+    (h, w): (usize, usize),
+    (oh_n, ow_n): (usize, usize),
+    dx: &mut [f32],
+) {
+    dx[..planes * h * w].fill(0.0);
+    for pl in 0..planes {
+        let dxp = &mut dx[pl * h * w..(pl + 1) * h * w];
+        let dyp = &dy[pl * oh_n * ow_n..(pl + 1) * oh_n * ow_n];
+        for oh in 0..oh_n {
+            let (h0, h1) = adaptive_bin(oh, oh_n, h);
+            for ow in 0..ow_n {
+                let (w0, w1) = adaptive_bin(ow, ow_n, w);
+                let g = dyp[oh * ow_n + ow] / ((h1 - h0) * (w1 - w0)) as f32;
+                for r in h0..h1 {
+                    dxp[r * w + w0..r * w + w1].iter_mut().for_each(|d| *d += g);
+                }
+            }
+        }
+    }
+}
+
 /// Backward of [`maxpool_forward`]: `dx[planes][h][w]` (overwritten) gets each `dy` at its argmax.
 pub fn maxpool_backward(
     dy: &[f32],

@@ -22,6 +22,12 @@
 //!
 //! 3×3 stride-1 layers may run by Winograd instead (see [`Conv2d::algorithm`] and
 //! `conv2d_algo.rs`); im2col + GEMM stays the reference.
+//!
+//! Kernels may be rectangular (`KH×KW`, see [`Conv2d::rect`]) and the padding may differ
+//! per axis ([`Conv2d::padding2`]). im2col pads both axes alike, so a layer with uneven
+//! padding copies its input into a zero-padded buffer `[N, C, H+2PH, W+2PW]` first and
+//! convolves that without padding; backward crops the input gradient back to `[N, C, H, W]`
+//! (see `pad_input` and `crop_grad`).
 
 use super::conv2d_algo::{ConvAlgo, ConvDims, Winograd, choose};
 use super::{
@@ -145,13 +151,24 @@ impl Plan {
     }
 }
 
-/// A 2-D convolution with square kernel, stride, zero padding and bias.
+/// A 2-D convolution with a `KH×KW` kernel (square unless built by [`Conv2d::rect`]),
+/// stride, zero padding (per axis) and bias.
 pub struct Conv2d {
     in_channels: usize,
     out_channels: usize,
+    /// Kernel height `KH`.
     kernel: usize,
+    /// Kernel width `KW`.
+    kernel_w: usize,
     stride: usize,
+    /// Zero padding above and below.
     padding: usize,
+    /// Zero padding left and right.
+    pad_w: usize,
+    /// `[N, C, H+2PH, W+2PW]`: the padded input when the padding is uneven (module docs).
+    padded: Tensor,
+    /// `[N, C, H, W]`: the cropped input gradient when the padding is uneven.
+    grad_cropped: Tensor,
     has_bias: bool,
     /// `[Cout, C, K, K]`, allocated by `init`.
     weight: Vec<f32>,
@@ -186,8 +203,12 @@ impl Conv2d {
             in_channels,
             out_channels,
             kernel,
+            kernel_w: kernel,
             stride: 1,
             padding: 0,
+            pad_w: 0,
+            padded: Tensor::default(),
+            grad_cropped: Tensor::default(),
             has_bias: true,
             weight: Vec::new(),
             bias: Vec::new(),
@@ -225,6 +246,74 @@ impl Conv2d {
         }
     }
 
+    /// `in_channels → out_channels` with a `kh×kw` window (PyTorch's
+    /// `Conv2d(cin, cout, (kh, kw))`), stride 1, no padding.
+    pub fn rect(in_channels: usize, out_channels: usize, (kh, kw): (usize, usize)) -> Self {
+        let mut conv = Conv2d::new(in_channels, out_channels, kh);
+        conv.kernel_w = kw;
+        conv
+    }
+
+    /// Sets the zero padding per axis: `ph` rows above and below, `pw` columns left and
+    /// right (PyTorch's `padding=(ph, pw)`).
+    pub fn padding2(mut self, (ph, pw): (usize, usize)) -> Self {
+        self.padding = ph;
+        self.pad_w = pw;
+        self
+    }
+
+    /// Whether the padding differs per axis (then forward pads the input itself).
+    fn uneven(&self) -> bool {
+        self.padding != self.pad_w
+    }
+
+    /// Whether the kernel or the padding differ per axis (a layer the GPU path and
+    /// old model files do not know).
+    fn rectangular(&self) -> bool {
+        self.kernel != self.kernel_w || self.uneven()
+    }
+
+    /// `x[N, C, H, W]` copied into `padded[N, C, H+2PH, W+2PW]` (zeros around), taken out
+    /// of `self.padded` (forward puts it back).
+    fn pad_input(&mut self, x: &Tensor) -> Tensor {
+        let &[n, c, h, w] = x.shape() else {
+            unreachable!("shape checked when the model was built")
+        };
+        let (ph, pw) = (self.padding, self.pad_w);
+        let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+        let mut padded = std::mem::take(&mut self.padded);
+        padded.reshape_to(&[n, c, hp, wp]);
+        padded.data_mut().fill(0.0);
+        let planes = padded.data_mut().chunks_exact_mut(hp * wp);
+        for (dst, src) in planes.zip(x.data().chunks_exact(h * w)) {
+            for (r, row) in src.chunks_exact(w).enumerate() {
+                dst[(r + ph) * wp + pw..][..w].copy_from_slice(row);
+            }
+        }
+        padded
+    }
+
+    /// The input gradient to return: `grad_input` itself, or with uneven padding, cropped
+    /// from `[N, C, H+2PH, W+2PW]` to `[N, C, H, W]`.
+    fn crop_grad(&mut self, need_input_grad: bool) -> &Tensor {
+        if !self.uneven() || !need_input_grad {
+            return &self.grad_input;
+        }
+        let &[n, c, hp, wp] = self.grad_input.shape() else {
+            unreachable!("set by backward")
+        };
+        let (ph, pw) = (self.padding, self.pad_w);
+        let (h, w) = (hp - 2 * ph, wp - 2 * pw);
+        self.grad_cropped.reshape_to(&[n, c, h, w]);
+        let planes = self.grad_cropped.data_mut().chunks_exact_mut(h * w);
+        for (dst, src) in planes.zip(self.grad_input.data().chunks_exact(hp * wp)) {
+            for (r, row) in dst.chunks_exact_mut(w).enumerate() {
+                row.copy_from_slice(&src[(r + ph) * wp + pw..][..w]);
+            }
+        }
+        &self.grad_cropped
+    }
+
     /// Sets the stride (both directions).
     pub fn stride(mut self, stride: usize) -> Self {
         self.stride = stride;
@@ -248,51 +337,60 @@ impl Conv2d {
     /// Sets the zero padding on every side.
     pub fn padding(mut self, padding: usize) -> Self {
         self.padding = padding;
+        self.pad_w = padding;
         self
     }
 
     /// Rebuilds a layer from [`Layer::spec`]'s description.
+    /// A square layer has `kernel` and `padding`; a rectangular or unevenly padded one
+    /// `kernel_h`, `kernel_w`, `pad_h` and `pad_w` instead.
     pub(crate) fn from_spec(s: &Spec) -> Result<Self, String> {
-        Ok(Conv2d::new(
-            s.get_int("in_channels")?,
-            s.get_int("out_channels")?,
-            s.get_int("kernel")?,
-        )
-        .stride(s.get_int("stride")?)
-        .padding(s.get_int("padding")?)
-        .bias(s.get_flag("bias")?))
+        let (cin, cout) = (s.get_int("in_channels")?, s.get_int("out_channels")?);
+        let conv = if s.get_int("kernel_h").is_ok() {
+            Conv2d::rect(cin, cout, (s.get_int("kernel_h")?, s.get_int("kernel_w")?))
+                .padding2((s.get_int("pad_h")?, s.get_int("pad_w")?))
+        } else {
+            Conv2d::new(cin, cout, s.get_int("kernel")?).padding(s.get_int("padding")?)
+        };
+        Ok(conv.stride(s.get_int("stride")?).bias(s.get_flag("bias")?))
     }
 
     /// `[Cout, C, K, K]` and its element count, checked.
     fn weight_shape(&self) -> Result<([usize; 4], usize), String> {
-        let (cout, cin, k) = (self.out_channels, self.in_channels, self.kernel);
-        let shape = [cout, cin, k, k];
+        let (cout, cin) = (self.out_channels, self.in_channels);
+        let shape = [cout, cin, self.kernel, self.kernel_w];
         Ok((shape, checked_product(&shape, "Conv2d weight")?))
     }
 
+    /// The im2col geometry for an `h×w` input (already padded when the padding is uneven).
     fn geometry(&self, h: usize, w: usize) -> ConvGeometry {
         ConvGeometry {
             channels: self.in_channels,
             height: h,
             width: w,
             kernel_h: self.kernel,
-            kernel_w: self.kernel,
+            kernel_w: self.kernel_w,
             stride: self.stride,
-            padding: self.padding,
+            padding: if self.uneven() { 0 } else { self.padding },
         }
     }
 }
 
 impl Layer for Conv2d {
     fn describe(&self) -> String {
+        let pad = if self.uneven() {
+            format!("{}×{}", self.padding, self.pad_w)
+        } else {
+            self.padding.to_string()
+        };
         format!(
-            "Conv2d({}→{}, {k}×{k}, stride {}, pad {}{})",
+            "Conv2d({}→{}, {}×{}, stride {}, pad {pad}{})",
             self.in_channels,
             self.out_channels,
+            self.kernel,
+            self.kernel_w,
             self.stride,
-            self.padding,
             if self.has_bias { "" } else { ", no bias" },
-            k = self.kernel
         )
     }
 
@@ -306,24 +404,27 @@ impl Layer for Conv2d {
                 self.in_channels
             ));
         }
-        if self.stride == 0 || self.kernel == 0 || self.out_channels == 0 {
+        if self.stride == 0 || self.kernel == 0 || self.kernel_w == 0 || self.out_channels == 0 {
             return Err("kernel, stride and output channels must be at least 1".into());
         }
         self.weight_shape()?;
-        let padded = |side: usize| {
-            self.padding
-                .checked_mul(2)
+        let padded = |side: usize, pad: usize| {
+            pad.checked_mul(2)
                 .and_then(|p| p.checked_add(side))
-                .ok_or_else(|| format!("padding {} overflows", self.padding))
+                .ok_or_else(|| format!("padding {pad} overflows"))
         };
-        if padded(h)? < self.kernel || padded(w)? < self.kernel {
+        let (hp, wp) = (padded(h, self.padding)?, padded(w, self.pad_w)?);
+        if hp < self.kernel || wp < self.kernel_w {
             return Err(format!(
-                "{k}×{k} kernel does not fit a {h}×{w} input with padding {}",
-                self.padding,
-                k = self.kernel
+                "{}×{} kernel does not fit a {h}×{w} input with padding {}×{}",
+                self.kernel, self.kernel_w, self.padding, self.pad_w
             ));
         }
-        let g = self.geometry(h, w);
+        let g = if self.uneven() {
+            self.geometry(hp, wp)
+        } else {
+            self.geometry(h, w)
+        };
         Ok(vec![self.out_channels, g.out_h(), g.out_w()])
     }
 
@@ -345,9 +446,13 @@ impl Layer for Conv2d {
     }
 
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> &Tensor {
+        // With uneven padding, convolve a padded copy without padding (module docs).
+        let padded = self.uneven().then(|| self.pad_input(x));
+        let x = padded.as_ref().unwrap_or(x);
         let (n, h, w) = (x.shape()[0], x.shape()[2], x.shape()[3]);
+        // Winograd runs square kernels with the same padding both ways.
         let dims = self.dims(h, w);
-        if let Some(tile) = choose(self.algo, dims) {
+        if let Some(tile) = choose(self.algo, dims).filter(|_| !self.rectangular()) {
             self.plan = None;
             let (wt, b, out) = (&self.weight, &self.bias, &mut self.output);
             self.wino.forward(tile, dims, x, wt, b, out);
@@ -425,6 +530,9 @@ impl Layer for Conv2d {
                 Some(cols) => run(xs, ys, cols),
                 None => with_scratch(rows * xs.len() / len * p, |c| run(xs, ys, c)),
             });
+        if let Some(p) = padded {
+            self.padded = p;
+        }
         &self.output
     }
 
@@ -551,13 +659,13 @@ impl Layer for Conv2d {
                     .for_each(|(d, s)| *d += s);
             }
         }
-        &self.grad_input
+        self.crop_grad(need_input_grad)
     }
 
     fn visit_params(&mut self, prefix: &mut String, f: &mut ParamVisitor<'_>) {
         let (cout, cin, k) = (self.out_channels, self.in_channels, self.kernel);
         let weight = Weights {
-            shape: vec![cout, cin, k, k],
+            shape: vec![cout, cin, k, self.kernel_w],
             value: &mut self.weight,
             grad: &mut self.grad_weight,
         };
@@ -574,7 +682,7 @@ impl Layer for Conv2d {
         emit_value(
             prefix,
             ("weight", Role::Param(ParamKind::Weight)),
-            &[cout, cin, k, k],
+            &[cout, cin, k, self.kernel_w],
             &self.weight,
             f,
         );
@@ -595,6 +703,9 @@ impl Layer for Conv2d {
     }
 
     fn kind(&self) -> super::LayerKind {
+        if self.rectangular() {
+            return super::LayerKind::Other;
+        }
         super::LayerKind::Conv2d {
             in_channels: self.in_channels,
             out_channels: self.out_channels,
@@ -606,10 +717,19 @@ impl Layer for Conv2d {
     }
 
     fn spec(&self) -> Spec {
-        Spec::new("Conv2d")
+        let spec = Spec::new("Conv2d")
             .int("in_channels", self.in_channels)
-            .int("out_channels", self.out_channels)
-            .int("kernel", self.kernel)
+            .int("out_channels", self.out_channels);
+        if self.rectangular() {
+            return spec
+                .int("kernel_h", self.kernel)
+                .int("kernel_w", self.kernel_w)
+                .int("stride", self.stride)
+                .int("pad_h", self.padding)
+                .int("pad_w", self.pad_w)
+                .flag("bias", self.has_bias);
+        }
+        spec.int("kernel", self.kernel)
             .int("stride", self.stride)
             .int("padding", self.padding)
             .flag("bias", self.has_bias)

@@ -1,16 +1,22 @@
 //! Max-pooling: `[N, C, H, W] → [N, C, OH, OW]`, `OH = (H − K)/S + 1`.
 //!
 //! Forward records each window's winner; backward routes `dy` to it (see `cpu::pool`).
+//! With padding `P` (−∞, PyTorch's meaning) or `ceil_mode`, `OH` follows PyTorch's rule
+//! ([`crate::backend::pooled_padded`]) and a general kernel runs instead of the fast ones.
 
 use super::{Layer, Mode, Spec};
 use crate::backend as k;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
-/// Max-pooling over `kernel×kernel` windows moved by `stride`, no padding.
+/// Max-pooling over `kernel×kernel` windows moved by `stride`, no padding unless set.
 pub struct MaxPool2d {
     kernel: usize,
     stride: usize,
+    /// −∞ padding on every side.
+    padding: usize,
+    /// PyTorch's `ceil_mode`: round the output size up.
+    ceil: bool,
     /// Input `(H, W)` of the last forward.
     in_hw: (usize, usize),
     /// `[N, C, OH, OW]`: in-plane index of each output's winner.
@@ -25,6 +31,8 @@ impl MaxPool2d {
         MaxPool2d {
             kernel,
             stride,
+            padding: 0,
+            ceil: false,
             in_hw: (0, 0),
             argmax: Vec::new(),
             output: Tensor::default(),
@@ -33,17 +41,67 @@ impl MaxPool2d {
     }
 }
 
+impl MaxPool2d {
+    /// Sets the padding (PyTorch's `padding`: −∞ on every side, at most half the window).
+    pub fn padding(mut self, padding: usize) -> Self {
+        self.padding = padding;
+        self
+    }
+
+    /// Rounds the output size up (PyTorch's `ceil_mode=True`).
+    pub fn ceil_mode(mut self, on: bool) -> Self {
+        self.ceil = on;
+        self
+    }
+
+    /// Rebuilds a layer from [`Layer::spec`]'s description (`padding` and `ceil_mode` are
+    /// optional: files written before they existed have neither).
+    pub(crate) fn from_spec(s: &Spec) -> Result<Self, String> {
+        let pool = MaxPool2d::new(s.get_int("kernel")?, s.get_int("stride")?);
+        let has = |name: &str| s.settings.iter().any(|(n, _)| n == name);
+        let padding = if has("padding") {
+            s.get_int("padding")?
+        } else {
+            0
+        };
+        let ceil = has("ceil_mode") && s.get_flag("ceil_mode")?;
+        Ok(pool.padding(padding).ceil_mode(ceil))
+    }
+
+    /// Whether the general (padded or ceil-mode) kernel runs.
+    fn general(&self) -> bool {
+        self.padding > 0 || self.ceil
+    }
+
+    /// Output `(OH, OW)` for an `h×w` input (sizes checked by `output_shape`).
+    fn out_hw(&self, h: usize, w: usize) -> (usize, usize) {
+        let (kk, s, p, c) = (self.kernel, self.stride, self.padding, self.ceil);
+        (
+            k::pooled_padded(h, kk, s, p, c),
+            k::pooled_padded(w, kk, s, p, c),
+        )
+    }
+}
+
 /// Planes per parallel task: enough work to pay for the hand-off.
 const PLANES_PER_TASK: usize = 16;
 
 impl Layer for MaxPool2d {
     fn spec(&self) -> Spec {
-        Spec::new("MaxPool2d")
+        let spec = Spec::new("MaxPool2d")
             .int("kernel", self.kernel)
-            .int("stride", self.stride)
+            .int("stride", self.stride);
+        if !self.general() {
+            return spec;
+        }
+        spec.int("padding", self.padding)
+            .flag("ceil_mode", self.ceil)
     }
 
     fn kind(&self) -> super::LayerKind {
+        if self.general() {
+            return super::LayerKind::Other;
+        }
         super::LayerKind::MaxPool2d {
             kernel: self.kernel,
             stride: self.stride,
@@ -51,8 +109,15 @@ impl Layer for MaxPool2d {
     }
 
     fn describe(&self) -> String {
+        let mut extra = String::new();
+        if self.padding > 0 {
+            extra += &format!(", pad {}", self.padding);
+        }
+        if self.ceil {
+            extra += ", ceil";
+        }
         format!(
-            "MaxPool2d({k}×{k}, stride {})",
+            "MaxPool2d({k}×{k}, stride {}{extra})",
             self.stride,
             k = self.kernel
         )
@@ -65,14 +130,23 @@ impl Layer for MaxPool2d {
         if self.kernel == 0 || self.stride == 0 {
             return Err("kernel and stride must be at least 1".into());
         }
-        if h < self.kernel || w < self.kernel {
+        if self.padding > self.kernel / 2 {
             return Err(format!(
-                "{k}×{k} window does not fit {h}×{w}",
+                "padding {} is more than half the {k}×{k} window",
+                self.padding,
                 k = self.kernel
             ));
         }
-        let (kk, s) = (self.kernel, self.stride);
-        Ok(vec![c, k::pooled(h, kk, s), k::pooled(w, kk, s)])
+        let fits = |n: usize| n + 2 * self.padding >= self.kernel;
+        if !fits(h) || !fits(w) {
+            return Err(format!(
+                "{k}×{k} window does not fit {h}×{w} with padding {}",
+                self.padding,
+                k = self.kernel
+            ));
+        }
+        let (oh, ow) = self.out_hw(h, w);
+        Ok(vec![c, oh, ow])
     }
 
     fn forward(&mut self, x: &Tensor, _mode: Mode) -> &Tensor {
@@ -80,13 +154,21 @@ impl Layer for MaxPool2d {
             unreachable!("shape checked when the model was built")
         };
         let (kk, s) = (self.kernel, self.stride);
-        let (oh, ow) = (k::pooled(h, kk, s), k::pooled(w, kk, s));
+        let (oh, ow) = self.out_hw(h, w);
         self.in_hw = (h, w);
         self.output.reshape_to(&[n, c, oh, ow]);
         self.argmax.resize(n * c * oh * ow, 0);
         let planes = n * c;
+        let (pad, general) = (self.padding, self.general());
+        let pool = |xs: &[f32], planes: usize, ys: &mut [f32], am: &mut [u32]| {
+            if general {
+                k::maxpool_forward_padded(xs, planes, (h, w), kk, s, pad, (oh, ow), ys, am);
+            } else {
+                k::maxpool_forward(xs, planes, (h, w), kk, s, ys, am);
+            }
+        };
         let task = |((xs, ys), am): ((&[f32], &mut [f32]), &mut [u32])| {
-            k::maxpool_forward(xs, ys.len() / (oh * ow), (h, w), kk, s, ys, am);
+            pool(xs, ys.len() / (oh * ow), ys, am);
         };
         let (xs, ys) = (x.data(), self.output.data_mut());
         let chunk = PLANES_PER_TASK;
@@ -97,7 +179,7 @@ impl Layer for MaxPool2d {
             it.zip(self.argmax.par_chunks_mut(chunk * oh * ow))
                 .for_each(task);
         } else {
-            k::maxpool_forward(xs, planes, (h, w), kk, s, ys, &mut self.argmax);
+            pool(xs, planes, ys, &mut self.argmax);
         }
         &self.output
     }

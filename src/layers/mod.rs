@@ -8,7 +8,11 @@
 //! Shapes in comments: `N` batch, `C` channels, `H×W` spatial, `F` features.
 
 mod activations;
+mod adaptive_pool;
+mod avgpool2d;
 mod batchnorm2d;
+mod block;
+mod concat;
 mod conv2d;
 mod conv2d_algo;
 mod dense;
@@ -17,11 +21,16 @@ mod flatten;
 mod global_pool;
 mod maxpool2d;
 mod relu;
+mod resblock;
 mod residual;
 mod spec;
 
 pub use activations::Gelu;
+pub use adaptive_pool::AdaptiveAvgPool2d;
+pub use avgpool2d::AvgPool2d;
 pub use batchnorm2d::BatchNorm2d;
+pub use block::{Block, Child};
+pub use concat::Concat;
 pub use conv2d::Conv2d;
 pub use conv2d_algo::ConvAlgo;
 pub use dense::Dense;
@@ -30,6 +39,7 @@ pub use flatten::Flatten;
 pub use global_pool::{GlobalAvgPool, GlobalMaxPool};
 pub use maxpool2d::MaxPool2d;
 pub use relu::ReLU;
+pub use resblock::ResBlock;
 pub use residual::Residual;
 pub use spec::{Setting, Spec, from_spec};
 

@@ -7,8 +7,8 @@
 //! a composite lists its sub-layers as `"children":[["0",{…}],["1",{…}]]`.
 
 use super::{
-    BatchNorm2d, Conv2d, Dense, Dropout, Flatten, Gelu, GlobalAvgPool, GlobalMaxPool, Layer,
-    MaxPool2d, ReLU, Residual,
+    AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Block, Concat, Conv2d, Dense, Dropout, Flatten,
+    Gelu, GlobalAvgPool, GlobalMaxPool, Layer, MaxPool2d, ReLU, ResBlock, Residual,
 };
 use crate::json::{self, Value};
 
@@ -185,13 +185,15 @@ pub fn from_spec(spec: &Spec) -> Result<Box<dyn Layer>, String> {
     Ok(match spec.kind.as_str() {
         "Conv2d" => Box::new(Conv2d::from_spec(spec)?),
         "Dense" => Box::new(Dense::from_spec(spec)?),
-        "MaxPool2d" => Box::new(MaxPool2d::new(
-            spec.get_int("kernel")?,
-            spec.get_int("stride")?,
-        )),
+        "MaxPool2d" => Box::new(MaxPool2d::from_spec(spec)?),
         "BatchNorm2d" => Box::new(BatchNorm2d::from_spec(spec)?),
         "Dropout" => Box::new(Dropout::new(spec.get_float("p")?)),
         "Residual" => Box::new(Residual::from_spec(spec)?),
+        "Block" => Box::new(Block::from_spec(spec)?),
+        "Concat" => Box::new(Concat::from_spec(spec)?),
+        "ResBlock" => Box::new(ResBlock::from_spec(spec)?),
+        "AvgPool2d" => Box::new(AvgPool2d::from_spec(spec)?),
+        "AdaptiveAvgPool2d" => Box::new(AdaptiveAvgPool2d::from_spec(spec)?),
         "ReLU" => no_settings().map(|_| Box::new(ReLU::new()))?,
         "GELU" => no_settings().map(|_| Box::new(Gelu::new()))?,
         "Flatten" => no_settings().map(|_| Box::new(Flatten::new()))?,

@@ -1,0 +1,41 @@
+//! torchvision's model families, built from this crate's layers, with torchvision's
+//! parameter names, so a PyTorch `state_dict` saved as safetensors loads unchanged:
+//!
+//! ```no_run
+//! // python: safetensors.torch.save_file(torchvision.models.resnet50().state_dict(), "r50.safetensors")
+//! let mut model = ferroconv::zoo::resnet50(1000, 0)?;
+//! model.load_weights("r50.safetensors")?;
+//! # Ok::<(), ferroconv::Error>(())
+//! ```
+//!
+//! Every function takes the number of classes and a seed for the initial parameters
+//! (this crate's layer defaults, not torchvision's initialisation: the models are meant
+//! to be loaded). The names [`crate::Sequential::visit_values`] gives are exactly the keys
+//! of torchvision's `state_dict()`, less the batch norms' `num_batches_tracked` (an I64
+//! step counter, which loading ignores: see [`crate::checkpoint::is_num_batches_tracked`]).
+//! Inputs are `[3, 224, 224]` (`[3, 299, 299]` for [`inception_v3`]); see docs/zoo.md.
+
+mod inception;
+mod resnet;
+mod vgg;
+
+pub use inception::{googlenet, inception_v3};
+pub use resnet::{resnet, resnet18, resnet34, resnet50};
+pub use vgg::{VGG11_CONFIG, VGG16_CONFIG, alexnet, vgg, vgg11, vgg11_bn, vgg16, vgg16_bn};
+
+use crate::layers::{BatchNorm2d, Block, Conv2d, Layer, ReLU};
+
+/// A boxed layer (the zoo's builders pass many).
+pub(crate) fn boxed(layer: impl Layer + 'static) -> Box<dyn Layer> {
+    Box::new(layer)
+}
+
+/// A bias-free convolution followed by a batch norm of `eps` and a ReLU, named `conv`
+/// and `bn` (torchvision's `BasicConv2d` in GoogLeNet and Inception v3, `eps = 0.001`).
+pub(crate) fn conv_bn_relu(conv: Conv2d, channels: usize, eps: f32) -> Box<dyn Layer> {
+    boxed(Block::new(vec![
+        ("conv", boxed(conv.bias(false))),
+        ("bn", boxed(BatchNorm2d::new(channels).eps(eps))),
+        ("", boxed(ReLU::new())),
+    ]))
+}
