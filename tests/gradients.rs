@@ -191,7 +191,7 @@ proptest! {
         let (h, w) = (1 + extra_h, 1 + extra_w);
         prop_assume!(h + 2 * pad >= 3 && w + 2 * pad >= 3);
         let algo = if f4 { ConvAlgo::Winograd4 } else { ConvAlgo::Winograd2 };
-        let mut layer = Conv2d::new(c, cout, 3).padding(pad).bias(bias).algorithm(algo);
+        let mut layer = built(Conv2d::new(c, cout, 3).padding(pad).bias(bias).algorithm(algo));
         check_layer(&mut layer, &[n, c, h, w], seed, &|x, p| {
             let zeros = vec![0.0; cout];
             let b = if bias { &p[1] } else { &zeros };

@@ -156,6 +156,9 @@ fn run_layer(
             .padding(pad)
             .bias(bias)
             .algorithm(algo);
+        layer
+            .init(&mut <rand::rngs::Xoshiro256PlusPlus as rand::SeedableRng>::seed_from_u64(0))
+            .unwrap();
         let shape = layer.output_shape(&[c, h, w]).unwrap();
         layer.visit_params(&mut String::new(), &mut |_, p| {
             let v = values(seed + p.value.len() as u64, p.value.len());
@@ -231,6 +234,9 @@ fn forced_winograd_falls_back_where_it_does_not_apply() {
                 .stride(stride)
                 .padding(1)
                 .algorithm(algo);
+            layer
+                .init(&mut <rand::rngs::Xoshiro256PlusPlus as rand::SeedableRng>::seed_from_u64(0))
+                .unwrap();
             layer.visit_params(&mut String::new(), &mut |_, p| {
                 let v = values(3, p.value.len());
                 p.value.copy_from_slice(&v);
@@ -254,6 +260,9 @@ fn im2col_errors(s: &Shape, n: usize, seed: u64) -> ([f64; 3], [f64; 3]) {
         .padding(s.padding)
         .bias(false)
         .algorithm(ConvAlgo::Im2col);
+    layer
+        .init(&mut <rand::rngs::Xoshiro256PlusPlus as rand::SeedableRng>::seed_from_u64(0))
+        .unwrap();
     layer.visit_params(&mut String::new(), &mut |_, p| p.value.copy_from_slice(&w));
     let xt = Tensor::from_vec(&[n, s.channels, s.height, s.width], x.clone()).unwrap();
     let y = layer.forward(&xt, Mode::Train).data().to_vec();
