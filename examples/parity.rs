@@ -32,6 +32,15 @@ use std::time::Instant;
 
 /// Largest relative difference accepted.
 const TOL: f64 = 1e-4;
+
+/// The tolerance in force: [`TOL`], or `$PARITY_TOL` (CI loosens it for the run where
+/// 3×3 convolutions take the Winograd F(4×4,3×3) path, which costs about one digit).
+fn tol() -> f64 {
+    std::env::var("PARITY_TOL")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(TOL)
+}
 /// Below this many times a typical gradient norm, a float64 reference gradient is zero in
 /// exact arithmetic (see the module docs).
 const ZERO: f64 = 1e-6;
@@ -257,7 +266,7 @@ fn main() -> ExitCode {
     for arch in archs {
         match check_eval(dir, arch) {
             Ok((e, secs)) => {
-                let ok = e <= TOL;
+                let ok = e <= tol();
                 failed += usize::from(!ok);
                 println!(
                     "{arch:<13} eval  logits rel err {e:.2e}  forward {secs:.2} s  {}",
@@ -274,7 +283,7 @@ fn main() -> ExitCode {
         }
         match check_train(dir, arch) {
             Ok(c) => {
-                let ok = c.loss_err <= TOL && c.worst.0 <= TOL;
+                let ok = c.loss_err <= tol() && c.worst.0 <= tol();
                 failed += usize::from(!ok);
                 println!(
                     "{arch:<13} train loss rel err {:.2e}  worst of {} gradients ({} zero) {:.2e} \
@@ -299,6 +308,6 @@ fn main() -> ExitCode {
         println!("{failed} check(s) failed");
         return ExitCode::FAILURE;
     }
-    println!("all checks passed (tolerance {TOL:e})");
+    println!("all checks passed (tolerance {:e})", tol());
     ExitCode::SUCCESS
 }
