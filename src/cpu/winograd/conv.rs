@@ -1,8 +1,8 @@
 //! Whole-batch Winograd convolution: forward, input gradient, weight gradient.
 //!
-//! The batch is cut into *blocks* by the shapes alone ([`Plan`]): a block is `cb` chunks of
+//! The batch is cut into *blocks* by the shapes alone (`Plan`): a block is `cb` chunks of
 //! 8 images ([`LANES`]) and a range of `rb` tile rows, so that its GEMMs are about
-//! [`COLS_TARGET`] columns wide. Per block, with `cols` its tile columns:
+//! `COLS_TARGET` columns wide. Per block, with `cols` its tile columns:
 //!
 //! ```text
 //! V  = input transform of the block's tiles          [α²][C, cols]
@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Blocks of different images run in parallel. The weight gradient sums over blocks: the
-//! blocks are dealt to [`TASKS`] tasks (a constant, not the thread count), each task adds
+//! blocks are dealt to `TASKS` tasks (a constant, not the thread count), each task adds
 //! its blocks' `dM[t] · V[t]ᵀ` in block order, applies the adjoint filter transform, and the
 //! tasks' shares of `dW` are added in task order. So every result is the same bit for bit
 //! whatever the thread count.
