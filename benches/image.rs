@@ -7,9 +7,10 @@
 //!   flip) of the same images from cached bases. Prints images/s on one core. The JPEGs are CIFAR-10 images
 //!   (`CIFAR10_DIR`) upscaled with a bilinear filter, with ±8 of noise for texture,
 //!   encoded at quality 90 by the `image` crate; their mean size is printed.
-//! - `make-folder DIR FORMAT N`: writes the first N CIFAR-10 training records as
-//!   `DIR/<class>/<record>.png` (FORMAT `png32`: 32×32, lossless) or `.jpg` (`jpeg96`:
-//!   upscaled to 96×96, quality 90).
+//! - `make-folder DIR FORMAT N [SPLIT]`: writes the first N CIFAR-10 records of SPLIT
+//!   (`train`, the default, or `test`) as `DIR/<class>/<record>.png` (FORMAT `png32`: 32×32,
+//!   lossless) or `.jpg` (`jpegS`, e.g. `jpeg64` or `jpeg96`: each pixel repeated to S×S,
+//!   quality 90).
 //! - `epoch DIR SIZE CACHE_MIB [EPOCHS]`: opens DIR at SIZE (normalisation given, so no
 //!   statistics pass) and runs EPOCHS (default 2) epochs of batches of 64 through
 //!   `train::for_each_batch` with `Augment::photos`, doing nothing with them; prints
@@ -50,6 +51,11 @@ fn main() {
             Path::new(arg(1).expect("DIR")),
             arg(2).expect("FORMAT"),
             num(3, 50_000),
+            match arg(4) {
+                None | Some("train") => Split::Train,
+                Some("test") => Split::Test,
+                Some(other) => panic!("unknown split {other}: train or test"),
+            },
         ),
         Some("epoch") => epoch(
             Path::new(arg(1).expect("DIR")),
@@ -194,16 +200,20 @@ fn decode(n: usize) {
     }
 }
 
-fn make_folder(dir: &Path, format: &str, n: usize) {
-    let data = cifar(Split::Train);
+fn make_folder(dir: &Path, format: &str, n: usize, split: Split) {
+    let data = cifar(split);
+    let jpeg_side = format.strip_prefix("jpeg").map(|s| {
+        s.parse::<usize>()
+            .expect("jpegS with a side S, e.g. jpeg64")
+    });
     let start = Instant::now();
     for class in CLASSES {
         std::fs::create_dir_all(dir.join(class)).unwrap();
     }
     for r in 0..n.min(data.len()) {
         let class = dir.join(CLASSES[data.labels()[r] as usize]);
-        match format {
-            "png32" => image::save_buffer(
+        match (format, jpeg_side) {
+            ("png32", _) => image::save_buffer(
                 class.join(format!("{r:05}.png")),
                 &interleaved(&data, r, 32),
                 32,
@@ -211,13 +221,13 @@ fn make_folder(dir: &Path, format: &str, n: usize) {
                 ExtendedColorType::Rgb8,
             )
             .unwrap(),
-            "jpeg96" => write_jpeg(
+            (_, Some(side)) => write_jpeg(
                 &class.join(format!("{r:05}.jpg")),
-                &interleaved(&data, r, 96),
-                96,
-                96,
+                &interleaved(&data, r, side),
+                side as u32,
+                side as u32,
             ),
-            other => panic!("unknown format {other}: png32 or jpeg96"),
+            (other, None) => panic!("unknown format {other}: png32 or jpegS (e.g. jpeg64)"),
         }
     }
     println!(

@@ -195,7 +195,7 @@ pub fn for_each_batch(
     step: &mut dyn FnMut(&Batch) -> Result<()>,
 ) -> Result<()> {
     let order = epoch_permutation(data.len(), plan.seed, epoch);
-    if plan.augment.is_identity() && data.in_memory() {
+    if plan.augment.is_identity() && data.fills_from_memory() {
         // Assembling a batch is a table look-up per pixel: do it inline.
         let mut batch = Batch::default();
         for indices in Batches::new(&order, plan.batch_size) {

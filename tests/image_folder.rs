@@ -610,6 +610,10 @@ fn batches_do_not_depend_on_threads_or_cache() {
             ..opts(24)
         };
         let set = ImageFolder::open(&root, &o).unwrap().train;
+        assert!(
+            !set.fills_from_memory(),
+            "nothing is cached before the first batch"
+        );
         let mut out = Vec::new();
         for epoch in 0..2 {
             let mut batch = Batch::default();
@@ -631,6 +635,8 @@ fn batches_do_not_depend_on_threads_or_cache() {
             if epoch == 1 {
                 // Bases are 36×24×3 = 2592 bytes.
                 assert_eq!(set.cached_bytes(), (cache_bytes / 2592).min(5) * 2592);
+                // Inline batches once every image is cached, a loader thread before.
+                assert_eq!(set.fills_from_memory(), cache_bytes >= 5 * 2592);
             }
         }
         assert_eq!(out[0], out[1], "the same keys give the same crops");

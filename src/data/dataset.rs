@@ -42,6 +42,14 @@ pub trait Dataset: Sync {
         false
     }
 
+    /// True when, right now, an un-augmented batch is assembled from memory at copy cost,
+    /// so the loops fill it inline rather than on a loader thread (a hand-off per batch
+    /// costs more than the copy at small batches). Defaults to [`Dataset::in_memory`]; a
+    /// file-backed source whose cache has come to hold every image says so here.
+    fn fills_from_memory(&self) -> bool {
+        self.in_memory()
+    }
+
     /// Shape of one image as the model sees it, `[C, H, W]`.
     fn image_shape(&self) -> [usize; 3];
 

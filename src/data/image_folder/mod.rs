@@ -115,6 +115,8 @@ pub struct ImageFolder {
     threads: usize,
     normalize: Normalize,
     cache: Vec<OnceLock<Rgb8>>,
+    /// How many entries of `cache` are set.
+    cached_images: AtomicUsize,
     budget: Arc<Budget>,
     skipped: Mutex<Skipped>,
 }
@@ -193,6 +195,7 @@ impl ImageFolder {
             root,
             classes: classes.to_vec(),
             cache: (0..listing.files.len()).map(|_| OnceLock::new()).collect(),
+            cached_images: AtomicUsize::new(0),
             files: listing.files,
             labels: listing.labels,
             size: opts.size,
@@ -259,9 +262,12 @@ impl ImageFolder {
             return Ok(Cow::Owned(base));
         }
         match self.cache[i].set(base) {
-            Ok(()) => Ok(Cow::Borrowed(self.cache[i].get().unwrap_or_else(|| {
-                unreachable!("a OnceLock just set holds its value")
-            }))),
+            Ok(()) => {
+                self.cached_images.fetch_add(1, Ordering::AcqRel);
+                Ok(Cow::Borrowed(self.cache[i].get().unwrap_or_else(|| {
+                    unreachable!("a OnceLock just set holds its value")
+                })))
+            }
             Err(base) => {
                 self.budget.used.fetch_sub(bytes, Ordering::AcqRel);
                 Ok(Cow::Owned(base))
@@ -344,6 +350,12 @@ impl Dataset for ImageFolder {
 
     fn normalization(&self) -> Normalize {
         self.normalize.clone()
+    }
+
+    /// True once the cache holds every image (from the second epoch on, when the budget
+    /// allows): batches are then copies and normalisation, cheaper than a thread hand-off.
+    fn fills_from_memory(&self) -> bool {
+        self.cached_images.load(Ordering::Acquire) == self.files.len()
     }
 
     /// Decodes (or takes from the cache) and prepares the batch's images on up to
