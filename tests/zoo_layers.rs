@@ -5,100 +5,31 @@
 //! Plus: specs round-trip, and the zoo's parameter names.
 
 use ferroconv::layers::{
-    AdaptiveAvgPool2d, AvgPool2d, Block, Concat, Conv2d, Layer, MaxPool2d, Mode, ReLU, ResBlock,
+    AdaptiveAvgPool2d, AvgPool2d, Block, Concat, Conv2d, Layer, MaxPool2d, ReLU, ResBlock,
     from_spec,
 };
-use ferroconv::{Sequential, Tensor, zoo};
+use ferroconv::{Sequential, zoo};
 use proptest::prelude::*;
+use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
-use rand::{Rng, SeedableRng};
 
-/// Step of the central differences.
-const H: f64 = 1e-6;
-/// `|got − want| ≤ TOL · (1 + |want|)`, as in tests/gradients.rs.
-const TOL: f64 = 2e-4;
+mod common;
+use common::gradcheck;
 
-fn random_f32(rng: &mut Xoshiro256PlusPlus, n: usize) -> Vec<f32> {
-    (0..n)
-        .map(|_| (rng.next_u32() >> 8) as f32 / (1 << 23) as f32 - 1.0)
-        .collect()
-}
-
-fn to64(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
-
-fn assert_close(what: &str, got: &[f32], want: &[f64]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (g as f64 - w).abs();
-        assert!(
-            err <= TOL * (1.0 + w.abs()),
-            "{what}[{i}]: backward {g}, finite differences {w} (error {err:e})"
-        );
-    }
-}
-
-fn numeric_grad(v: &[f64], upstream: &[f64], f: &dyn Fn(&[f64]) -> Vec<f64>) -> Vec<f64> {
-    let loss = |v: &[f64]| f(v).iter().zip(upstream).map(|(a, b)| a * b).sum::<f64>();
-    let mut v = v.to_vec();
-    (0..v.len())
-        .map(|i| {
-            let orig = v[i];
-            v[i] = orig + H;
-            let plus = loss(&v);
-            v[i] = orig - H;
-            let minus = loss(&v);
-            v[i] = orig;
-            (plus - minus) / (2.0 * H)
-        })
-        .collect()
-}
-
-type Reference<'a> = dyn Fn(&[f64], &[Vec<f64>]) -> Vec<f64> + 'a;
-
-/// Sets random parameters, checks forward against `reference` and every gradient against
-/// finite differences (parameters in `visit_params` order).
-fn check_layer(layer: &mut dyn Layer, x_shape: &[usize], seed: u64, reference: &Reference) {
+/// Checks the output shape against `output_shape`, allocates the parameters, and runs
+/// the shared gradient check (tests/common/gradcheck.rs).
+fn check_layer(
+    layer: &mut dyn Layer,
+    x_shape: &[usize],
+    seed: u64,
+    reference: &gradcheck::Reference,
+) {
     let out_shape = layer.output_shape(&x_shape[1..]).expect("the layer fits");
     layer
         .init(&mut Xoshiro256PlusPlus::seed_from_u64(seed))
         .unwrap();
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-    let x = random_f32(&mut rng, x_shape.iter().product());
-    let mut params: Vec<Vec<f32>> = Vec::new();
-    layer.visit_params(&mut String::new(), &mut |_, p| {
-        let v = random_f32(&mut rng, p.value.len());
-        p.value.copy_from_slice(&v);
-        params.push(v);
-    });
-    let p64: Vec<Vec<f64>> = params.iter().map(|p| to64(p)).collect();
-    let x64 = to64(&x);
-    let xt = Tensor::from_vec(x_shape, x).unwrap();
-    let out = layer.forward(&xt, Mode::Train).clone();
-    assert_eq!(out.shape()[1..], out_shape[..], "output shape");
-    assert_close("forward", out.data(), &reference(&x64, &p64));
-
-    let upstream = random_f32(&mut rng, out.len());
-    let r64 = to64(&upstream);
-    let rt = Tensor::from_vec(out.shape(), upstream).unwrap();
-    let dx = layer.backward(&rt, true).clone();
-    assert_eq!(dx.shape(), x_shape, "input gradient shape");
-    let num_dx = numeric_grad(&x64, &r64, &|xv| reference(xv, &p64));
-    assert_close("dL/dx", dx.data(), &num_dx);
-
-    let mut grads: Vec<(String, Vec<f32>)> = Vec::new();
-    layer.visit_params(&mut String::new(), &mut |name, p| {
-        grads.push((name.to_string(), p.grad.to_vec()))
-    });
-    for (k, (name, grad)) in grads.iter().enumerate() {
-        let num = numeric_grad(&p64[k], &r64, &|pv| {
-            let mut ps = p64.clone();
-            ps[k] = pv.to_vec();
-            reference(&x64, &ps)
-        });
-        assert_close(&format!("dL/d{name}"), grad, &num);
-    }
+    let got = gradcheck::check_layer(layer, x_shape, seed, reference);
+    assert_eq!(got[1..], out_shape[..], "output shape");
 }
 
 /// Convolution geometry for the reference.

@@ -59,3 +59,4 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 mod values;
 #[allow(unused_imports)] // not every test binary uses it
 pub use values::values;
+pub mod gradcheck;
