@@ -3,7 +3,10 @@
 //! Flags and terminal output only; the data source is `ferroconv::data::ImageFolder` and
 //! the training is `ferroconv::driver::run`, as for the `cifar10` example.
 //!
-//! `cargo run --release --example train -- --data photos/ --size 64 --epochs 10`
+//! `cargo run --release --example train -- --data photos/ --size 64 --epochs 10`, or
+//! fine-tuning torchvision weights:
+//! `cargo run --release --example train -- --data photos/ --pretrained r18.safetensors
+//! --arch resnet18 --freeze backbone --size 224`
 
 use clap::Parser;
 use ferroconv::data::{Dataset, DecodeLimits, ImageFolder, ImageFolderOptions, Normalize};
@@ -21,9 +24,11 @@ struct Flags {
     /// (or ROOT/test/) for the evaluation images.
     #[arg(long, value_name = "ROOT")]
     data: PathBuf,
-    /// Side of the square images the model sees (resized with an anti-aliased filter).
-    #[arg(long, default_value_t = 64, value_name = "S")]
-    size: usize,
+    /// Side of the square images the model sees (resized with an anti-aliased filter);
+    /// default 64, or the architecture's ImageNet size for --arch (224, 299 for
+    /// inception_v3).
+    #[arg(long, value_name = "S")]
+    size: Option<usize>,
     /// Fraction of each class held out for evaluation when there is no val/ folder.
     #[arg(long, default_value_t = 0.1)]
     val_fraction: f32,
@@ -34,9 +39,13 @@ struct Flags {
     #[arg(long)]
     strict: bool,
     /// Normalise with ImageNet's mean and deviation (for pretrained weights) instead of
-    /// the training images' own.
+    /// the training images' own (the default with --pretrained).
     #[arg(long)]
     imagenet_norm: bool,
+    /// With --pretrained: normalise with the training images' own statistics instead of
+    /// ImageNet's.
+    #[arg(long, conflicts_with = "imagenet_norm")]
+    own_norm: bool,
     /// Refuse images that declare more pixels than this (decompression bombs).
     #[arg(long, default_value_t = DecodeLimits::default().max_pixels)]
     max_pixels: u64,
@@ -46,12 +55,18 @@ struct Flags {
 
 fn run(flags: Flags) -> Result<(), String> {
     let mut config = flags.train.config()?;
+    let size = flags.size.unwrap_or(match flags.train.model.as_str() {
+        "inception_v3" => 299,
+        m if ferroconv::zoo::ARCHS.contains(&m) => 224,
+        _ => 64,
+    });
     let opts = ImageFolderOptions {
-        size: flags.size,
+        size,
         val_fraction: flags.val_fraction,
         seed: flags.train.seed,
         cache_bytes: flags.cache_mb.saturating_mul(1 << 20),
-        normalize: flags.imagenet_norm.then(Normalize::imagenet),
+        normalize: (flags.imagenet_norm || (flags.train.pretrained.is_some() && !flags.own_norm))
+            .then(Normalize::imagenet),
         strict: flags.strict,
         limits: DecodeLimits {
             max_pixels: flags.max_pixels,
@@ -64,15 +79,15 @@ fn run(flags: Flags) -> Result<(), String> {
     config
         .tags
         .insert("data".into(), flags.data.display().to_string());
-    config.tags.insert("size".into(), flags.size.to_string());
+    config.tags.insert("size".into(), size.to_string());
     let line = format!(
         "{} ({} classes, {} train, {} eval, {}×{})",
         flags.data.display(),
         train.classes().len(),
         train.len(),
         val.len(),
-        flags.size,
-        flags.size
+        size,
+        size
     );
     let result = cli::train_and_report(&flags.train, &config, train, val, &line);
     let skipped: Vec<_> = train.skipped().into_iter().chain(val.skipped()).collect();

@@ -22,6 +22,7 @@
 use crate::checkpoint;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::finetune::FineTune;
 use crate::model::Sequential;
 use crate::optim::Optimizer;
 use crate::recipe::Recipe;
@@ -69,6 +70,9 @@ pub struct RunConfig {
     /// Extra `key = value` pairs recorded in the checkpoint and compared on resume
     /// (e.g. which data the run trains on).
     pub tags: BTreeMap<String, String>,
+    /// Fine-tuning: pretrained weights, a replaced head, frozen parameters, the head's
+    /// rate. Recorded in the checkpoint; a resumed run must fine-tune the same way.
+    pub fine_tune: FineTune,
 }
 
 impl RunConfig {
@@ -85,6 +89,7 @@ impl RunConfig {
             eval_batch: 500,
             init_weights: None,
             tags: BTreeMap::new(),
+            fine_tune: FineTune::default(),
         }
     }
 }
@@ -153,7 +158,9 @@ pub fn run(
     r.check()?;
     check_data(train, test, r)?;
     let classes = train.classes().len();
-    let mut model = r.build_model(&train.image_shape(), classes, config.seed)?;
+    let mut model = config
+        .fine_tune
+        .build(r, &train.image_shape(), classes, config.seed)?;
     model.set_normalization(train.normalization())?;
     model.set_classes(train.classes().to_vec())?;
     if let Some(path) = &config.init_weights {
@@ -380,6 +387,7 @@ fn run_metadata(config: &RunConfig, train: &dyn Dataset, epoch: u64) -> BTreeMap
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    m.extend(config.fine_tune.metadata());
     for (k, v) in &config.tags {
         m.insert(k.clone(), v.clone());
     }
@@ -387,7 +395,17 @@ fn run_metadata(config: &RunConfig, train: &dyn Dataset, epoch: u64) -> BTreeMap
 }
 
 /// Settings a resumed run must share with the saved one.
-const SAME_ON_RESUME: [&str; 5] = ["model", "seed", "batch_size", "optimizer", "train_images"];
+/// (The fine-tuning keys are there only for runs that set them.)
+const SAME_ON_RESUME: [&str; 8] = [
+    "model",
+    "seed",
+    "batch_size",
+    "optimizer",
+    "train_images",
+    "fresh_head",
+    "freeze",
+    "head_lr",
+];
 
 /// Loads `dir`'s checkpoint into model and optimizer; returns the epoch it finished.
 fn resume(
@@ -477,6 +495,13 @@ impl Engine {
             )),
             #[cfg(feature = "wgpu")]
             Device::Wgpu => {
+                if model.has_param_groups() {
+                    return Err(Error::Invalid(
+                        "the wgpu device does not fine-tune: frozen parameters and a head \
+                         learning rate train on the CPU (--device cpu)"
+                            .into(),
+                    ));
+                }
                 let gpu = crate::gpu::Gpu::new()?;
                 let smoothing = config.recipe.label_smoothing;
                 let net = crate::gpu::GpuNet::new(gpu, model, opt, smoothing)?;

@@ -22,6 +22,7 @@ pub mod cpu;
 pub mod data;
 pub mod driver;
 pub mod error;
+pub mod finetune;
 #[cfg(feature = "wgpu")]
 pub mod gpu;
 mod json;

@@ -3,7 +3,7 @@
 use crate::checkpoint;
 use crate::data::Normalize;
 use crate::error::{Error, Result};
-use crate::layers::{BufferVisitor, Layer, Mode, ParamVisitor, Spec, ValueVisitor};
+use crate::layers::{BufferVisitor, Layer, Mode, Param, ParamVisitor, Spec, ValueVisitor};
 use crate::tensor::Tensor;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
@@ -32,6 +32,13 @@ pub struct Sequential {
     last_mode: Option<Mode>,
     normalization: Option<Normalize>,
     classes: Option<Vec<String>>,
+    /// Per parameter, in [`Sequential::visit_params`] order: frozen (fine-tuning). Empty
+    /// when none is.
+    frozen: Vec<bool>,
+    /// Per parameter: the factor on the optimizer's learning rate. Empty when all are 1.
+    lr_factors: Vec<f32>,
+    /// Backward runs down to this layer only: the layers before it train nothing.
+    first_trainable: usize,
 }
 
 impl Sequential {
@@ -103,6 +110,9 @@ impl Sequential {
             last_mode: None,
             normalization: None,
             classes: None,
+            frozen: Vec::new(),
+            lr_factors: Vec::new(),
+            first_trainable: 0,
         };
         model.reinit(seed)?;
         Ok(model)
@@ -304,11 +314,155 @@ impl Sequential {
         let mut expected = vec![self.batch_shape[0]];
         expected.extend_from_slice(self.output_shape());
         grad.expect_shape("Sequential::backward gradient", &expected)?;
+        // Layers before the first one with a trainable parameter need no gradient: their
+        // parameters are frozen, and nothing feeds them.
+        let start = self.first_trainable;
         let mut g = grad;
         for (i, layer) in self.layers.iter_mut().enumerate().rev() {
-            g = layer.backward(g, i > 0);
+            if i < start {
+                break;
+            }
+            g = layer.backward(g, i > start);
         }
         Ok(())
+    }
+
+    /// Freezes, in addition to those already frozen, every parameter whose full name
+    /// `frozen` accepts; returns how many it accepted. A frozen parameter is left alone by
+    /// the optimizers (no update, no weight decay, its optimizer state untouched); a batch
+    /// norm whose `weight` is frozen normalises with its running statistics in training
+    /// too and no longer updates them; backward stops before the first layer holding a
+    /// trainable parameter, so frozen leading layers cost a forward pass only (and their
+    /// parameters' gradients are then not computed). See [`crate::finetune`] for freezing
+    /// by prefix, layer range or "everything but the head".
+    pub fn freeze_if(&mut self, frozen: &dyn Fn(&str) -> bool) -> usize {
+        let names = self.param_names();
+        self.frozen.resize(names.len(), false);
+        let mut matched = 0;
+        for ((name, _), f) in names.iter().zip(&mut self.frozen) {
+            if frozen(name) {
+                *f = true;
+                matched += 1;
+            }
+        }
+        self.refresh_frozen();
+        matched
+    }
+
+    /// Unfreezes every parameter (batch norms use batch statistics in training again).
+    pub fn unfreeze_all(&mut self) {
+        self.frozen.clear();
+        self.refresh_frozen();
+    }
+
+    /// Whether the parameter `name` is frozen (false for a name the model lacks).
+    pub fn is_frozen(&self, name: &str) -> bool {
+        let names = self.param_names();
+        names
+            .iter()
+            .position(|(n, _)| n == name)
+            .is_some_and(|i| self.frozen.get(i) == Some(&true))
+    }
+
+    /// The names of the frozen parameters, in order.
+    pub fn frozen_params(&self) -> Vec<String> {
+        let names = self.param_names();
+        names
+            .into_iter()
+            .zip(&self.frozen)
+            .filter(|(_, f)| **f)
+            .map(|((n, _), _)| n)
+            .collect()
+    }
+
+    /// Sets the learning-rate factor of every parameter whose name `select` accepts to
+    /// `factor` (the optimizer's scheduled rate times `factor`: per-group learning rates);
+    /// returns how many it accepted. An error, changing nothing, for a factor that is not
+    /// finite and positive.
+    pub fn set_lr_factor_if(
+        &mut self,
+        select: &dyn Fn(&str) -> bool,
+        factor: f32,
+    ) -> Result<usize> {
+        if !(factor.is_finite() && factor > 0.0) {
+            return Err(Error::Invalid(format!(
+                "learning-rate factor {factor}: it must be finite and positive (freeze a \
+                 parameter to stop it training)"
+            )));
+        }
+        let names = self.param_names();
+        self.lr_factors.resize(names.len(), 1.0);
+        let mut matched = 0;
+        for ((name, _), f) in names.iter().zip(&mut self.lr_factors) {
+            if select(name) {
+                *f = factor;
+                matched += 1;
+            }
+        }
+        Ok(matched)
+    }
+
+    /// The learning-rate factor of the parameter `name` (1 unless set, or for a name the
+    /// model lacks).
+    pub fn lr_factor(&self, name: &str) -> f32 {
+        let names = self.param_names();
+        names
+            .iter()
+            .position(|(n, _)| n == name)
+            .and_then(|i| self.lr_factors.get(i).copied())
+            .unwrap_or(1.0)
+    }
+
+    /// True when a parameter is frozen or has a learning-rate factor other than 1 (a
+    /// backend that applies the optimizer itself must honour these or refuse the model).
+    pub fn has_param_groups(&self) -> bool {
+        self.frozen.iter().any(|&f| f) || self.lr_factors.iter().any(|&f| f != 1.0)
+    }
+
+    /// Lends every trainable (not frozen) parameter with its index in
+    /// [`Sequential::visit_params`] order and its learning-rate factor: what an optimizer
+    /// updates.
+    pub fn visit_trainable(&mut self, f: &mut dyn FnMut(usize, f32, Param<'_>)) {
+        let (frozen, factors) = (&self.frozen, &self.lr_factors);
+        let mut index = 0;
+        let mut prefix = String::new();
+        for (name, layer) in self.names.iter().zip(&mut self.layers) {
+            prefix.clear();
+            prefix.push_str(name);
+            prefix.push('.');
+            layer.visit_params(&mut prefix, &mut |_, p| {
+                let k = index;
+                index += 1;
+                if frozen.get(k) != Some(&true) {
+                    f(k, factors.get(k).copied().unwrap_or(1.0), p);
+                }
+            });
+        }
+    }
+
+    /// Tells the batch norms which of them are frozen and finds where backward may stop.
+    fn refresh_frozen(&mut self) {
+        let frozen: std::collections::HashSet<String> = self.frozen_params().into_iter().collect();
+        let mut prefix = String::new();
+        let mut index = 0;
+        let none = self.layers.len();
+        self.first_trainable = none;
+        for (i, (name, layer)) in self.names.iter().zip(&mut self.layers).enumerate() {
+            prefix.clear();
+            prefix.push_str(name);
+            prefix.push('.');
+            layer.freeze_norm(&mut prefix, &|n| frozen.contains(n));
+            let mut trainable = false;
+            layer.visit_values(&mut prefix, &mut |v| {
+                if matches!(v.role, crate::layers::Role::Param(_)) {
+                    trainable |= self.frozen.get(index) != Some(&true);
+                    index += 1;
+                }
+            });
+            if trainable && self.first_trainable == none {
+                self.first_trainable = i;
+            }
+        }
     }
 
     /// Lends every parameter, named `"<layer name>.<parameter>"` (e.g. `conv1.weight`),

@@ -36,7 +36,8 @@ pub const PRESETS: [(&str, &str); 3] = [
 /// A model and everything its training recipe sets.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recipe {
-    /// The preset network: `seed`, `keras` or `fast`.
+    /// The preset network: `seed`, `keras` or `fast`, or a zoo architecture
+    /// (`resnet18`, … see [`crate::zoo::ARCHS`]).
     pub model: String,
     /// Epochs to train.
     pub epochs: u64,
@@ -99,6 +100,7 @@ impl Recipe {
                 tta: true,
                 ..base
             }),
+            zoo if crate::zoo::ARCHS.contains(&zoo) => Ok(Recipe::fine_tuning(zoo)),
             "resnet" => Err(Error::Invalid(
                 "the preset \"resnet\" is now called \"fast\": it has no residual connections \
                  (models::resnet9 is the ResNet-9-style network)"
@@ -111,6 +113,28 @@ impl Recipe {
                     names.join(", ")
                 )))
             }
+        }
+    }
+
+    /// The recipe for fine-tuning the zoo architecture `arch` (e.g. `resnet18`, see
+    /// [`crate::zoo::ARCHS`]) from pretrained weights: SGD momentum 0.9 at lr 0.01 with a
+    /// cosine schedule, batch 32, 5 epochs, weight decay 1e-4 on weights only, and
+    /// torchvision's random-resized crops and flips. [`Recipe::preset`] gives it for the
+    /// zoo's names.
+    pub fn fine_tuning(arch: &str) -> Recipe {
+        Recipe {
+            model: arch.into(),
+            epochs: 5,
+            batch_size: 32,
+            lr: 0.01,
+            momentum: 0.9,
+            optimizer: "sgd".into(),
+            schedule: "cosine".into(),
+            weight_decay: 1e-4,
+            decay_all: false,
+            label_smoothing: 0.0,
+            augment: true,
+            tta: false,
         }
     }
 
@@ -164,6 +188,14 @@ impl Recipe {
             "seed" => models::seed_net_for(shape, classes, seed),
             "keras" => models::keras_net_for(shape, classes, seed),
             "fast" => models::fast_net_for(shape, classes, seed),
+            zoo if crate::zoo::ARCHS.contains(&zoo) => {
+                if c != 3 || h != w {
+                    return Err(Error::Invalid(format!(
+                        "{zoo} takes square RGB images, got {input:?}"
+                    )));
+                }
+                crate::zoo::build(zoo, classes, h, seed)
+            }
             other => Err(Recipe::preset(other)
                 .err()
                 .unwrap_or_else(|| Error::Invalid(format!("no network for {other:?}")))),

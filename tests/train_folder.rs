@@ -116,3 +116,87 @@ fn train_resume_and_predict_on_a_photo_folder() {
     assert_eq!(known, 3, "top 3 of the folder's class names: {stdout}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `train --pretrained FILE --arch resnet18 --freeze backbone`: the backbone stays the
+/// file's, bit for bit, the head is replaced for the folder's 10 classes under its
+/// torchvision name, ImageNet normalisation is the default, and the run resumes only with
+/// the same freezing.
+#[test]
+fn fine_tune_a_pretrained_resnet18_on_a_photo_folder() {
+    let Some(data) = data_dir() else { return };
+    let dir = temp_dir("finetune-folder");
+    let root = dir.join("photos");
+    write_folder(&root, &data, 60);
+    // A torchvision-named resnet18 with ImageNet's 1000-class head, random weights.
+    let pretrained = dir.join("r18.safetensors");
+    ferroconv::zoo::resnet(18, 1000, 32, 3)
+        .unwrap()
+        .save(&pretrained)
+        .unwrap();
+    let save = dir.join("run");
+    let base = |epochs: &str, freeze: bool| {
+        let mut c = Command::new(example_binary("train"));
+        c.args(["--data", root.to_str().unwrap(), "--size", "32"])
+            .args([
+                "--pretrained",
+                pretrained.to_str().unwrap(),
+                "--arch",
+                "resnet18",
+            ])
+            .args(["--epochs", epochs, "--batch-size", "8", "--threads", "1"])
+            .args(["--save", save.to_str().unwrap()]);
+        if freeze {
+            c.args(["--freeze", "backbone"]);
+        }
+        c
+    };
+    let out = base("1", true).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("model resnet18"), "{stdout}");
+    let ckpt = save.join("checkpoint.safetensors");
+    let model = ferroconv::Sequential::load(&ckpt).unwrap();
+    let pre = ferroconv::Sequential::load(&pretrained).unwrap();
+    assert_eq!(
+        model.normalization(),
+        Some(&ferroconv::data::Normalize::imagenet())
+    );
+    assert_eq!(model.classes().map(|c| c.len()), Some(10));
+    let mut pre_values = std::collections::BTreeMap::new();
+    pre.visit_values(&mut |v| {
+        pre_values.insert(v.name.to_string(), v.values.to_vec());
+    });
+    let mut names = 0;
+    model.visit_values(&mut |v| {
+        names += 1;
+        let old = &pre_values[v.name];
+        if v.name.starts_with("fc.") {
+            assert_eq!(v.shape[0], 10, "{}", v.name);
+        } else {
+            assert_eq!(v.values, &old[..], "{} changed though frozen", v.name);
+        }
+    });
+    assert_eq!(names, pre_values.len(), "the same names, one to one");
+    let out = base("2", false)
+        .arg("--resume")
+        .arg(&save)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("freeze"),
+        "{stderr}"
+    );
+    let out = base("2", true).arg("--resume").arg(&save).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("resumed at the end of epoch 1"));
+    std::fs::remove_dir_all(dir).unwrap();
+}

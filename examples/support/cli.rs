@@ -17,10 +17,28 @@ mod plot;
 #[derive(Args, Debug)]
 pub struct TrainFlags {
     /// seed (the article's network and recipe), keras (the TensorFlow tutorial CNN,
-    /// Adam) or fast (an airbench-style conv-pool-BN net, no residuals). A model brings
-    /// its recipe; the flags below override it.
-    #[arg(long, default_value = "seed")]
+    /// Adam) or fast (an airbench-style conv-pool-BN net, no residuals), or a torchvision
+    /// architecture (--arch resnet18, resnet34, resnet50, vgg11[_bn], vgg16[_bn],
+    /// alexnet, googlenet, inception_v3) with the fine-tuning recipe. A model brings its
+    /// recipe; the flags below override it.
+    #[arg(long, alias = "arch", default_value = "seed")]
     pub model: String,
+    /// Start from these weights: a torchvision state_dict in safetensors
+    /// (tools/pth_to_safetensors.py converts a .pth) or a model saved here, of the
+    /// --arch/--model architecture. A head of another class count is replaced.
+    #[arg(long, value_name = "FILE")]
+    pub pretrained: Option<PathBuf>,
+    /// Freeze: backbone (all but the classifier head), name prefixes (layer1.,layer2),
+    /// or a range of top-level layers (0..5). Frozen batch norms use their running
+    /// statistics.
+    #[arg(long, value_name = "WHAT")]
+    pub freeze: Option<String>,
+    /// Learning rate of the classifier head (the rest trains at --lr).
+    #[arg(long, value_name = "LR")]
+    pub head_lr: Option<f32>,
+    /// Replace the pretrained head even when its class count matches the data's.
+    #[arg(long)]
+    pub fresh_head: bool,
     /// Epochs.
     #[arg(long)]
     pub epochs: Option<u64>,
@@ -129,6 +147,15 @@ impl TrainFlags {
         c.resume = self.resume.clone();
         c.overwrite = self.overwrite;
         c.json = self.json.clone();
+        c.fine_tune = ferroconv::finetune::FineTune {
+            pretrained: self.pretrained.clone(),
+            fresh_head: self.fresh_head,
+            freeze: match &self.freeze {
+                Some(f) => ferroconv::finetune::Freeze::parse(f).map_err(|e| e.to_string())?,
+                None => Default::default(),
+            },
+            head_lr: self.head_lr,
+        };
         c.device = if self.device == "wgpu" {
             Device::Wgpu
         } else {

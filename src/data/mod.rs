@@ -12,6 +12,7 @@ mod image_io;
 #[cfg(feature = "image")]
 mod image_scan;
 mod normalize;
+mod subset;
 
 pub use augment::{Augment, ResizedCrop, augment_key, shift_flip};
 pub use batches::{Batch, Batches, epoch_permutation};
@@ -22,3 +23,4 @@ pub use image_folder::{ImageFolder, ImageFolderOptions, ImageSplits, load_eval_i
 #[cfg(feature = "image")]
 pub use image_io::{DecodeLimits, Rgb8, decode_image, eval_image};
 pub use normalize::Normalize;
+pub use subset::Subset;

@@ -3,7 +3,8 @@
 //! Per channel `c`, over its `M = N·H·W` values:
 //! - train: `μ, σ² = mean, biased variance of the batch`; `x̂ = (x − μ)/√(σ² + ε)`;
 //!   `y = γ·x̂ + β`; running stats `r ← (1 − m)·r + m·batch` (variance unbiased, `m = 0.1`).
-//! - eval: the same with the running `μ, σ²`.
+//! - eval: the same with the running `μ, σ²`; a frozen batch norm (fine-tuning) computes
+//!   this in training too, and its running statistics stay as they are.
 //! - backward (train): `dβ = Σ dy`, `dγ = Σ dy·x̂`,
 //!   `dx = γ/√(σ²+ε) · (dy − dβ/M − x̂·dγ/M)`; (eval): `dx = γ/√(σ²+ε) · dy`.
 
@@ -31,6 +32,8 @@ pub struct BatchNorm2d {
     inv_std: Vec<f32>,
     /// Mode of the last forward, which decides the backward formula.
     mode: Mode,
+    /// Frozen (fine-tuning): every forward uses the running statistics and leaves them.
+    frozen: bool,
     /// `x̂` of the last forward, `[N, C, H, W]`.
     xhat: Tensor,
     output: Tensor,
@@ -53,6 +56,7 @@ impl BatchNorm2d {
             running_var: Vec::new(),
             inv_std: Vec::new(),
             mode: Mode::Train,
+            frozen: false,
             xhat: Tensor::default(),
             output: Tensor::default(),
             grad_input: Tensor::default(),
@@ -124,6 +128,8 @@ impl Layer for BatchNorm2d {
         let (n, ch) = (x.batch(), self.channels);
         let plane = x.item_len() / ch;
         let m = (n * plane) as f64;
+        // A frozen batch norm is an affine map of fixed statistics, training or not.
+        let mode = if self.frozen { Mode::Eval } else { mode };
         self.mode = mode;
         if mode == Mode::Train {
             // Per channel mean and biased variance, in f64, in a fixed order.
@@ -260,6 +266,13 @@ impl Layer for BatchNorm2d {
             kind: ParamKind::Norm,
         };
         emit(prefix, "bias", p, f);
+    }
+
+    fn freeze_norm(&mut self, prefix: &mut String, frozen: &dyn Fn(&str) -> bool) {
+        let len = prefix.len();
+        prefix.push_str("weight");
+        self.frozen = frozen(prefix);
+        prefix.truncate(len);
     }
 
     fn visit_buffers(&mut self, prefix: &mut String, f: &mut BufferVisitor<'_>) {

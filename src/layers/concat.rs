@@ -150,6 +150,14 @@ impl Layer for Concat {
         }
     }
 
+    fn freeze_norm(&mut self, prefix: &mut String, frozen: &dyn Fn(&str) -> bool) {
+        for (name, layer) in &mut self.branches {
+            let len = enter(prefix, name);
+            layer.freeze_norm(prefix, frozen);
+            prefix.truncate(len);
+        }
+    }
+
     fn visit_buffers(&mut self, prefix: &mut String, f: &mut BufferVisitor<'_>) {
         for (name, layer) in &mut self.branches {
             let len = enter(prefix, name);

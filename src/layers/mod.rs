@@ -276,6 +276,13 @@ pub trait Layer: Send {
     /// like dropout, key their draws on it so a resumed run draws the same).
     fn set_step(&mut self, _step: u64) {}
 
+    /// Tells normalisation layers whether their parameters are frozen: a batch norm whose
+    /// `weight`, named `prefix + "weight"`, is frozen by `frozen` normalises with its running
+    /// statistics even in a training forward, and leaves them as they are (fine-tuning;
+    /// see [`crate::Sequential::freeze_prefix`]). Composites pass it to their children
+    /// under their names; other layers ignore it.
+    fn freeze_norm(&mut self, _prefix: &mut String, _frozen: &dyn Fn(&str) -> bool) {}
+
     /// Lends each non-trainable state buffer (e.g. batch norm's running statistics),
     /// named like parameters, so checkpoints can keep them.
     fn visit_buffers(&mut self, _prefix: &mut String, _f: &mut BufferVisitor<'_>) {}

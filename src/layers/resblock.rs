@@ -135,6 +135,15 @@ impl Layer for ResBlock {
         }
     }
 
+    fn freeze_norm(&mut self, prefix: &mut String, frozen: &dyn Fn(&str) -> bool) {
+        self.main.freeze_norm(prefix, frozen);
+        if let Some(d) = &mut self.downsample {
+            let len = super::block::enter(prefix, "downsample");
+            d.freeze_norm(prefix, frozen);
+            prefix.truncate(len);
+        }
+    }
+
     fn visit_buffers(&mut self, prefix: &mut String, f: &mut BufferVisitor<'_>) {
         self.main.visit_buffers(prefix, f);
         if let Some(d) = &mut self.downsample {

@@ -107,6 +107,15 @@ impl Layer for Residual {
         }
     }
 
+    fn freeze_norm(&mut self, prefix: &mut String, frozen: &dyn Fn(&str) -> bool) {
+        let len = prefix.len();
+        for (j, layer) in self.branch.iter_mut().enumerate() {
+            write!(prefix, "{j}.").expect("writing to a String");
+            layer.freeze_norm(prefix, frozen);
+            prefix.truncate(len);
+        }
+    }
+
     fn visit_buffers(&mut self, prefix: &mut String, f: &mut BufferVisitor<'_>) {
         let len = prefix.len();
         for (j, layer) in self.branch.iter_mut().enumerate() {

@@ -83,18 +83,22 @@ impl Optimizer for Adam {
         };
         let (wd, filter) = (self.weight_decay, self.decay_filter);
         let moments = &mut self.moments;
-        let mut i = 0;
-        model.visit_params(&mut |_, p| {
+        // Frozen parameters are skipped: no update, no decay, their moments untouched.
+        model.visit_trainable(&mut |i, factor, p| {
             if moments.len() <= i {
-                moments.push((vec![0.0; p.value.len()], vec![0.0; p.value.len()]));
+                moments.resize_with(i + 1, Default::default);
             }
             let (m, v) = &mut moments[i];
+            if m.len() != p.value.len() {
+                *m = vec![0.0; p.value.len()];
+                *v = vec![0.0; p.value.len()];
+            }
             let hp = k::AdamStep {
+                lr: hp.lr * factor,
                 weight_decay: filter.decay_for(p.kind, wd),
                 ..hp
             };
             k::adam_update(p.value, p.grad, m, v, &hp);
-            i += 1;
         });
     }
 

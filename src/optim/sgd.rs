@@ -62,7 +62,6 @@ impl Sgd {
 impl Optimizer for Sgd {
     fn step(&mut self, model: &mut Sequential) {
         let first = self.steps == 0;
-        let mut i = 0;
         let (lr, mu, nesterov, wd, filter) = (
             self.current_lr(),
             self.momentum,
@@ -71,22 +70,25 @@ impl Optimizer for Sgd {
             self.decay_filter,
         );
         let buffers = &mut self.buffers;
-        model.visit_params(&mut |_, p| {
+        // Frozen parameters are skipped: no update, no decay, their buffer untouched.
+        model.visit_trainable(&mut |i, factor, p| {
             if buffers.len() <= i {
-                buffers.push(vec![0.0; p.value.len()]);
+                buffers.resize_with(i + 1, Vec::new);
+            }
+            if buffers[i].len() != p.value.len() {
+                buffers[i] = vec![0.0; p.value.len()];
             }
             let wd = filter.decay_for(p.kind, wd);
             k::sgd_update(
                 p.value,
                 p.grad,
                 &mut buffers[i],
-                lr,
+                lr * factor,
                 mu,
                 wd,
                 nesterov,
                 first,
             );
-            i += 1;
         });
         self.steps += 1;
     }

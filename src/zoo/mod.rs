@@ -23,7 +23,54 @@ pub use inception::{googlenet, inception_v3};
 pub use resnet::{resnet, resnet18, resnet34, resnet50};
 pub use vgg::{VGG11_CONFIG, VGG16_CONFIG, alexnet, vgg, vgg11, vgg11_bn, vgg16, vgg16_bn};
 
+use crate::error::{Error, Result};
 use crate::layers::{BatchNorm2d, Block, Conv2d, Layer, ReLU};
+use crate::model::Sequential;
+
+/// The architectures [`build`] knows, by torchvision's names.
+pub const ARCHS: [&str; 10] = [
+    "alexnet",
+    "vgg11",
+    "vgg11_bn",
+    "vgg16",
+    "vgg16_bn",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "googlenet",
+    "inception_v3",
+];
+
+/// The architecture `name` (one of [`ARCHS`]) for `[3, side, side]` images and `classes`
+/// classes, initialised from `seed`. ResNets and VGGs take any side their pooling allows
+/// (32 and up); AlexNet and GoogLeNet take 224, Inception v3 299 (an error otherwise).
+pub fn build(name: &str, classes: usize, side: usize, seed: u64) -> Result<Sequential> {
+    let fixed = |want: usize| {
+        if side == want {
+            Ok(())
+        } else {
+            Err(Error::Invalid(format!(
+                "{name} takes {want}×{want} images, not {side}×{side}"
+            )))
+        }
+    };
+    match name {
+        "alexnet" => fixed(224).and_then(|_| alexnet(classes, seed)),
+        "vgg11" => vgg(VGG11_CONFIG, false, classes, 0.5, side, seed),
+        "vgg11_bn" => vgg(VGG11_CONFIG, true, classes, 0.5, side, seed),
+        "vgg16" => vgg(VGG16_CONFIG, false, classes, 0.5, side, seed),
+        "vgg16_bn" => vgg(VGG16_CONFIG, true, classes, 0.5, side, seed),
+        "resnet18" => resnet(18, classes, side, seed),
+        "resnet34" => resnet(34, classes, side, seed),
+        "resnet50" => resnet(50, classes, side, seed),
+        "googlenet" => fixed(224).and_then(|_| googlenet(classes, seed)),
+        "inception_v3" => fixed(299).and_then(|_| inception_v3(classes, seed)),
+        _ => Err(Error::Invalid(format!(
+            "unknown architecture {name:?}: expected one of {}",
+            ARCHS.join(", ")
+        ))),
+    }
+}
 
 /// A boxed layer (the zoo's builders pass many).
 pub(crate) fn boxed(layer: impl Layer + 'static) -> Box<dyn Layer> {
