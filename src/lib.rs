@@ -26,6 +26,7 @@ pub mod error;
 pub mod gpu;
 mod json;
 pub mod layers;
+pub mod linalg;
 pub mod loss;
 pub mod model;
 pub mod models;

@@ -17,8 +17,10 @@ mod plot;
 #[derive(Args, Debug)]
 pub struct TrainFlags {
     /// seed (the article's network and recipe), keras (the TensorFlow tutorial CNN,
-    /// Adam) or fast (an airbench-style conv-pool-BN net, no residuals). A model brings
-    /// its recipe; the flags below override it.
+    /// Adam), fast (an airbench-style conv-pool-BN net, no residuals) or airbench94
+    /// (airbench94's recipe: whitening, lookahead, alternating flip, TTA; its --lr is the
+    /// rate at batch 1024, scaled with --batch-size). A model brings its recipe; the
+    /// flags below override it.
     #[arg(long, default_value = "seed")]
     pub model: String,
     /// Epochs.
