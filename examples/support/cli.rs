@@ -38,8 +38,8 @@ pub struct TrainFlags {
     /// sgd, nesterov, adam, adamw.
     #[arg(long, value_parser = ["sgd", "nesterov", "adam", "adamw"])]
     pub optimizer: Option<String>,
-    /// constant, step (×0.1 at 50% and 75%), cosine, onecycle.
-    #[arg(long, value_parser = ["constant", "step", "cosine", "onecycle"])]
+    /// constant, step (×0.1 at 50% and 75%), cosine, onecycle, triangle (airbench94's).
+    #[arg(long, value_parser = ["constant", "step", "cosine", "onecycle", "triangle"])]
     pub schedule: Option<String>,
     /// Weight decay (L2; decoupled for adamw).
     #[arg(long)]

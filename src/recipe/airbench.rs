@@ -155,7 +155,13 @@ pub fn whitening_filters(item: &[usize], images: &[f32], k: usize, eps: f32) -> 
         )));
     };
     let per = c * h * w;
-    if k == 0 || k > h || k > w || per == 0 || images.is_empty() || !images.len().is_multiple_of(per) {
+    if k == 0
+        || k > h
+        || k > w
+        || per == 0
+        || images.is_empty()
+        || !images.len().is_multiple_of(per)
+    {
         return Err(Error::Invalid(format!(
             "whitening: {} values are not [N, {c}, {h}, {w}] images with {k}×{k} patches",
             images.len()
