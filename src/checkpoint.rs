@@ -467,7 +467,7 @@ pub fn model_from_file(st: &SafeTensors, path: &Path) -> Result<Sequential> {
 
 /// True for the tensors a training checkpoint adds to a model's: optimizer state.
 fn is_optimizer_state(name: &str) -> bool {
-    name.starts_with("momentum.") || name.starts_with("exp_avg")
+    name.starts_with("momentum.") || name.starts_with("exp_avg") || name.starts_with("lookahead.")
 }
 
 /// True for a PyTorch batch norm's step counter, `<layer>.num_batches_tracked` (I64,

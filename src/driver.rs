@@ -26,7 +26,7 @@ use crate::finetune::FineTune;
 use crate::model::Sequential;
 use crate::optim::Optimizer;
 use crate::recipe::Recipe;
-use crate::train::{EpochStats, Evaluation, Plan, StepReport, evaluate, train_epoch};
+use crate::train::{EpochStats, Evaluation, Plan, StepReport, Tta, evaluate_tta, train_epoch};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -163,11 +163,12 @@ pub fn run(
         .build(r, &train.image_shape(), classes, config.seed)?;
     model.set_normalization(train.normalization())?;
     model.set_classes(train.classes().to_vec())?;
+    r.prepare(&mut model, train)?;
     if let Some(path) = &config.init_weights {
         model.load_weights(path)?;
     }
-    let mut opt = r.optimizer();
     let plan = r.plan(train.len(), config.seed, !train.in_memory());
+    let mut opt = r.optimizer_for(&model, &plan, train.len());
     let metadata = |epoch: u64| run_metadata(config, train, epoch);
 
     let save_path = config.save.as_ref().map(|d| d.join(CHECKPOINT));
@@ -253,18 +254,25 @@ pub fn run(
                 snapshot = Some(snap);
                 out.finish(epoch, s, eval, on)?;
             }
-            match snapshot.take() {
+            // The last epoch has nothing to overlap with: evaluate it on every thread.
+            let overlap = if epoch < r.epochs {
+                snapshot.take()
+            } else {
+                None
+            };
+            match overlap {
                 Some(mut snap) => {
                     snap.copy_state_from(&model)?;
-                    let (pool, tta) = (&eval_pool, r.tta);
+                    let (pool, tta) = (&eval_pool, r.tta_for_epoch(epoch));
                     let h = scope.spawn(move || {
-                        pool.install(|| evaluate(&mut snap, test, eval_batch, tta))
+                        pool.install(|| evaluate_tta(&mut snap, test, eval_batch, tta))
                             .map(|eval| (eval, snap))
                     });
                     pending = Some((epoch, stats, h));
                 }
                 None => {
-                    let eval = engine.evaluate(&mut model, test, eval_batch, r.tta)?;
+                    let tta = r.tta_for_epoch(epoch);
+                    let eval = engine.evaluate(&mut model, test, eval_batch, tta)?;
                     out.finish(epoch, stats, eval, on)?;
                 }
             }
@@ -494,6 +502,12 @@ impl Engine {
                 crate::SoftmaxCrossEntropy::with_label_smoothing(config.recipe.label_smoothing),
             )),
             #[cfg(feature = "wgpu")]
+            Device::Wgpu if config.recipe.airbench.is_some() => Err(Error::Invalid(
+                "the airbench settings (frozen tensors, lookahead, whitening) run on the CPU \
+                 only: leave out the wgpu device"
+                    .into(),
+            )),
+            #[cfg(feature = "wgpu")]
             Device::Wgpu => {
                 if model.has_param_groups() {
                     return Err(Error::Invalid(
@@ -545,12 +559,19 @@ impl Engine {
         model: &mut Sequential,
         data: &dyn Dataset,
         batch: usize,
-        tta: bool,
+        tta: Tta,
     ) -> Result<Evaluation> {
         match self {
-            Engine::Cpu(_) => evaluate(model, data, batch, tta),
+            Engine::Cpu(_) => evaluate_tta(model, data, batch, tta),
             #[cfg(feature = "wgpu")]
-            Engine::Gpu(net) => crate::gpu::evaluate(net, data, batch, tta),
+            Engine::Gpu(net) => match tta {
+                Tta::None | Tta::Mirror => {
+                    crate::gpu::evaluate(net, data, batch, tta == Tta::Mirror)
+                }
+                Tta::MirrorTranslate => Err(Error::Invalid(
+                    "the wgpu device evaluates with mirror images at most".into(),
+                )),
+            },
         }
     }
 

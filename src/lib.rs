@@ -27,6 +27,7 @@ pub mod finetune;
 pub mod gpu;
 mod json;
 pub mod layers;
+pub mod linalg;
 pub mod loss;
 pub mod model;
 pub mod models;

@@ -420,9 +420,9 @@ impl Sequential {
     }
 
     /// Lends every trainable (not frozen) parameter with its index in
-    /// [`Sequential::visit_params`] order and its learning-rate factor: what an optimizer
-    /// updates.
-    pub fn visit_trainable(&mut self, f: &mut dyn FnMut(usize, f32, Param<'_>)) {
+    /// [`Sequential::visit_params`] order, its full name and its learning-rate factor:
+    /// what an optimizer updates.
+    pub fn visit_trainable(&mut self, f: &mut dyn FnMut(usize, &str, f32, Param<'_>)) {
         let (frozen, factors) = (&self.frozen, &self.lr_factors);
         let mut index = 0;
         let mut prefix = String::new();
@@ -430,11 +430,11 @@ impl Sequential {
             prefix.clear();
             prefix.push_str(name);
             prefix.push('.');
-            layer.visit_params(&mut prefix, &mut |_, p| {
+            layer.visit_params(&mut prefix, &mut |name, p| {
                 let k = index;
                 index += 1;
                 if frozen.get(k) != Some(&true) {
-                    f(k, factors.get(k).copied().unwrap_or(1.0), p);
+                    f(k, name, factors.get(k).copied().unwrap_or(1.0), p);
                 }
             });
         }

@@ -3,6 +3,7 @@
 use crate::error::Result;
 use crate::layers::{
     BatchNorm2d, Conv2d, Dense, Flatten, Gelu, GlobalMaxPool, Layer, MaxPool2d, ReLU, Residual,
+    Scale,
 };
 use crate::model::Sequential;
 
@@ -109,13 +110,23 @@ pub fn resnet9(seed: u64) -> Result<Sequential> {
 
 /// One airbench-style group: conv (pad 1) → max-pool 2 → BN → act → conv → BN → act.
 fn airbench_group(cin: usize, cout: usize, act: Activation) -> Layers {
+    airbench_group_bn(cin, cout, act, &BatchNorm2d::new)
+}
+
+/// [`airbench_group`] with batch norms from `bn(channels)`.
+fn airbench_group_bn(
+    cin: usize,
+    cout: usize,
+    act: Activation,
+    bn: &dyn Fn(usize) -> BatchNorm2d,
+) -> Layers {
     vec![
         Box::new(Conv2d::new(cin, cout, 3).padding(1).bias(false)),
         Box::new(MaxPool2d::new(2, 2)),
-        Box::new(BatchNorm2d::new(cout)),
+        Box::new(bn(cout)),
         act.layer(),
         Box::new(Conv2d::new(cout, cout, 3).padding(1).bias(false)),
-        Box::new(BatchNorm2d::new(cout)),
+        Box::new(bn(cout)),
         act.layer(),
     ]
 }
@@ -178,4 +189,59 @@ pub fn fast_net(seed: u64) -> Result<Sequential> {
 /// [`fast_net`] for `[C, H, W]` images and `classes` classes.
 pub fn fast_net_for(input: [usize; 3], classes: usize, seed: u64) -> Result<Sequential> {
     airbench_net_for(FAST_NET_WIDTHS, Activation::Relu, input, classes, seed)
+}
+
+/// Batch-norm settings of [`airbench94_net_for`] (PyTorch's meaning of momentum: the
+/// weight of the new batch).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BnSettings {
+    /// Weight of each batch in the running statistics (airbench94: `1 − 0.6 = 0.4`).
+    pub momentum: f32,
+    /// Added to the variance (airbench94: `1e-12`).
+    pub eps: f32,
+}
+
+/// airbench94's network (KellerJordan/cifar10-airbench, `airbench94.py`): a 2×2 stem
+/// conv of `2·C·4` filters with bias (24 for RGB; the whitening layer, filled from data
+/// by [`crate::recipe::Recipe::prepare`]), GELU, three groups of widths 64/256/256 with
+/// batch norms of `bn`, global max-pool, linear without bias, times `logit_scale`
+/// (airbench: 1/9). Initialised as airbench does: every 3×3 conv's first
+/// `min(in, out)` filters are identity (Dirac) kernels, the rest PyTorch's default; the
+/// stem's bias is 0.
+pub fn airbench94_net_for(
+    input: [usize; 3],
+    classes: usize,
+    bn: BnSettings,
+    logit_scale: f32,
+    seed: u64,
+) -> Result<Sequential> {
+    let widths = [64, 256, 256];
+    let act = Activation::Gelu;
+    let stem = 2 * input[0] * 4;
+    let norm = |c: usize| BatchNorm2d::new(c).momentum(bn.momentum).eps(bn.eps);
+    let mut layers: Layers = vec![Box::new(Conv2d::new(input[0], stem, 2)), act.layer()];
+    layers.extend(airbench_group_bn(stem, widths[0], act, &norm));
+    layers.extend(airbench_group_bn(widths[0], widths[1], act, &norm));
+    layers.extend(airbench_group_bn(widths[1], widths[2], act, &norm));
+    layers.push(Box::new(GlobalMaxPool::new()));
+    layers.push(Box::new(Dense::new(widths[2], classes).bias(false)));
+    layers.push(Box::new(Scale::new(logit_scale)));
+    let mut model = Sequential::new(&input, layers, seed)?;
+    model.visit_params(&mut |name, p| {
+        if let [out, inp, 3, 3] = p.shape[..] {
+            dirac_rows(p.value, out.min(inp), inp);
+        } else if name == "0.bias" {
+            p.value.fill(0.0);
+        }
+    });
+    Ok(model)
+}
+
+/// Sets the first `rows` filters of a `[out, inp, 3, 3]` kernel to identity kernels
+/// (`w[o][i][1][1] = [o = i]`, every other tap 0), as `torch.nn.init.dirac_` does.
+pub fn dirac_rows(w: &mut [f32], rows: usize, inp: usize) {
+    for (o, filter) in w.chunks_exact_mut(inp * 9).take(rows).enumerate() {
+        filter.fill(0.0);
+        filter[o * 9 + 4] = 1.0;
+    }
 }

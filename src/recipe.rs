@@ -9,15 +9,20 @@
 //! assert_eq!(model.output_shape(), &[10]);
 //! ```
 
-use crate::data::Augment;
+mod airbench;
+
+pub use airbench::{Airbench, whitening_filters};
+
+use crate::data::{Augment, Dataset};
 use crate::error::{Error, Result};
+use crate::layers::{ParamKind, Role};
 use crate::model::Sequential;
 use crate::models;
-use crate::optim::{Adam, DecayFilter, Optimizer, Schedule, Sgd};
-use crate::train::Plan;
+use crate::optim::{Adam, DecayFilter, Lookahead, Optimizer, Schedule, Sgd};
+use crate::train::{Plan, Tta};
 
 /// The presets [`Recipe::preset`] knows, with one line each.
-pub const PRESETS: [(&str, &str); 3] = [
+pub const PRESETS: [(&str, &str); 4] = [
     (
         "seed",
         "the article's network and recipe (SGD lr 0.001, momentum 0.9, batch 4, 10 epochs)",
@@ -30,6 +35,12 @@ pub const PRESETS: [(&str, &str); 3] = [
         "fast",
         "an airbench-style conv-pool-batch-norm net (no residual connections), \
          Nesterov one-cycle, batch 512, 12 epochs, augmentation and test-time flips",
+    ),
+    (
+        "airbench94",
+        "airbench94 (KellerJordan/cifar10-airbench): whitened 2×2 stem, GELU, widths \
+         64/256/256, Nesterov triangle, batch 1024, 10 epochs, lookahead, alternating \
+         flip + translate, flip-and-translate TTA at the end",
     ),
 ];
 
@@ -61,6 +72,8 @@ pub struct Recipe {
     pub augment: bool,
     /// Average each test image's prediction with its mirror image's.
     pub tta: bool,
+    /// airbench94's own settings (whitening, lookahead, …); `None` for other presets.
+    pub airbench: Option<Airbench>,
 }
 
 impl Recipe {
@@ -79,6 +92,7 @@ impl Recipe {
             label_smoothing: 0.0,
             augment: false,
             tta: false,
+            airbench: None,
         };
         match name {
             "seed" => Ok(base),
@@ -98,6 +112,24 @@ impl Recipe {
                 label_smoothing: 0.2,
                 augment: true,
                 tta: true,
+                ..base
+            }),
+            // airbench94.py's hyper-parameters, in our terms (a mean loss): the rate is
+            // airbench's 11.5/(1 + 1/(1 − 0.85)) at 1024 images; its decoupled decay
+            // 0.0153 becomes the L2 coefficient 0.0153/11.5; 10 epochs for its 9.9.
+            "airbench94" => Ok(Recipe {
+                epochs: 10,
+                batch_size: 1024,
+                lr: 11.5 / (1.0 + 1.0 / (1.0 - 0.85)),
+                momentum: 0.85,
+                optimizer: "nesterov".into(),
+                schedule: "triangle".into(),
+                weight_decay: 0.0153 / 11.5,
+                decay_all: true,
+                label_smoothing: 0.2,
+                augment: true,
+                tta: false,
+                airbench: Some(Airbench::default()),
                 ..base
             }),
             zoo if crate::zoo::ARCHS.contains(&zoo) => Ok(Recipe::fine_tuning(zoo)),
@@ -135,6 +167,7 @@ impl Recipe {
             label_smoothing: 0.0,
             augment: true,
             tta: false,
+            airbench: None,
         }
     }
 
@@ -168,8 +201,18 @@ impl Recipe {
         if !["sgd", "nesterov", "adam", "adamw"].contains(&self.optimizer.as_str()) {
             return bad(format!("unknown optimizer {:?}", self.optimizer));
         }
-        if !["constant", "step", "cosine", "onecycle"].contains(&self.schedule.as_str()) {
+        if !["constant", "step", "cosine", "onecycle", "triangle"].contains(&self.schedule.as_str())
+        {
             return bad(format!("unknown schedule {:?}", self.schedule));
+        }
+        if let Some(a) = &self.airbench {
+            a.check()?;
+            if self.optimizer != "sgd" && self.optimizer != "nesterov" {
+                return bad(format!(
+                    "the airbench settings need SGD (sgd or nesterov), got {:?}",
+                    self.optimizer
+                ));
+            }
         }
         Ok(())
     }
@@ -188,6 +231,10 @@ impl Recipe {
             "seed" => models::seed_net_for(shape, classes, seed),
             "keras" => models::keras_net_for(shape, classes, seed),
             "fast" => models::fast_net_for(shape, classes, seed),
+            "airbench94" => {
+                let a = self.airbench.unwrap_or_default();
+                models::airbench94_net_for(shape, classes, a.bn, a.logit_scale, seed)
+            }
             zoo if crate::zoo::ARCHS.contains(&zoo) => {
                 if c != 3 || h != w {
                     return Err(Error::Invalid(format!(
@@ -202,8 +249,80 @@ impl Recipe {
         }
     }
 
-    /// The recipe's optimizer, at its learning rate.
+    /// Initialisation that needs the training data, after [`Recipe::build_model`]: with
+    /// airbench settings, the whitening of layer 0 ([`Airbench::init_whitening`]).
+    /// Nothing for the other presets.
+    pub fn prepare(&self, model: &mut Sequential, train: &dyn Dataset) -> Result<()> {
+        match &self.airbench {
+            Some(a) => a.init_whitening(model, train),
+            None => Ok(()),
+        }
+    }
+
+    /// The optimizer of a run of `plan` on `model`: [`Recipe::optimizer`], and with
+    /// airbench settings also its frozen tensors (layer 0's weight and every
+    /// batch-norm scale from the start, layer 0's bias after `whiten_bias_epochs`), the
+    /// batch-norm biases' rate factor, and the lookahead.
+    pub fn optimizer_for(
+        &self,
+        model: &Sequential,
+        plan: &Plan,
+        train_images: usize,
+    ) -> Box<dyn Optimizer> {
+        let Some(a) = &self.airbench else {
+            return self.optimizer();
+        };
+        let per_epoch = plan.steps_per_epoch(train_images);
+        // airbench trains only the batch norms' biases, and the whitening weight never.
+        let mut scales = Vec::new();
+        model.visit_values(&mut |v| {
+            if v.role == Role::Param(ParamKind::Norm) && v.name.ends_with(".weight") {
+                scales.push(v.name.to_string());
+            }
+        });
+        let bias_steps = a.whiten_bias_epochs.saturating_mul(per_epoch);
+        let mut sgd = self
+            .airbench_sgd(a)
+            .freeze("0.weight", 0)
+            .freeze("0.bias", bias_steps);
+        for name in &scales {
+            sgd = sgd.freeze(name, 0);
+        }
+        Box::new(Lookahead::new(
+            Box::new(sgd),
+            a.lookahead_schedule(per_epoch, self.epochs),
+        ))
+    }
+
+    /// SGD at the airbench rate for this batch size, with the bias rate factor.
+    fn airbench_sgd(&self, a: &Airbench) -> Sgd {
+        let lr = self.lr * self.batch_size as f32 / a.lr_batch as f32;
+        Sgd::new(lr, self.momentum)
+            .weight_decay(self.weight_decay)
+            .nesterov(self.optimizer == "nesterov")
+            .decay_filter(if self.decay_all {
+                DecayFilter::All
+            } else {
+                DecayFilter::WeightsOnly
+            })
+            .norm_lr_scale(a.bias_lr_scale)
+    }
+
+    /// The test-time augmentation of epoch `epoch`'s evaluation: the airbench settings'
+    /// `final_tta` after the last epoch; otherwise mirror images when `tta` is on.
+    pub fn tta_for_epoch(&self, epoch: u64) -> Tta {
+        match &self.airbench {
+            Some(a) if epoch == self.epochs => a.final_tta,
+            _ => Tta::from(self.tta),
+        }
+    }
+
+    /// The recipe's optimizer, at its learning rate (for airbench settings without what
+    /// depends on the run: [`Recipe::optimizer_for`] adds that).
     pub fn optimizer(&self) -> Box<dyn Optimizer> {
+        if let Some(a) = &self.airbench {
+            return Box::new(self.airbench_sgd(a));
+        }
         let filter = if self.decay_all {
             DecayFilter::All
         } else {
@@ -238,6 +357,14 @@ impl Recipe {
                 div: 10.0,
                 final_frac: 0.0,
             },
+            "triangle" => {
+                let (start, end, peak_at) = self.airbench.unwrap_or_default().triangle;
+                Schedule::Triangle {
+                    start,
+                    peak_at,
+                    end,
+                }
+            }
             _ => Schedule::Constant,
         }
     }
@@ -253,6 +380,7 @@ impl Recipe {
             total_steps: total,
             augment: match (self.augment, photos) {
                 (false, _) => Augment::default(),
+                (true, false) if self.airbench.is_some() => Augment::airbench(),
                 (true, false) => Augment::standard(),
                 (true, true) => Augment::photos(),
             },

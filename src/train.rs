@@ -1,6 +1,9 @@
 //! The training and evaluation loops shared by the examples and the tests.
 
-use crate::data::{Augment, Batch, Batches, Dataset, View, augment_key, epoch_permutation};
+use crate::data::{
+    Augment, Batch, Batches, Dataset, View, alternating_flip, augment_key, epoch_permutation,
+    reflect_index,
+};
 use crate::error::{Error, Result};
 use crate::layers::Mode;
 use crate::loss::SoftmaxCrossEntropy;
@@ -218,7 +221,16 @@ pub fn for_each_batch(
                 let Ok(mut batch) = empty_rx.recv() else {
                     return;
                 };
-                let key = |k: usize| augment_key(plan.seed, epoch, (pos + k) as u64);
+                let key = |k: usize| {
+                    let key = augment_key(plan.seed, epoch, (pos + k) as u64);
+                    if plan.augment.alternating_flip {
+                        // The lowest bit carries the image's flip for this epoch.
+                        let flip = alternating_flip(plan.seed, indices[k] as u64, epoch);
+                        (key & !1) | u64::from(flip)
+                    } else {
+                        key
+                    }
+                };
                 let view = if plan.augment.is_identity() {
                     View::Plain
                 } else {
@@ -267,6 +279,101 @@ impl Evaluation {
     }
 }
 
+/// Test-time augmentation: which views of each test image are scored, and averaged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Tta {
+    /// The image alone.
+    #[default]
+    None,
+    /// The image and its mirror image, ½ each.
+    Mirror,
+    /// airbench's level 2: ½ for the mirror pair of the image, and ¼ for each mirror
+    /// pair of the image translated by one pixel up-left and down-right (reflected
+    /// borders): six views.
+    MirrorTranslate,
+}
+
+impl From<bool> for Tta {
+    /// `true` is [`Tta::Mirror`].
+    fn from(mirror: bool) -> Self {
+        if mirror { Tta::Mirror } else { Tta::None }
+    }
+}
+
+impl Tta {
+    /// The views as `(weight, (dy, dx), mirrored)`: a view's pixel `(y, x)` is the
+    /// image's pixel `(y + dy, x' + dx)`, reflected at the borders, with `x' = W−1−x`
+    /// when mirrored. The weights sum to 1.
+    pub fn views(self) -> Vec<(f32, (isize, isize), bool)> {
+        match self {
+            Tta::None => vec![(1.0, (0, 0), false)],
+            Tta::Mirror => vec![(0.5, (0, 0), false), (0.5, (0, 0), true)],
+            Tta::MirrorTranslate => vec![
+                (0.25, (0, 0), false),
+                (0.25, (0, 0), true),
+                (0.125, (-1, -1), false),
+                (0.125, (-1, -1), true),
+                (0.125, (1, 1), false),
+                (0.125, (1, 1), true),
+            ],
+        }
+    }
+}
+
+/// `images[N, C, H, W]` shifted by `(dy, dx)` with reflected borders, mirrored left-right
+/// first when `mirror`: `out[n][c][y][x] = images[n][c][refl(y+dy)][refl(x'+dx)]`.
+pub fn shift_mirror(images: &Tensor, (dy, dx): (isize, isize), mirror: bool, out: &mut Tensor) {
+    out.reshape_to(images.shape());
+    let &[.., h, w] = images.shape() else {
+        out.data_mut().copy_from_slice(images.data());
+        return;
+    };
+    let src = images.data();
+    for (s, d) in src
+        .chunks_exact(h * w)
+        .zip(out.data_mut().chunks_exact_mut(h * w))
+    {
+        for y in 0..h {
+            let sy = reflect_index(y as isize + dy, h);
+            for x in 0..w {
+                let xx = if mirror { w - 1 - x } else { x };
+                d[y * w + x] = s[sy * w + reflect_index(xx as isize + dx, w)];
+            }
+        }
+    }
+}
+
+/// The test-time-augmented logits of `images[N, ...]`: the weighted sum of
+/// `logits_of(view)` over [`Tta::views`], in their order, into `logits`.
+pub fn tta_logits(
+    images: &Tensor,
+    tta: Tta,
+    logits_of: &mut dyn FnMut(&Tensor, &mut Tensor) -> Result<()>,
+    logits: &mut Tensor,
+) -> Result<()> {
+    if tta == Tta::None {
+        return logits_of(images, logits);
+    }
+    let (mut view, mut part) = (Tensor::default(), Tensor::default());
+    for (i, (weight, shift, mirror)) in tta.views().into_iter().enumerate() {
+        let target = if i == 0 { &mut *logits } else { &mut part };
+        if shift == (0, 0) && !mirror {
+            logits_of(images, target)?;
+        } else {
+            shift_mirror(images, shift, mirror, &mut view);
+            logits_of(&view, target)?;
+        }
+        if i == 0 {
+            logits.data_mut().iter_mut().for_each(|a| *a *= weight);
+        } else {
+            for (a, &b) in logits.data_mut().iter_mut().zip(part.data()) {
+                *a += weight * b;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Evaluates `model` on all of `data` in eval mode, `batch_size` images at a time.
 /// With `tta`, each image's logits are averaged with those of its mirror image.
 pub fn evaluate(
@@ -275,8 +382,18 @@ pub fn evaluate(
     batch_size: usize,
     tta: bool,
 ) -> Result<Evaluation> {
+    evaluate_tta(model, data, batch_size, Tta::from(tta))
+}
+
+/// [`evaluate`] with any [`Tta`].
+pub fn evaluate_tta(
+    model: &mut Sequential,
+    data: &dyn Dataset,
+    batch_size: usize,
+    tta: Tta,
+) -> Result<Evaluation> {
     let classes = model.output_shape().iter().product::<usize>();
-    evaluate_with(data, batch_size, tta, classes, &mut |images, logits| {
+    evaluate_with_tta(data, batch_size, tta, classes, &mut |images, logits| {
         let out = model.forward(images, Mode::Eval)?;
         logits.reshape_to(out.shape());
         logits.data_mut().copy_from_slice(out.data());
@@ -290,6 +407,17 @@ pub fn evaluate_with(
     data: &dyn Dataset,
     batch_size: usize,
     tta: bool,
+    classes: usize,
+    logits_of: &mut dyn FnMut(&Tensor, &mut Tensor) -> Result<()>,
+) -> Result<Evaluation> {
+    evaluate_with_tta(data, batch_size, Tta::from(tta), classes, logits_of)
+}
+
+/// [`evaluate_with`] with any [`Tta`].
+pub fn evaluate_with_tta(
+    data: &dyn Dataset,
+    batch_size: usize,
+    tta: Tta,
     classes: usize,
     logits_of: &mut dyn FnMut(&Tensor, &mut Tensor) -> Result<()>,
 ) -> Result<Evaluation> {
@@ -307,20 +435,12 @@ pub fn evaluate_with(
     }
     let mut confusion = vec![vec![0u32; classes]; classes];
     let order: Vec<usize> = (0..data.len()).collect();
-    let (mut batch, mut logits, mut mirrored) =
-        (Batch::default(), Tensor::default(), Tensor::default());
+    let (mut batch, mut logits) = (Batch::default(), Tensor::default());
     let mut loss = SoftmaxCrossEntropy::new();
     let (mut loss_sum, mut correct, mut seen) = (0.0, 0, 0usize);
     for indices in Batches::new(&order, batch_size) {
         data.fill_batch(indices, View::Plain, &mut batch)?;
-        logits_of(&batch.images, &mut logits)?;
-        if tta {
-            data.fill_batch(indices, View::Mirrored, &mut batch)?;
-            logits_of(&batch.images, &mut mirrored)?;
-            for (a, &b) in logits.data_mut().iter_mut().zip(mirrored.data()) {
-                *a = 0.5 * (*a + b);
-            }
-        }
+        tta_logits(&batch.images, tta, logits_of, &mut logits)?;
         let stats = loss.forward(&logits, &batch.labels)?;
         // A source may drop an unreadable image from its batch: count what came back.
         seen += batch.labels.len();

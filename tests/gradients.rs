@@ -7,7 +7,7 @@
 
 use ferroconv::layers::{
     BatchNorm2d, Conv2d, ConvAlgo, Dense, Dropout, Flatten, Gelu, GlobalAvgPool, GlobalMaxPool,
-    Layer, MaxPool2d, Mode, ReLU, Residual,
+    Layer, MaxPool2d, Mode, ReLU, Residual, Scale,
 };
 use ferroconv::{SoftmaxCrossEntropy, Tensor};
 use proptest::prelude::*;
@@ -278,6 +278,13 @@ proptest! {
     fn gelu_gradients(n in 1usize..4, f in 1usize..30, seed in any::<u64>()) {
         check_layer(&mut Gelu::new(), &[n, f], seed, &|x, _| {
             x.iter().map(|&v| v * 0.5 * (1.0 + erf_series(v / std::f64::consts::SQRT_2))).collect()
+        });
+    }
+
+    #[test]
+    fn scale_gradients(n in 1usize..4, f in 1usize..30, s in -3.0f32..3.0, seed in any::<u64>()) {
+        check_layer(&mut Scale::new(s), &[n, f], seed, &|x, _| {
+            x.iter().map(|&v| v * s as f64).collect()
         });
     }
 

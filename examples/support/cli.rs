@@ -17,10 +17,12 @@ mod plot;
 #[derive(Args, Debug)]
 pub struct TrainFlags {
     /// seed (the article's network and recipe), keras (the TensorFlow tutorial CNN,
-    /// Adam) or fast (an airbench-style conv-pool-BN net, no residuals), or a torchvision
-    /// architecture (--arch resnet18, resnet34, resnet50, vgg11[_bn], vgg16[_bn],
-    /// alexnet, googlenet, inception_v3) with the fine-tuning recipe. A model brings its
-    /// recipe; the flags below override it.
+    /// Adam), fast (an airbench-style conv-pool-BN net, no residuals), airbench94
+    /// (airbench94's recipe: whitening, lookahead, alternating flip, TTA; its --lr is the
+    /// rate at batch 1024, scaled with --batch-size), or a torchvision architecture
+    /// (--arch resnet18, resnet34, resnet50, vgg11[_bn], vgg16[_bn], alexnet, googlenet,
+    /// inception_v3) with the fine-tuning recipe. A model brings its recipe; the flags
+    /// below override it.
     #[arg(long, alias = "arch", default_value = "seed")]
     pub model: String,
     /// Start from these weights: a torchvision state_dict in safetensors
@@ -54,8 +56,8 @@ pub struct TrainFlags {
     /// sgd, nesterov, adam, adamw.
     #[arg(long, value_parser = ["sgd", "nesterov", "adam", "adamw"])]
     pub optimizer: Option<String>,
-    /// constant, step (×0.1 at 50% and 75%), cosine, onecycle.
-    #[arg(long, value_parser = ["constant", "step", "cosine", "onecycle"])]
+    /// constant, step (×0.1 at 50% and 75%), cosine, onecycle, triangle (airbench94's).
+    #[arg(long, value_parser = ["constant", "step", "cosine", "onecycle", "triangle"])]
     pub schedule: Option<String>,
     /// Weight decay (L2; decoupled for adamw).
     #[arg(long)]

@@ -14,7 +14,10 @@ mod image_scan;
 mod normalize;
 mod subset;
 
-pub use augment::{Augment, ResizedCrop, augment_key, shift_flip};
+pub use augment::{
+    Augment, ResizedCrop, alternating_flip, augment_key, reflect_index, shift_flip,
+    shift_flip_reflect,
+};
 pub use batches::{Batch, Batches, epoch_permutation};
 pub use cifar10::{CLASSES, Cifar10, IMAGE_BYTES, RECORD_BYTES, Split, read_batch_file};
 pub use dataset::{Dataset, View};

@@ -23,6 +23,7 @@ mod maxpool2d;
 mod relu;
 mod resblock;
 mod residual;
+mod scale;
 mod spec;
 
 pub use activations::Gelu;
@@ -41,6 +42,7 @@ pub use maxpool2d::MaxPool2d;
 pub use relu::ReLU;
 pub use resblock::ResBlock;
 pub use residual::Residual;
+pub use scale::Scale;
 pub use spec::{Setting, Spec, from_spec};
 
 use crate::tensor::Tensor;

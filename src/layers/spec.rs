@@ -8,7 +8,7 @@
 
 use super::{
     AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Block, Concat, Conv2d, Dense, Dropout, Flatten,
-    Gelu, GlobalAvgPool, GlobalMaxPool, Layer, MaxPool2d, ReLU, ResBlock, Residual,
+    Gelu, GlobalAvgPool, GlobalMaxPool, Layer, MaxPool2d, ReLU, ResBlock, Residual, Scale,
 };
 use crate::json::{self, Value};
 
@@ -188,6 +188,7 @@ pub fn from_spec(spec: &Spec) -> Result<Box<dyn Layer>, String> {
         "MaxPool2d" => Box::new(MaxPool2d::from_spec(spec)?),
         "BatchNorm2d" => Box::new(BatchNorm2d::from_spec(spec)?),
         "Dropout" => Box::new(Dropout::new(spec.get_float("p")?)),
+        "Scale" => Box::new(Scale::new(spec.get_float("factor")?)),
         "Residual" => Box::new(Residual::from_spec(spec)?),
         "Block" => Box::new(Block::from_spec(spec)?),
         "Concat" => Box::new(Concat::from_spec(spec)?),

@@ -84,7 +84,7 @@ impl Optimizer for Adam {
         let (wd, filter) = (self.weight_decay, self.decay_filter);
         let moments = &mut self.moments;
         // Frozen parameters are skipped: no update, no decay, their moments untouched.
-        model.visit_trainable(&mut |i, factor, p| {
+        model.visit_trainable(&mut |i, _, factor, p| {
             if moments.len() <= i {
                 moments.resize_with(i + 1, Default::default);
             }

@@ -2,10 +2,12 @@
 //! learning rate step by step.
 
 mod adam;
+mod lookahead;
 mod schedule;
 mod sgd;
 
 pub use adam::Adam;
+pub use lookahead::{Lookahead, LookaheadSchedule};
 pub use schedule::Schedule;
 pub use sgd::Sgd;
 

@@ -29,6 +29,16 @@ pub enum Schedule {
         /// End rate is `final_frac · peak`.
         final_frac: f32,
     },
+    /// airbench's triangle: linear from `start·peak` at step 0 up to `peak` at step
+    /// `⌊peak_at·total⌋`, then linear down to `end·peak` at step `total` (held after it).
+    Triangle {
+        /// Rate at step 0, as a fraction of the peak.
+        start: f32,
+        /// Where the peak is, as a fraction of the run.
+        peak_at: f32,
+        /// Rate at the last step, as a fraction of the peak.
+        end: f32,
+    },
 }
 
 impl Schedule {
@@ -65,16 +75,32 @@ impl Schedule {
                     peak + (final_frac * peak - peak) * x
                 }
             }
+            Schedule::Triangle {
+                start,
+                peak_at,
+                end,
+            } => {
+                let top = ((peak_at as f64 * total as f64) as u64).min(total);
+                let t = t.min(total);
+                let frac = if t < top {
+                    start as f64 + (1.0 - start as f64) * t as f64 / top as f64
+                } else {
+                    let span = (total - top).max(1) as f64;
+                    1.0 + (end as f64 - 1.0) * (t - top) as f64 / span
+                };
+                peak * frac as f32
+            }
         }
     }
 
-    /// A short name for logs: `constant`, `step`, `cosine`, `onecycle`.
+    /// A short name for logs: `constant`, `step`, `cosine`, `onecycle`, `triangle`.
     pub fn name(&self) -> &'static str {
         match self {
             Schedule::Constant => "constant",
             Schedule::Step { .. } => "step",
             Schedule::Cosine { .. } => "cosine",
             Schedule::OneCycle { .. } => "onecycle",
+            Schedule::Triangle { .. } => "triangle",
         }
     }
 }

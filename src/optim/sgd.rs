@@ -2,6 +2,7 @@
 
 use super::{DecayFilter, Optimizer};
 use crate::backend as k;
+use crate::layers::ParamKind;
 use crate::model::Sequential;
 
 /// SGD as in `torch.optim.SGD` (dampening 0):
@@ -20,6 +21,10 @@ pub struct Sgd {
     pub decay_filter: DecayFilter,
     /// One momentum buffer per parameter, in visiting order.
     buffers: Vec<Vec<f32>>,
+    /// Factor on the rate of normalisation parameters, with their decay divided by it.
+    norm_lr_scale: f32,
+    /// `(parameter name, first step it is left alone)`.
+    frozen: Vec<(String, u64)>,
     steps: u64,
     /// The schedule's factor on `lr`.
     scale: f32,
@@ -35,6 +40,8 @@ impl Sgd {
             nesterov: false,
             decay_filter: DecayFilter::All,
             buffers: Vec::new(),
+            norm_lr_scale: 1.0,
+            frozen: Vec::new(),
             steps: 0,
             scale: 1.0,
         }
@@ -49,6 +56,22 @@ impl Sgd {
     /// Sets which parameters are decayed.
     pub fn decay_filter(mut self, filter: DecayFilter) -> Self {
         self.decay_filter = filter;
+        self
+    }
+
+    /// Multiplies the rate of normalisation parameters ([`ParamKind::Norm`]) by `scale`
+    /// and divides their weight decay by it, so the decay per step stays the same
+    /// (airbench's `bias_scaler`).
+    pub fn norm_lr_scale(mut self, scale: f32) -> Self {
+        self.norm_lr_scale = scale;
+        self
+    }
+
+    /// Leaves the parameter `name` alone from step `from_step` on (0-based: 0 freezes it
+    /// from the start): no update, no decay, no momentum, as PyTorch does for a tensor
+    /// without `requires_grad`.
+    pub fn freeze(mut self, name: &str, from_step: u64) -> Self {
+        self.frozen.push((name.to_string(), from_step));
         self
     }
 
@@ -69,26 +92,35 @@ impl Optimizer for Sgd {
             self.weight_decay,
             self.decay_filter,
         );
-        let buffers = &mut self.buffers;
-        // Frozen parameters are skipped: no update, no decay, their buffer untouched.
-        model.visit_trainable(&mut |i, factor, p| {
+        let (buffers, frozen, steps) = (&mut self.buffers, &self.frozen, self.steps);
+        let norm_scale = self.norm_lr_scale;
+        // Parameters frozen in the model are not visited: no update, no decay, their
+        // buffer untouched; those this optimizer freezes from a step on are skipped too.
+        model.visit_trainable(&mut |i, name, factor, p| {
             if buffers.len() <= i {
                 buffers.resize_with(i + 1, Vec::new);
             }
             if buffers[i].len() != p.value.len() {
                 buffers[i] = vec![0.0; p.value.len()];
             }
-            let wd = filter.decay_for(p.kind, wd);
-            k::sgd_update(
-                p.value,
-                p.grad,
-                &mut buffers[i],
-                lr * factor,
-                mu,
-                wd,
-                nesterov,
-                first,
-            );
+            let skip = frozen.iter().any(|(n, from)| n == name && steps >= *from);
+            if !skip {
+                let wd = filter.decay_for(p.kind, wd);
+                let (lr, wd) = match p.kind {
+                    ParamKind::Norm if norm_scale != 1.0 => (lr * norm_scale, wd / norm_scale),
+                    _ => (lr, wd),
+                };
+                k::sgd_update(
+                    p.value,
+                    p.grad,
+                    &mut buffers[i],
+                    lr * factor,
+                    mu,
+                    wd,
+                    nesterov,
+                    first,
+                );
+            }
         });
         self.steps += 1;
     }
@@ -142,8 +174,18 @@ impl Optimizer for Sgd {
 
     fn describe(&self) -> String {
         let nesterov = if self.nesterov { ", nesterov" } else { "" };
+        let norm = if self.norm_lr_scale != 1.0 {
+            format!(", norm lr ×{}", self.norm_lr_scale)
+        } else {
+            String::new()
+        };
+        let frozen = if self.frozen.is_empty() {
+            String::new()
+        } else {
+            format!(", {} frozen", self.frozen.len())
+        };
         format!(
-            "SGD(momentum {}{nesterov}, wd {})",
+            "SGD(momentum {}{nesterov}, wd {}{norm}{frozen})",
             self.momentum, self.weight_decay
         )
     }
