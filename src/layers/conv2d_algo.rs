@@ -8,6 +8,7 @@
 
 use crate::backend as k;
 use crate::backend::{WinoShape, WinoTile};
+use crate::layers::Mode;
 use crate::tensor::Tensor;
 use std::sync::OnceLock;
 
@@ -157,6 +158,11 @@ pub(crate) struct Winograd {
     active: Option<(WinoShape, usize)>,
     /// `[α²][Cout][C]`: the transformed filter.
     u: Vec<f32>,
+    /// The tile `u` was computed for from the current weights; `None` once the weights
+    /// may have changed ([`Winograd::invalidate`]). Evaluation passes reuse it.
+    u_tile: Option<WinoTile>,
+    /// Whether the last forward was a training one (it kept `input` for backward).
+    trained: bool,
     /// `[α²][C][Cout]`: the transformed flipped filter (input gradient).
     uf: Vec<f32>,
     /// `[N, C, H, W]`: forward's input, for the weight gradient.
@@ -176,14 +182,22 @@ impl Winograd {
         self.active = None;
     }
 
-    /// `out[N, Cout, OH, OW] = conv(x) + bias` by Winograd with `tile`.
+    /// Forgets the cached filter transform: the weights are about to change.
+    pub fn invalidate(&mut self) {
+        self.u_tile = None;
+    }
+
+    /// `out[N, Cout, OH, OW] = conv(x) + bias` by Winograd with `tile`, then `max(·, 0)`
+    /// with `relu`. A training pass transforms the filter and keeps `x` for backward; an
+    /// evaluation pass keeps nothing and reuses the filter transform while the weights
+    /// are unchanged.
     pub fn forward(
         &mut self,
         tile: WinoTile,
         d: ConvDims,
         x: &Tensor,
-        weight: &[f32],
-        bias: &[f32],
+        (weight, bias, relu): (&[f32], &[f32], bool),
+        mode: Mode,
         out: &mut Tensor,
     ) {
         let s = WinoShape {
@@ -197,11 +211,17 @@ impl Winograd {
         let n = x.shape()[0];
         self.active = Some((s, n));
         out.reshape_to(&[n, d.cout, s.out_h(), s.out_w()]);
-        self.u.resize(s.filter_len(), 0.0);
-        k::wino_filter_transform(tile, weight, d.cout, d.cin, false, &mut self.u);
-        self.input.clear();
-        self.input.extend_from_slice(x.data());
-        k::wino_forward(&s, n, x.data(), &self.u, bias, out.data_mut());
+        self.trained = mode == Mode::Train;
+        if self.trained || self.u_tile != Some(tile) {
+            self.u.resize(s.filter_len(), 0.0);
+            k::wino_filter_transform(tile, weight, d.cout, d.cin, false, &mut self.u);
+            self.u_tile = Some(tile);
+        }
+        if self.trained {
+            self.input.clear();
+            self.input.extend_from_slice(x.data());
+        }
+        k::wino_forward(&s, n, x.data(), &self.u, bias, relu, out.data_mut());
     }
 
     /// Sets `grad_weight`, `grad_bias` (when not empty) and, with `need_input_grad`,
@@ -216,6 +236,10 @@ impl Winograd {
         grad_input: &mut Tensor,
     ) {
         let (s, n) = self.active.expect("Conv2d::backward called before forward");
+        assert!(
+            self.trained,
+            "Conv2d::backward after an evaluation-mode forward (which keeps nothing)"
+        );
         let (cout, p) = (s.out_channels, s.out_h() * s.out_w());
         let dy = dy.data();
         // db = Σ_n rowsums(dy[n]), in image order.
