@@ -10,7 +10,7 @@
 //! (`Sequential::fuse_for_inference`); `--fold bn` folds batch norm only
 //! (`Sequential::fold_batch_norm`), `--fold none` runs the model as built.
 //! One warm-up pass, then `--iters` timed passes (at least 1.5 s in all when a pass is
-//! short); the median pass gives images/s.
+//! short); the median pass gives images/s (`tools/infer_pytorch.py` times the same way).
 
 use ferroconv::layers::Mode;
 use ferroconv::{Sequential, Tensor};
@@ -37,9 +37,15 @@ fn build(arch: &str, side: usize) -> Result<Sequential, String> {
     m.map_err(|e| e.to_string())
 }
 
+/// The median (the mean of the middle two for an even count, as Python's).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    let h = v.len() / 2;
+    if v.len().is_multiple_of(2) {
+        (v[h - 1] + v[h]) / 2.0
+    } else {
+        v[h]
+    }
 }
 
 fn run() -> Result<(), String> {

@@ -276,3 +276,42 @@ fn fused_relu_trains_like_a_relu_layer() {
     };
     assert_eq!(grads(&mut a), grads(&mut b));
 }
+
+/// Evaluation passes multiply by the weights packed once (`gemm::PackedA`) and reuse
+/// Winograd's packed filter transform; training passes pack them every time. Both give the
+/// same outputs bit for bit at batch 8 (the 3×3 layer takes the same algorithm in both
+/// modes there), and within TOL at batch 1 (evaluation takes im2col, training may take
+/// Winograd); also after the weights change (the caches are dropped).
+#[test]
+fn evaluation_caches_match_training_passes() {
+    let build = || {
+        let layers: Vec<Box<dyn Layer>> = vec![
+            Box::new(Conv2d::new(3, 16, 5).padding(2)),
+            Box::new(ReLU::new()),
+            Box::new(Conv2d::new(16, 24, 3).padding(1)),
+            Box::new(ReLU::new()),
+            Box::new(Conv2d::new(24, 4, 1)),
+        ];
+        Sequential::new(&[3, 20, 20], layers, 8).unwrap()
+    };
+    for batch in [1, 8] {
+        let mut m = build();
+        let x = images(&[batch, 3, 20, 20], 21);
+        for round in 0..2 {
+            let e1 = m.forward(&x, Mode::Eval).unwrap().clone();
+            let e2 = m.forward(&x, Mode::Eval).unwrap().clone();
+            let t = m.forward(&x, Mode::Train).unwrap().clone();
+            assert_eq!(e1.data(), e2.data(), "batch {batch}, round {round}");
+            if batch == 8 {
+                assert_eq!(e1.data(), t.data(), "batch {batch}, round {round}");
+            } else {
+                // Batch 1 evaluates the 3×3 layer by im2col, training by Winograd.
+                assert!(rel_diff(&t, &e1) < TOL, "batch {batch}, round {round}");
+            }
+            // Change the weights: the next evaluation must see them.
+            m.visit_params(&mut |_, p| p.value.iter_mut().for_each(|v| *v *= 1.5));
+            let after = m.forward(&x, Mode::Eval).unwrap().clone();
+            assert!(rel_diff(&e1, &after) > 0.1, "stale cache at batch {batch}");
+        }
+    }
+}

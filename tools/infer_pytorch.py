@@ -10,11 +10,12 @@ initialisation (weights=None), random inputs; one warm-up pass, then --iters tim
 (at least 1.5 s in all when a pass is short, as the Rust side does); the median pass gives
 images/s. Prints one line and, with --json, writes one JSON object.
 
-Denormals: torchvision's randomly initialised networks produce subnormal floats on the way,
-and x86 handles those in microcode: measured on a Xeon (Sapphire Rapids class), resnet50 at
-batch 1 took 3.8 s per pass as is and 0.38 s with torch.set_flush_denormal(True). Real
-(trained) weights rarely hit that path, so the script flushes denormals to zero by default;
---keep-denormals measures the slow path.
+Denormals: torchvision's randomly initialised networks may produce subnormal floats, which
+x86 handles slowly. One measurement here (a shared 2-core Xeon, load ~4) gave resnet50 at
+batch 1 3.8 s per pass as is and 0.38 s after torch.set_flush_denormal(True); repeated runs
+under heavier load (~9) could not separate the effect from the machine's noise. Flushing can
+only help PyTorch, so the script flushes denormals to zero by default; --keep-denormals
+measures without.
 """
 import argparse
 import json

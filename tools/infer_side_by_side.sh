@@ -6,8 +6,9 @@
 #
 #   tools/infer_side_by_side.sh [PYTHON] [PAIRS]
 #
-# PYTHON defaults to ~/.cache/ferroconv-torch-venv/bin/python, PAIRS to 2 (about 4–5
-# minutes in all on a 2-core Xeon, building excluded). Writes runs/infer_side_by_side/.
+# PYTHON defaults to ~/.cache/ferroconv-torch-venv/bin/python, PAIRS to 2 (estimated 4–5
+# minutes on a quiet 2-core Xeon, building excluded: one warm-up and 2 timed passes per
+# batch-32 point, at least 1.5 s of passes per batch-1 point). Writes runs/infer_side_by_side/.
 # Run it alone: on two cores any other busy process skews both sides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +23,8 @@ uptime
 for i in $(seq 1 "$pairs"); do
   for cfg in $configs; do
     arch="${cfg%@*}"; batch="${cfg#*@}"
-    # Fewer timed passes at batch 32 (each is long); both sides alike.
-    iters=5; [ "$batch" -gt 1 ] && iters=3
+    # Fewer timed passes at batch 32 (each takes seconds); both sides alike.
+    iters=5; [ "$batch" -gt 1 ] && iters=2
     target/release/examples/infer_bench --arch "$arch" --batch "$batch" --threads 2 \
       --iters "$iters" --json "$out/ours-$cfg-$i.json"
     "$py" tools/infer_pytorch.py --arch "$arch" --batch "$batch" --threads 2 \

@@ -29,7 +29,7 @@
 //! convolves that without padding; backward crops the input gradient back to `[N, C, H, W]`
 //! (see `pad_input` and `crop_grad`).
 
-use super::conv2d_algo::{ConvAlgo, ConvDims, Winograd, choose};
+use super::conv2d_algo::{ConvAlgo, ConvDims, Winograd, choose_for};
 use super::{
     Layer, Mode, ParamKind, ParamVisitor, Role, Spec, ValueVisitor, Weights, checked_product,
     emit_value, emit_weight_bias, init_uniform, try_zeros,
@@ -177,6 +177,9 @@ pub struct Conv2d {
     grad_masked: Tensor,
     /// Whether the last im2col forward was an evaluation pass (which keeps nothing).
     last_eval: bool,
+    /// The weight packed for the GEMM by an evaluation pass, reused by the next ones
+    /// while the weights stay unchanged (cleared with Winograd's cache).
+    packed: Option<k::PackedA>,
     /// `[Cout, C, K, K]`, allocated by `init`.
     weight: Vec<f32>,
     /// `[Cout]`
@@ -220,6 +223,7 @@ impl Conv2d {
             relu: false,
             grad_masked: Tensor::default(),
             last_eval: false,
+            packed: None,
             weight: Vec::new(),
             bias: Vec::new(),
             grad_weight: Vec::new(),
@@ -591,6 +595,7 @@ impl Layer for Conv2d {
         }
         let fan_in = wlen / self.out_channels.max(1);
         self.wino.invalidate();
+        self.packed = None;
         init_uniform(&mut self.weight, fan_in, rng);
         init_uniform(&mut self.bias, fan_in, rng);
         Ok(())
@@ -603,7 +608,8 @@ impl Layer for Conv2d {
         let (n, h, w) = (x.shape()[0], x.shape()[2], x.shape()[3]);
         // Winograd runs square kernels with the same padding both ways.
         let dims = self.dims(h, w);
-        if let Some(tile) = choose(self.algo, dims).filter(|_| !self.rectangular()) {
+        let tile = choose_for(self.algo, dims, n, mode);
+        if let Some(tile) = tile.filter(|_| !self.rectangular()) {
             self.plan = None;
             let (wt, b, out) = (&self.weight, &self.bias, &mut self.output);
             self.wino
@@ -630,31 +636,27 @@ impl Layer for Conv2d {
             self.input.clear();
             self.input.extend_from_slice(x.data());
         }
+        if eval && self.packed.is_none() {
+            self.packed = Some(k::PackedA::new(cout, rows, &self.weight, rows, 1));
+        }
+        let packed = if eval { self.packed.as_ref() } else { None };
         let (weight, bias, gsz, relu) = (&self.weight, &self.bias, plan.group, self.relu);
+        // Y'[Cout, np] = W · cols[R, np].
+        let product = |np: usize, cols: &[f32], y: &mut [f32]| match packed {
+            Some(pa) => k::gemm_packed_a(pa, np, cols, np, 1, y, np, false),
+            None => k::gemm(cout, rows, np, weight, rows, 1, cols, np, 1, y, np, false),
+        };
         // One group of `gs` images: cols = im2col(xs); Y' = W·cols; ys = scatter(Y') + b.
         let run = |xs: &[f32], ys: &mut [f32], cols: &mut [f32]| {
             let gs = xs.len() / len;
             plan.im2col_group(xs, gs, cols);
             if gs == 1 {
-                k::gemm(cout, rows, p, weight, rows, 1, cols, p, 1, ys, p, false);
+                product(p, cols, ys);
                 k::bias_act_rows(ys, bias, p, relu);
                 return;
             }
             with_scratch(cout * gs * p, |yb| {
-                k::gemm(
-                    cout,
-                    rows,
-                    gs * p,
-                    weight,
-                    rows,
-                    1,
-                    cols,
-                    gs * p,
-                    1,
-                    yb,
-                    gs * p,
-                    false,
-                );
+                product(gs * p, cols, yb);
                 for (j, y) in ys.chunks_exact_mut(cout * p).enumerate() {
                     for (co, yrow) in y.chunks_exact_mut(p).enumerate() {
                         let src = &yb[co * gs * p + j * p..][..p];
@@ -714,6 +716,7 @@ impl Layer for Conv2d {
     fn visit_params(&mut self, prefix: &mut String, f: &mut ParamVisitor<'_>) {
         // The weights may change: Winograd's cached filter transform is stale.
         self.wino.invalidate();
+        self.packed = None;
         let (cout, cin, k) = (self.out_channels, self.in_channels, self.kernel);
         let weight = Weights {
             shape: vec![cout, cin, k, self.kernel_w],
@@ -744,6 +747,7 @@ impl Layer for Conv2d {
             self.bias[co] = (self.bias[co] as f64 * scale[co] as f64 + shift[co] as f64) as f32;
         }
         self.wino.invalidate();
+        self.packed = None;
         true
     }
 

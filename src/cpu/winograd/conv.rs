@@ -18,7 +18,7 @@
 
 use super::Tile;
 use super::lanes::{self, Cols, LANES};
-use crate::cpu::gemm::gemm;
+use crate::cpu::gemm::{PackedA, gemm, gemm_packed_a};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -185,16 +185,18 @@ fn transform_inputs(s: &Shape, xb: &[f32], rows: (usize, usize), chunk_cols: usi
 /// Forward: `y[N][Cout][OH][OW] = conv(x[N][C][H][W]) + bias` from the transformed filter
 /// `u[α²][Cout][C]` ([`super::filter_transform`]); `bias` is `[Cout]` or empty.
 pub fn forward(s: &Shape, n: usize, x: &[f32], u: &[f32], bias: &[f32], y: &mut [f32]) {
-    forward_act(s, n, x, u, bias, false, y)
+    forward_act(s, n, x, (u, None), bias, false, y)
 }
 
 /// [`forward`], then with `relu` `y = max(y, 0)`, applied to each block of output rows
-/// right after its output transform wrote it (while it is in cache).
+/// right after its output transform wrote it (while it is in cache). With `packed`, the
+/// `α²` matrices `U[t]` packed ahead ([`PackedA`], the same values as `u`), so that the
+/// GEMMs do not pack them again for every block (inference).
 pub fn forward_act(
     s: &Shape,
     n: usize,
     x: &[f32],
-    u: &[f32],
+    (u, packed): (&[f32], Option<&[PackedA]>),
     bias: &[f32],
     relu: bool,
     y: &mut [f32],
@@ -213,6 +215,12 @@ pub fn forward_act(
                 with_scratch(pts * plane(cout, cols), |mm| {
                     // M[t] = U[t] · V[t]      [Cout, C]·[C, cols]
                     for t in 0..pts {
+                        if let Some(pa) = packed {
+                            let mt = &mut mm[t * plane(cout, cols)..];
+                            let vt = &v[t * plane(cin, cols)..];
+                            gemm_packed_a(&pa[t], cols, vt, cols, 1, mt, cols, false);
+                            continue;
+                        }
                         gemm(
                             cout,
                             cin,
