@@ -5,10 +5,10 @@
 //! providing the same functions, and the layers do not change.
 
 pub use crate::cpu::elementwise::{
-    AdamStep, adam_update, add_bias_cols, add_bias_rows, relu_backward, relu_forward, sgd_update,
-    sum_cols, sum_rows,
+    AdamStep, adam_update, add_bias_cols, add_bias_rows, bias_act_rows, relu_backward,
+    relu_forward, sgd_update, sum_cols, sum_rows,
 };
-pub use crate::cpu::gemm::gemm;
+pub use crate::cpu::gemm::{PackedA, gemm, gemm_packed_a};
 pub use crate::cpu::im2col::{col2im, im2col};
 pub use crate::cpu::pool::{
     adaptive_avgpool_backward, adaptive_avgpool_forward, avgpool_backward, avgpool_forward,
@@ -16,7 +16,7 @@ pub use crate::cpu::pool::{
 };
 pub use crate::cpu::softmax::softmax_xent;
 pub use crate::cpu::winograd::conv::{
-    Shape as WinoShape, forward as wino_forward, input_grad as wino_input_grad,
+    Shape as WinoShape, forward_act as wino_forward, input_grad as wino_input_grad,
     weight_grad as wino_weight_grad,
 };
 pub use crate::cpu::winograd::{Tile as WinoTile, filter_transform as wino_filter_transform};

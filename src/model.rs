@@ -193,6 +193,50 @@ impl Sequential {
         Ok(())
     }
 
+    /// Folds every batch norm that directly follows a convolution into it, for
+    /// inference: the convolution's weight becomes `W·scale` and its bias
+    /// `b·scale + shift` per output channel, `scale = γ/√(σ² + ε)` and
+    /// `shift = β − μ·scale` from the running statistics, and the batch norm goes. Pairs
+    /// inside composites (`Block`, `ResBlock`, `Residual`, the branches of a `Concat`) are
+    /// folded too. Returns how many batch norms were folded.
+    ///
+    /// Evaluation-mode outputs stay the same up to rounding (tests/fold.rs). Names
+    /// change: the batch norms' `*.weight`, `*.bias`, `*.running_mean`, `*.running_var`
+    /// are gone, and each convolution that had no bias gains `<conv>.bias`; the other
+    /// layers keep their names (in a `Residual`, whose children are named by position,
+    /// the later ones are renumbered). So a folded model saves and reloads by itself
+    /// ([`Sequential::save`] / [`Sequential::load`] keep the folded architecture), but a
+    /// PyTorch `state_dict` loads into the unfolded model: load, then fold. Training a
+    /// folded model trains plain convolutions, without batch statistics.
+    pub fn fold_batch_norm(&mut self) -> usize {
+        self.fold(false)
+    }
+
+    /// [`Sequential::fold_batch_norm`], then every ReLU that directly follows a
+    /// convolution goes into it too (the convolution applies it with its bias, in one pass
+    /// over its output: `Conv2d(…, +ReLU)` in the summary, `"relu": true` in the saved
+    /// spec). Returns how many layers were removed (batch norms and ReLUs).
+    pub fn fuse_for_inference(&mut self) -> usize {
+        self.fold(false) + self.fold(true)
+    }
+
+    fn fold(&mut self, relu: bool) -> usize {
+        let names = std::mem::take(&mut self.names);
+        let layers = std::mem::take(&mut self.layers);
+        let mut named: Vec<crate::layers::Child> = names.into_iter().zip(layers).collect();
+        let removed = crate::layers::fold_batch_norm(&mut named, relu);
+        (self.names, self.layers) = named.into_iter().unzip();
+        let mut shape = self.input_shape.clone();
+        self.shapes.clear();
+        for layer in &self.layers {
+            shape = layer
+                .output_shape(&shape)
+                .expect("folding keeps every layer's input shape");
+            self.shapes.push(shape.clone());
+        }
+        removed
+    }
+
     /// Shape of one input item.
     pub fn input_shape(&self) -> &[usize] {
         &self.input_shape

@@ -35,6 +35,22 @@ pub fn add_bias_rows(y: &mut [f32], bias: &[f32], cols: usize) {
     }
 }
 
+/// `y[r][·] = max(y[r][·] + bias[r], 0)` with `relu`, else `y[r][·] += bias[r]`, in one
+/// pass over `y[rows][cols]` (`bias` may be empty: then only the ReLU, if any).
+pub fn bias_act_rows(y: &mut [f32], bias: &[f32], cols: usize, relu: bool) {
+    if !relu && bias.is_empty() {
+        return;
+    }
+    for (r, row) in y.chunks_exact_mut(cols.max(1)).enumerate() {
+        let b = bias.get(r).copied().unwrap_or(0.0);
+        if relu {
+            row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+        } else {
+            row.iter_mut().for_each(|v| *v += b);
+        }
+    }
+}
+
 /// Adds `bias[j]` to column `j` of every row of `y[rows][cols]` (dense: rows are samples).
 pub fn add_bias_cols(y: &mut [f32], bias: &[f32]) {
     for row in y.chunks_exact_mut(bias.len()) {

@@ -321,6 +321,20 @@ impl Layer for BatchNorm2d {
         self.channels.saturating_mul(2)
     }
 
+    /// `scale = γ/√(σ² + ε)`, `shift = β − μ·scale` from the running statistics (in f64).
+    fn eval_affine(&self) -> Option<(Vec<f32>, Vec<f32>)> {
+        if self.gamma.len() != self.channels {
+            return None;
+        }
+        let scale: Vec<f64> = (0..self.channels)
+            .map(|c| self.gamma[c] as f64 / (self.running_var[c] as f64 + self.eps as f64).sqrt())
+            .collect();
+        let shift = (0..self.channels)
+            .map(|c| (self.beta[c] as f64 - self.running_mean[c] as f64 * scale[c]) as f32)
+            .collect();
+        Some((scale.into_iter().map(|v| v as f32).collect(), shift))
+    }
+
     fn spec(&self) -> Spec {
         Spec::new("BatchNorm2d")
             .int("channels", self.channels)

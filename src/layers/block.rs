@@ -174,6 +174,10 @@ impl Layer for Block {
         self.children.iter().map(|(_, l)| l.num_params()).sum()
     }
 
+    fn fold_children(&mut self, relu: bool) -> usize {
+        super::fold_batch_norm(&mut self.children, relu)
+    }
+
     fn spec(&self) -> Spec {
         self.child_specs(Spec::new("Block"))
     }

@@ -178,6 +178,12 @@ impl Layer for Concat {
         self.branches.iter().map(|(_, l)| l.num_params()).sum()
     }
 
+    /// Each branch folds inside itself (branches are parallel, not a chain).
+    fn fold_children(&mut self, relu: bool) -> usize {
+        let branches = self.branches.iter_mut();
+        branches.map(|(_, l)| l.fold_children(relu)).sum()
+    }
+
     fn spec(&self) -> Spec {
         let mut spec = Spec::new("Concat");
         for (name, layer) in &self.branches {

@@ -29,7 +29,7 @@
 //! convolves that without padding; backward crops the input gradient back to `[N, C, H, W]`
 //! (see `pad_input` and `crop_grad`).
 
-use super::conv2d_algo::{ConvAlgo, ConvDims, Winograd, choose};
+use super::conv2d_algo::{ConvAlgo, ConvDims, Winograd, choose_for};
 use super::{
     Layer, Mode, ParamKind, ParamVisitor, Role, Spec, ValueVisitor, Weights, checked_product,
     emit_value, emit_weight_bias, init_uniform, try_zeros,
@@ -170,6 +170,16 @@ pub struct Conv2d {
     /// `[N, C, H, W]`: the cropped input gradient when the padding is uneven.
     grad_cropped: Tensor,
     has_bias: bool,
+    /// Whether the layer applies a ReLU to its output (a ReLU layer folded in for
+    /// inference: [`Layer::absorb_relu`]); the bias and the ReLU then go in one pass.
+    relu: bool,
+    /// `[N, Cout, OH, OW]`: `dy · [y > 0]` when `relu`.
+    grad_masked: Tensor,
+    /// Whether the last im2col forward was an evaluation pass (which keeps nothing).
+    last_eval: bool,
+    /// The weight packed for the GEMM by an evaluation pass, reused by the next ones
+    /// while the weights stay unchanged (cleared with Winograd's cache).
+    packed: Option<k::PackedA>,
     /// `[Cout, C, K, K]`, allocated by `init`.
     weight: Vec<f32>,
     /// `[Cout]`
@@ -210,6 +220,10 @@ impl Conv2d {
             padded: Tensor::default(),
             grad_cropped: Tensor::default(),
             has_bias: true,
+            relu: false,
+            grad_masked: Tensor::default(),
+            last_eval: false,
+            packed: None,
             weight: Vec::new(),
             bias: Vec::new(),
             grad_weight: Vec::new(),
@@ -352,7 +366,13 @@ impl Conv2d {
         } else {
             Conv2d::new(cin, cout, s.get_int("kernel")?).padding(s.get_int("padding")?)
         };
-        Ok(conv.stride(s.get_int("stride")?).bias(s.get_flag("bias")?))
+        let mut conv = conv.stride(s.get_int("stride")?).bias(s.get_flag("bias")?);
+        // Absent in files from before the ReLU could be folded in.
+        conv.relu = match s.setting("relu") {
+            Ok(_) => s.get_flag("relu")?,
+            Err(_) => false,
+        };
+        Ok(conv)
     }
 
     /// `[Cout, C, K, K]` and its element count, checked.
@@ -376,167 +396,9 @@ impl Conv2d {
     }
 }
 
-impl Layer for Conv2d {
-    fn describe(&self) -> String {
-        let pad = if self.uneven() {
-            format!("{}×{}", self.padding, self.pad_w)
-        } else {
-            self.padding.to_string()
-        };
-        format!(
-            "Conv2d({}→{}, {}×{}, stride {}, pad {pad}{})",
-            self.in_channels,
-            self.out_channels,
-            self.kernel,
-            self.kernel_w,
-            self.stride,
-            if self.has_bias { "" } else { ", no bias" },
-        )
-    }
-
-    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
-        let &[c, h, w] = input else {
-            return Err(format!("expects [C, H, W] items, got {input:?}"));
-        };
-        if c != self.in_channels {
-            return Err(format!(
-                "expects {} input channels, got {c}",
-                self.in_channels
-            ));
-        }
-        if self.stride == 0 || self.kernel == 0 || self.kernel_w == 0 || self.out_channels == 0 {
-            return Err("kernel, stride and output channels must be at least 1".into());
-        }
-        self.weight_shape()?;
-        let padded = |side: usize, pad: usize| {
-            pad.checked_mul(2)
-                .and_then(|p| p.checked_add(side))
-                .ok_or_else(|| format!("padding {pad} overflows"))
-        };
-        let (hp, wp) = (padded(h, self.padding)?, padded(w, self.pad_w)?);
-        if hp < self.kernel || wp < self.kernel_w {
-            return Err(format!(
-                "{}×{} kernel does not fit a {h}×{w} input with padding {}×{}",
-                self.kernel, self.kernel_w, self.padding, self.pad_w
-            ));
-        }
-        let g = if self.uneven() {
-            self.geometry(hp, wp)
-        } else {
-            self.geometry(h, w)
-        };
-        Ok(vec![self.out_channels, g.out_h(), g.out_w()])
-    }
-
-    fn init(&mut self, rng: &mut dyn Rng) -> Result<(), String> {
-        let (_, wlen) = self.weight_shape()?;
-        let blen = if self.has_bias { self.out_channels } else { 0 };
-        if self.weight.len() != wlen {
-            self.weight = try_zeros(wlen, "Conv2d weight")?;
-            self.grad_weight = try_zeros(wlen, "Conv2d weight gradient")?;
-        }
-        if self.bias.len() != blen {
-            self.bias = try_zeros(blen, "Conv2d bias")?;
-            self.grad_bias = try_zeros(blen, "Conv2d bias gradient")?;
-        }
-        let fan_in = wlen / self.out_channels.max(1);
-        init_uniform(&mut self.weight, fan_in, rng);
-        init_uniform(&mut self.bias, fan_in, rng);
-        Ok(())
-    }
-
-    fn forward(&mut self, x: &Tensor, _mode: Mode) -> &Tensor {
-        // With uneven padding, convolve a padded copy without padding (module docs).
-        let padded = self.uneven().then(|| self.pad_input(x));
-        let x = padded.as_ref().unwrap_or(x);
-        let (n, h, w) = (x.shape()[0], x.shape()[2], x.shape()[3]);
-        // Winograd runs square kernels with the same padding both ways.
-        let dims = self.dims(h, w);
-        if let Some(tile) = choose(self.algo, dims).filter(|_| !self.rectangular()) {
-            self.plan = None;
-            let (wt, b, out) = (&self.weight, &self.bias, &mut self.output);
-            self.wino.forward(tile, dims, x, wt, b, out);
-            return &self.output;
-        }
-        self.wino.clear();
-        let geom = self.geometry(h, w);
-        let cout = self.out_channels;
-        let (rows, p, len) = (geom.col_rows(), geom.col_cols(), geom.input_len());
-        let plan = Plan::new(geom, n, cout, self.keep_cols_max);
-        self.plan = Some(plan);
-        self.output
-            .reshape_to(&[n, cout, geom.out_h(), geom.out_w()]);
-        if plan.keep_cols {
-            self.cols.resize(n * rows * p, 0.0);
-        } else {
-            self.input.clear();
-            self.input.extend_from_slice(x.data());
-        }
-        let (weight, bias, gsz) = (&self.weight, &self.bias, plan.group);
-        // One group of `gs` images: cols = im2col(xs); Y' = W·cols; ys = scatter(Y') + b.
-        let run = |xs: &[f32], ys: &mut [f32], cols: &mut [f32]| {
-            let gs = xs.len() / len;
-            plan.im2col_group(xs, gs, cols);
-            if gs == 1 {
-                k::gemm(cout, rows, p, weight, rows, 1, cols, p, 1, ys, p, false);
-                k::add_bias_rows(ys, bias, p);
-                return;
-            }
-            with_scratch(cout * gs * p, |yb| {
-                k::gemm(
-                    cout,
-                    rows,
-                    gs * p,
-                    weight,
-                    rows,
-                    1,
-                    cols,
-                    gs * p,
-                    1,
-                    yb,
-                    gs * p,
-                    false,
-                );
-                for (j, y) in ys.chunks_exact_mut(cout * p).enumerate() {
-                    for (co, yrow) in y.chunks_exact_mut(p).enumerate() {
-                        let src = &yb[co * gs * p + j * p..][..p];
-                        match bias.get(co) {
-                            Some(&b) => yrow.iter_mut().zip(src).for_each(|(d, s)| *d = s + b),
-                            None => yrow.copy_from_slice(src),
-                        }
-                    }
-                }
-            });
-        };
-        let groups = plan.groups();
-        let min_len = if groups > 1 && plan.tasks() > 1 && rayon::current_num_threads() > 1 {
-            1
-        } else {
-            usize::MAX
-        };
-        let it = x
-            .data()
-            .par_chunks(gsz * len)
-            .zip(self.output.data_mut().par_chunks_mut(gsz * cout * p));
-        let cols = if plan.keep_cols {
-            Either::Left(self.cols.par_chunks_mut(gsz * rows * p).map(Some))
-        } else {
-            Either::Right((0..groups).into_par_iter().map(|_| None))
-        };
-        // `with_min_len(usize::MAX)` keeps the loop on the calling thread.
-        it.zip(cols)
-            .with_min_len(min_len)
-            .for_each(|((xs, ys), cols)| match cols {
-                Some(cols) => run(xs, ys, cols),
-                None => with_scratch(rows * xs.len() / len * p, |c| run(xs, ys, c)),
-            });
-        if let Some(p) = padded {
-            self.padded = p;
-        }
-        &self.output
-    }
-
-    fn backward(&mut self, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
+impl Conv2d {
+    /// Backward of the convolution itself (bias included, no ReLU).
+    fn backward_linear(&mut self, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
         if self.wino.active() {
             let (gw, gb, gi) = (
                 &mut self.grad_weight,
@@ -548,6 +410,10 @@ impl Layer for Conv2d {
             return &self.grad_input;
         }
         let plan = self.plan.expect("Conv2d::backward called before forward");
+        assert!(
+            !self.last_eval,
+            "Conv2d::backward after an evaluation-mode forward (which keeps nothing)"
+        );
         let g = plan.geom;
         let (n, cout, tasks) = (plan.n, plan.cout, plan.tasks());
         let (rows, p, len) = (g.col_rows(), g.col_cols(), g.input_len());
@@ -661,8 +527,196 @@ impl Layer for Conv2d {
         }
         self.crop_grad(need_input_grad)
     }
+}
+
+impl Layer for Conv2d {
+    fn describe(&self) -> String {
+        let pad = if self.uneven() {
+            format!("{}×{}", self.padding, self.pad_w)
+        } else {
+            self.padding.to_string()
+        };
+        format!(
+            "Conv2d({}→{}, {}×{}, stride {}, pad {pad}{}{})",
+            self.in_channels,
+            self.out_channels,
+            self.kernel,
+            self.kernel_w,
+            self.stride,
+            if self.has_bias { "" } else { ", no bias" },
+            if self.relu { ", +ReLU" } else { "" },
+        )
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+        let &[c, h, w] = input else {
+            return Err(format!("expects [C, H, W] items, got {input:?}"));
+        };
+        if c != self.in_channels {
+            return Err(format!(
+                "expects {} input channels, got {c}",
+                self.in_channels
+            ));
+        }
+        if self.stride == 0 || self.kernel == 0 || self.kernel_w == 0 || self.out_channels == 0 {
+            return Err("kernel, stride and output channels must be at least 1".into());
+        }
+        self.weight_shape()?;
+        let padded = |side: usize, pad: usize| {
+            pad.checked_mul(2)
+                .and_then(|p| p.checked_add(side))
+                .ok_or_else(|| format!("padding {pad} overflows"))
+        };
+        let (hp, wp) = (padded(h, self.padding)?, padded(w, self.pad_w)?);
+        if hp < self.kernel || wp < self.kernel_w {
+            return Err(format!(
+                "{}×{} kernel does not fit a {h}×{w} input with padding {}×{}",
+                self.kernel, self.kernel_w, self.padding, self.pad_w
+            ));
+        }
+        let g = if self.uneven() {
+            self.geometry(hp, wp)
+        } else {
+            self.geometry(h, w)
+        };
+        Ok(vec![self.out_channels, g.out_h(), g.out_w()])
+    }
+
+    fn init(&mut self, rng: &mut dyn Rng) -> Result<(), String> {
+        let (_, wlen) = self.weight_shape()?;
+        let blen = if self.has_bias { self.out_channels } else { 0 };
+        if self.weight.len() != wlen {
+            self.weight = try_zeros(wlen, "Conv2d weight")?;
+            self.grad_weight = try_zeros(wlen, "Conv2d weight gradient")?;
+        }
+        if self.bias.len() != blen {
+            self.bias = try_zeros(blen, "Conv2d bias")?;
+            self.grad_bias = try_zeros(blen, "Conv2d bias gradient")?;
+        }
+        let fan_in = wlen / self.out_channels.max(1);
+        self.wino.invalidate();
+        self.packed = None;
+        init_uniform(&mut self.weight, fan_in, rng);
+        init_uniform(&mut self.bias, fan_in, rng);
+        Ok(())
+    }
+
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> &Tensor {
+        // With uneven padding, convolve a padded copy without padding (module docs).
+        let padded = self.uneven().then(|| self.pad_input(x));
+        let x = padded.as_ref().unwrap_or(x);
+        let (n, h, w) = (x.shape()[0], x.shape()[2], x.shape()[3]);
+        // Winograd runs square kernels with the same padding both ways.
+        let dims = self.dims(h, w);
+        let tile = choose_for(self.algo, dims, n, mode);
+        if let Some(tile) = tile.filter(|_| !self.rectangular()) {
+            self.plan = None;
+            let (wt, b, out) = (&self.weight, &self.bias, &mut self.output);
+            self.wino
+                .forward(tile, dims, x, (wt, b, self.relu), mode, out);
+            return &self.output;
+        }
+        self.wino.clear();
+        let geom = self.geometry(h, w);
+        let cout = self.out_channels;
+        let (rows, p, len) = (geom.col_rows(), geom.col_cols(), geom.input_len());
+        // An evaluation pass keeps nothing for backward (no columns, no input copy).
+        let mut plan = Plan::new(geom, n, cout, self.keep_cols_max);
+        let eval = mode == Mode::Eval;
+        self.last_eval = eval;
+        if eval {
+            plan.keep_cols = false;
+        }
+        self.plan = Some(plan);
+        self.output
+            .reshape_to(&[n, cout, geom.out_h(), geom.out_w()]);
+        if plan.keep_cols {
+            self.cols.resize(n * rows * p, 0.0);
+        } else if !eval {
+            self.input.clear();
+            self.input.extend_from_slice(x.data());
+        }
+        if eval && self.packed.is_none() {
+            self.packed = Some(k::PackedA::new(cout, rows, &self.weight, rows, 1));
+        }
+        let packed = if eval { self.packed.as_ref() } else { None };
+        let (weight, bias, gsz, relu) = (&self.weight, &self.bias, plan.group, self.relu);
+        // Y'[Cout, np] = W · cols[R, np].
+        let product = |np: usize, cols: &[f32], y: &mut [f32]| match packed {
+            Some(pa) => k::gemm_packed_a(pa, np, cols, np, 1, y, np, false),
+            None => k::gemm(cout, rows, np, weight, rows, 1, cols, np, 1, y, np, false),
+        };
+        // One group of `gs` images: cols = im2col(xs); Y' = W·cols; ys = scatter(Y') + b.
+        let run = |xs: &[f32], ys: &mut [f32], cols: &mut [f32]| {
+            let gs = xs.len() / len;
+            plan.im2col_group(xs, gs, cols);
+            if gs == 1 {
+                product(p, cols, ys);
+                k::bias_act_rows(ys, bias, p, relu);
+                return;
+            }
+            with_scratch(cout * gs * p, |yb| {
+                product(gs * p, cols, yb);
+                for (j, y) in ys.chunks_exact_mut(cout * p).enumerate() {
+                    for (co, yrow) in y.chunks_exact_mut(p).enumerate() {
+                        let src = &yb[co * gs * p + j * p..][..p];
+                        let b = bias.get(co).copied().unwrap_or(0.0);
+                        match relu {
+                            true => yrow
+                                .iter_mut()
+                                .zip(src)
+                                .for_each(|(d, s)| *d = (s + b).max(0.0)),
+                            false => yrow.iter_mut().zip(src).for_each(|(d, s)| *d = s + b),
+                        }
+                    }
+                }
+            });
+        };
+        let groups = plan.groups();
+        let min_len = if groups > 1 && plan.tasks() > 1 && rayon::current_num_threads() > 1 {
+            1
+        } else {
+            usize::MAX
+        };
+        let it = x
+            .data()
+            .par_chunks(gsz * len)
+            .zip(self.output.data_mut().par_chunks_mut(gsz * cout * p));
+        let cols = if plan.keep_cols {
+            Either::Left(self.cols.par_chunks_mut(gsz * rows * p).map(Some))
+        } else {
+            Either::Right((0..groups).into_par_iter().map(|_| None))
+        };
+        // `with_min_len(usize::MAX)` keeps the loop on the calling thread.
+        it.zip(cols)
+            .with_min_len(min_len)
+            .for_each(|((xs, ys), cols)| match cols {
+                Some(cols) => run(xs, ys, cols),
+                None => with_scratch(rows * xs.len() / len * p, |c| run(xs, ys, c)),
+            });
+        if let Some(p) = padded {
+            self.padded = p;
+        }
+        &self.output
+    }
+
+    fn backward(&mut self, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
+        if !self.relu {
+            return self.backward_linear(grad_out, need_input_grad);
+        }
+        // A folded ReLU: dy · [y > 0], then the convolution's backward.
+        let mut masked = std::mem::take(&mut self.grad_masked);
+        masked.reshape_to(grad_out.shape());
+        k::relu_backward(self.output.data(), grad_out.data(), masked.data_mut());
+        self.backward_linear(&masked, need_input_grad);
+        self.grad_masked = masked;
+        self.crop_grad(need_input_grad)
+    }
 
     fn visit_params(&mut self, prefix: &mut String, f: &mut ParamVisitor<'_>) {
+        // The weights may change: Winograd's cached filter transform is stale.
+        self.wino.invalidate();
+        self.packed = None;
         let (cout, cin, k) = (self.out_channels, self.in_channels, self.kernel);
         let weight = Weights {
             shape: vec![cout, cin, k, self.kernel_w],
@@ -675,6 +729,30 @@ impl Layer for Conv2d {
             grad: &mut self.grad_bias,
         };
         emit_weight_bias(prefix, weight, bias, f);
+    }
+
+    fn absorb_affine(&mut self, scale: &[f32], shift: &[f32]) -> bool {
+        let cout = self.out_channels;
+        if self.relu || scale.len() != cout || shift.len() != cout || self.weight.is_empty() {
+            return false;
+        }
+        if !self.has_bias {
+            self.has_bias = true;
+            self.bias = vec![0.0; cout];
+            self.grad_bias = vec![0.0; cout];
+        }
+        let per = self.weight.len() / cout;
+        for (co, w) in self.weight.chunks_exact_mut(per).enumerate() {
+            w.iter_mut().for_each(|v| *v *= scale[co]);
+            self.bias[co] = (self.bias[co] as f64 * scale[co] as f64 + shift[co] as f64) as f32;
+        }
+        self.wino.invalidate();
+        self.packed = None;
+        true
+    }
+
+    fn absorb_relu(&mut self) -> bool {
+        !std::mem::replace(&mut self.relu, true)
     }
 
     fn visit_values(&self, prefix: &mut String, f: &mut ValueVisitor<'_>) {
@@ -703,7 +781,7 @@ impl Layer for Conv2d {
     }
 
     fn kind(&self) -> super::LayerKind {
-        if self.rectangular() {
+        if self.rectangular() || self.relu {
             return super::LayerKind::Other;
         }
         super::LayerKind::Conv2d {
@@ -720,6 +798,11 @@ impl Layer for Conv2d {
         let spec = Spec::new("Conv2d")
             .int("in_channels", self.in_channels)
             .int("out_channels", self.out_channels);
+        // Only a folded model has the setting, so older readers see nothing new.
+        let spec = match self.relu {
+            true => spec.flag("relu", true),
+            false => spec,
+        };
         if self.rectangular() {
             return spec
                 .int("kernel_h", self.kernel)

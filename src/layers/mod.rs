@@ -310,6 +310,65 @@ pub trait Layer: Send {
     fn kind(&self) -> LayerKind {
         LayerKind::Other
     }
+
+    /// A batch norm's evaluation-mode map as a per-channel `(scale, shift)`,
+    /// `y = scale·x + shift` (see [`crate::Sequential::fold_batch_norm`]); `None` for every other layer.
+    fn eval_affine(&self) -> Option<(Vec<f32>, Vec<f32>)> {
+        None
+    }
+
+    /// Makes this layer compute `scale[c]·y[c] + shift[c]` per output channel `c` in
+    /// place of its output `y`, absorbing a following batch norm. `false` (and nothing
+    /// changed) when it cannot (every layer but [`Conv2d`]).
+    fn absorb_affine(&mut self, _scale: &[f32], _shift: &[f32]) -> bool {
+        false
+    }
+
+    /// Makes this layer apply a ReLU to its output, absorbing a following [`ReLU`] layer;
+    /// `false` (and nothing changed) when it cannot (every layer but [`Conv2d`]).
+    fn absorb_relu(&mut self) -> bool {
+        false
+    }
+
+    /// Composites: folds every batch norm that follows a convolution among the
+    /// children, recursively, and (with `relu`) a ReLU after a convolution too (see
+    /// [`crate::Sequential::fuse_for_inference`]). Returns how many layers were removed.
+    fn fold_children(&mut self, _relu: bool) -> usize {
+        0
+    }
+}
+
+/// Folds batch norms (and, with `relu`, ReLUs) into the convolutions before them, in a
+/// list of named layers: each child is folded inside first ([`Layer::fold_children`]);
+/// then every `Conv2d → BatchNorm2d` pair becomes one convolution with weight
+/// `W·scale` and bias `b·scale + shift` (`scale = γ/√(σ² + ε)`, `shift = β − μ·scale`,
+/// the running statistics), and with `relu` every `Conv2d → ReLU` pair a convolution
+/// that applies the ReLU itself. The absorbed layers are removed (the others keep their
+/// names). Returns how many were removed.
+///
+/// Evaluation-mode outputs stay the same up to rounding; training the folded layers
+/// trains a plain convolution (no batch statistics), so fold a model for inference.
+pub(crate) fn fold_batch_norm(children: &mut Vec<Child>, relu: bool) -> usize {
+    let mut removed = 0;
+    for (_, layer) in children.iter_mut() {
+        removed += layer.fold_children(relu);
+    }
+    let mut i = 0;
+    while i + 1 < children.len() {
+        let (head, tail) = children.split_at_mut(i + 1);
+        let (conv, next) = (&mut head[i].1, &tail[0].1);
+        let absorbed = match next.eval_affine() {
+            Some((scale, shift)) => conv.absorb_affine(&scale, &shift),
+            None => relu && next.kind() == LayerKind::ReLU && conv.absorb_relu(),
+        };
+        if absorbed {
+            children.remove(i + 1);
+            removed += 1;
+        } else {
+            i += 1;
+        }
+    }
+    removed
 }
 
 /// PyTorch's default initialisation for conv and dense layers: weights from

@@ -162,6 +162,14 @@ impl Layer for ResBlock {
         }
     }
 
+    fn fold_children(&mut self, relu: bool) -> usize {
+        let short = self
+            .downsample
+            .as_mut()
+            .map_or(0, |d| d.fold_children(relu));
+        self.main.fold_children(relu) + short
+    }
+
     fn num_params(&self) -> usize {
         let short = self.downsample.as_ref().map_or(0, |d| d.num_params());
         self.main.num_params() + short

@@ -138,6 +138,18 @@ impl Layer for Residual {
         self.branch.iter().map(|l| l.num_params()).sum()
     }
 
+    /// Folds along the branch; the layers after a removed one are renumbered (the
+    /// branch's names are positions).
+    fn fold_children(&mut self, relu: bool) -> usize {
+        let mut named: Vec<super::Child> = std::mem::take(&mut self.branch)
+            .into_iter()
+            .map(|l| (String::new(), l))
+            .collect();
+        let removed = super::fold_batch_norm(&mut named, relu);
+        self.branch = named.into_iter().map(|(_, l)| l).collect();
+        removed
+    }
+
     fn spec(&self) -> Spec {
         let mut spec = Spec::new("Residual");
         for (j, layer) in self.branch.iter().enumerate() {

@@ -69,7 +69,7 @@ impl Spec {
         self
     }
 
-    fn setting(&self, name: &str) -> Result<&Setting, String> {
+    pub(crate) fn setting(&self, name: &str) -> Result<&Setting, String> {
         self.settings
             .iter()
             .find(|(n, _)| n == name)

@@ -73,6 +73,12 @@ fn inception(cin: usize, c: [usize; 6]) -> Box<dyn Layer> {
 
 /// torchvision's `googlenet(num_classes=classes, aux_logits=False)` on `[3, 224, 224]`.
 pub fn googlenet(classes: usize, seed: u64) -> Result<Sequential> {
+    googlenet_at(classes, 224, seed)
+}
+
+/// [`googlenet`] on `[3, side, side]` inputs (the adaptive pool takes any side of at
+/// least 32; smaller sides make quick tests).
+pub fn googlenet_at(classes: usize, side: usize, seed: u64) -> Result<Sequential> {
     let pool = |k| boxed(MaxPool2d::new(k, 2).ceil_mode(true));
     let layers: Vec<(&str, Box<dyn Layer>)> = vec![
         ("conv1", bc(3, 64, 7, 2, 3)),
@@ -96,7 +102,7 @@ pub fn googlenet(classes: usize, seed: u64) -> Result<Sequential> {
         ("dropout", boxed(Dropout::new(0.2))),
         ("fc", boxed(Dense::new(1024, classes))),
     ];
-    Sequential::named(&[3, 224, 224], layers, seed)
+    Sequential::named(&[3, side, side], layers, seed)
 }
 
 /// The 3×3, stride-1, pad-1 average pool before an Inception v3 `branch_pool` conv.
@@ -229,6 +235,11 @@ fn inception_e(cin: usize) -> Box<dyn Layer> {
 
 /// torchvision's `inception_v3(num_classes=classes, aux_logits=False)` on `[3, 299, 299]`.
 pub fn inception_v3(classes: usize, seed: u64) -> Result<Sequential> {
+    inception_v3_at(classes, 299, seed)
+}
+
+/// [`inception_v3`] on `[3, side, side]` inputs (at least 75, as torchvision's).
+pub fn inception_v3_at(classes: usize, side: usize, seed: u64) -> Result<Sequential> {
     let layers: Vec<(&str, Box<dyn Layer>)> = vec![
         ("Conv2d_1a_3x3", bc(3, 32, 3, 2, 0)),
         ("Conv2d_2a_3x3", bc(32, 32, 3, 1, 0)),
@@ -253,5 +264,5 @@ pub fn inception_v3(classes: usize, seed: u64) -> Result<Sequential> {
         ("flatten", boxed(Flatten::new())),
         ("fc", boxed(Dense::new(2048, classes))),
     ];
-    Sequential::named(&[3, 299, 299], layers, seed)
+    Sequential::named(&[3, side, side], layers, seed)
 }

@@ -19,7 +19,7 @@ mod inception;
 mod resnet;
 mod vgg;
 
-pub use inception::{googlenet, inception_v3};
+pub use inception::{googlenet, googlenet_at, inception_v3, inception_v3_at};
 pub use resnet::{resnet, resnet18, resnet34, resnet50};
 pub use vgg::{VGG11_CONFIG, VGG16_CONFIG, alexnet, vgg, vgg11, vgg11_bn, vgg16, vgg16_bn};
 

@@ -178,6 +178,7 @@ macro_rules! gemm_variant {
 fn packed_with(
     kern: Best,
     threads: Threads,
+    pre: Option<&[f32]>,
     m: usize,
     k: usize,
     n: usize,
@@ -195,21 +196,22 @@ fn packed_with(
         // A 6-row tile for at most 6 rows (a choice by shape only, never by threads).
         #[cfg(target_arch = "x86_64")]
         Best::Avx512(kern) if m <= 6 => {
+            debug_assert!(pre.is_none(), "PackedA never packs for the 6-row tile");
             let low: Avx512FLow = kern.retile();
             packed_driver(
-                low, threads, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+                low, threads, None, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
             )
         }
         #[cfg(target_arch = "x86_64")]
         Best::Avx512(kern) => packed_driver(
-            kern, threads, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+            kern, threads, pre, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
         ),
         #[cfg(target_arch = "x86_64")]
         Best::Avx2(kern) => packed_driver(
-            kern, threads, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+            kern, threads, pre, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
         ),
         Best::Portable(kern) => packed_driver(
-            kern, threads, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+            kern, threads, pre, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
         ),
     }
 }
@@ -267,7 +269,137 @@ fn run_variant(
         Variant::Parallel => Threads::Parallel,
     };
     packed_with(
-        kern, threads, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+        kern, threads, None, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+    )
+}
+
+/// A left operand `A[m×k]` packed once into the microkernel's panels, for many products
+/// `C = A·B` with the same `A` (a layer's weights during inference): [`gemm_packed_a`]
+/// then skips packing `A` on every call. Results are bit for bit those of [`gemm`] with
+/// the same `A` (packing is a copy; the summation order is the same).
+#[derive(Clone, Debug, Default)]
+pub struct PackedA {
+    m: usize,
+    k: usize,
+    /// Panels per `KC` block, `⌈m/MR⌉·MR × kc` each, blocks in `k` order; empty when the
+    /// shape takes a path that does not pack `A` ([`gemm`]'s dot products, the 6-row
+    /// tile): then `raw` holds `A` row-major.
+    panels: Vec<f32>,
+    raw: Vec<f32>,
+}
+
+impl PackedA {
+    /// Packs `A[m×k]` (element `(i, p)` at `a[i·rsa + p·csa]`) for the kernel [`gemm`]
+    /// uses on this CPU.
+    pub fn new(m: usize, k: usize, a: &[f32], rsa: usize, csa: usize) -> PackedA {
+        let kern = best();
+        let mut out = PackedA {
+            m,
+            k,
+            ..PackedA::default()
+        };
+        // The dot path needs B's layout, unknown here: packed A serves only B with
+        // rsb ≠ 1 or many rows; `gemm_packed_a` checks and falls back to `raw`.
+        let low = matches!(kern, Best::Avx512(_)) && m <= 6;
+        if m == 0 || k == 0 || low {
+            out.raw = (0..m * k)
+                .map(|i| a[(i / k.max(1)) * rsa + (i % k.max(1)) * csa])
+                .collect();
+            return out;
+        }
+        fn pack_all<K: MicroKernel>(
+            m: usize,
+            k: usize,
+            a: &[f32],
+            rsa: usize,
+            csa: usize,
+        ) -> Vec<f32> {
+            let mp = m.div_ceil(K::MR) * K::MR;
+            let mut v = vec![0.0; mp * k];
+            for pc in (0..k).step_by(K::KC) {
+                let kc = K::KC.min(k - pc);
+                pack_a::<K>(kc, m, a, pc * csa, rsa, csa, &mut v[pc * mp..]);
+            }
+            v
+        }
+        out.panels = match kern {
+            #[cfg(target_arch = "x86_64")]
+            Best::Avx512(_) => pack_all::<Avx512F>(m, k, a, rsa, csa),
+            #[cfg(target_arch = "x86_64")]
+            Best::Avx2(_) => pack_all::<Avx2Fma>(m, k, a, rsa, csa),
+            Best::Portable(_) => pack_all::<Portable>(m, k, a, rsa, csa),
+        };
+        if m <= dot::DOT_MAX_M {
+            // Kept for B operands that take the dot-product path.
+            out.raw = (0..m * k)
+                .map(|i| a[(i / k) * rsa + (i % k) * csa])
+                .collect();
+        }
+        out
+    }
+
+    /// Rows and columns of `A`.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.m, self.k)
+    }
+}
+
+/// `C[m×n] (=|+=) A·B[k×n]` for a [`PackedA`], the same result as [`gemm`] on that `A`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_packed_a(
+    a: &PackedA,
+    n: usize,
+    b: &[f32],
+    rsb: usize,
+    csb: usize,
+    c: &mut [f32],
+    rsc: usize,
+    accumulate: bool,
+) {
+    let (m, k) = (a.m, a.k);
+    let kern = best();
+    let dot = rsb == 1 && m <= dot::DOT_MAX_M && k >= 8;
+    if a.panels.is_empty() || dot {
+        return run_variant(
+            kern,
+            Variant::Gemm,
+            m,
+            k,
+            n,
+            &a.raw,
+            k,
+            1,
+            b,
+            rsb,
+            csb,
+            c,
+            rsc,
+            accumulate,
+        );
+    }
+    // The same thread choice as `run_variant`'s (it does not change the result).
+    let big = m.saturating_mul(n).saturating_mul(k) >= PAR_MIN_WORK && m >= 2 * kern.mr();
+    let threads = if big && rayon::current_num_threads() > 1 {
+        Threads::Parallel
+    } else {
+        Threads::Serial
+    };
+    packed_with(
+        kern,
+        threads,
+        Some(&a.panels),
+        m,
+        k,
+        n,
+        &a.raw,
+        k,
+        1,
+        b,
+        rsb,
+        csb,
+        c,
+        rsc,
+        accumulate,
     )
 }
 
@@ -456,6 +588,7 @@ impl BPanels<'_> {
 fn packed_driver<K: MicroKernel>(
     kern: K,
     threads: Threads,
+    pre: Option<&[f32]>,
     m: usize,
     k: usize,
     n: usize,
@@ -516,6 +649,12 @@ fn packed_driver<K: MicroKernel>(
                     let ic = t * rows_per_task;
                     let mc = rows_per_task.min(m - ic);
                     let a_len = mc.div_ceil(mr) * mr * kc;
+                    if let Some(pre) = pre {
+                        // A packed ahead (PackedA): block pc starts at pc·⌈m/MR⌉·MR.
+                        let ap = &pre[pc * m.div_ceil(mr) * mr + ic * kc..][..a_len];
+                        macro_kernel(kern, mc, nc, kc, ap, bp, &mut c_rows[jc..], rsc, load);
+                        return;
+                    }
                     with_buffer(&A_BUF, a_len, |ap| {
                         pack_a::<K>(kc, mc, a, ic * rsa + pc * csa, rsa, csa, ap);
                         macro_kernel(kern, mc, nc, kc, ap, bp, &mut c_rows[jc..], rsc, load);
@@ -657,6 +796,6 @@ pub fn gemm_packed_tile<K: MicroKernel>(
         Threads::Serial
     };
     packed_driver(
-        kern, t, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+        kern, t, None, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
     )
 }

@@ -18,7 +18,7 @@
 
 use super::Tile;
 use super::lanes::{self, Cols, LANES};
-use crate::cpu::gemm::gemm;
+use crate::cpu::gemm::{PackedA, gemm, gemm_packed_a};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -185,6 +185,22 @@ fn transform_inputs(s: &Shape, xb: &[f32], rows: (usize, usize), chunk_cols: usi
 /// Forward: `y[N][Cout][OH][OW] = conv(x[N][C][H][W]) + bias` from the transformed filter
 /// `u[α²][Cout][C]` ([`super::filter_transform`]); `bias` is `[Cout]` or empty.
 pub fn forward(s: &Shape, n: usize, x: &[f32], u: &[f32], bias: &[f32], y: &mut [f32]) {
+    forward_act(s, n, x, (u, None), bias, false, y)
+}
+
+/// [`forward`], then with `relu` `y = max(y, 0)`, applied to each block of output rows
+/// right after its output transform wrote it (while it is in cache). With `packed`, the
+/// `α²` matrices `U[t]` packed ahead ([`PackedA`], the same values as `u`), so that the
+/// GEMMs do not pack them again for every block (inference).
+pub fn forward_act(
+    s: &Shape,
+    n: usize,
+    x: &[f32],
+    (u, packed): (&[f32], Option<&[PackedA]>),
+    bias: &[f32],
+    relu: bool,
+    y: &mut [f32],
+) {
     let p = Plan::new(s, n);
     let (cin, cout, pts) = (s.channels, s.out_channels, s.tile.points());
     let (il, ol) = (s.input_len(), s.output_len());
@@ -199,6 +215,12 @@ pub fn forward(s: &Shape, n: usize, x: &[f32], u: &[f32], bias: &[f32], y: &mut 
                 with_scratch(pts * plane(cout, cols), |mm| {
                     // M[t] = U[t] · V[t]      [Cout, C]·[C, cols]
                     for t in 0..pts {
+                        if let Some(pa) = packed {
+                            let mt = &mut mm[t * plane(cout, cols)..];
+                            let vt = &v[t * plane(cin, cols)..];
+                            gemm_packed_a(&pa[t], cols, vt, cols, 1, mt, cols, false);
+                            continue;
+                        }
                         gemm(
                             cout,
                             cin,
@@ -223,6 +245,9 @@ pub fn forward(s: &Shape, n: usize, x: &[f32], u: &[f32], bias: &[f32], y: &mut 
                             };
                             let gs = ys.len() / ol;
                             lanes::output_chunk(s.tile, s, mm, at, rows, gs, bias, ot, ys);
+                            if relu {
+                                relu_rows(s, rows, ys);
+                            }
                         }
                     });
                 });
@@ -234,6 +259,17 @@ pub fn forward(s: &Shape, n: usize, x: &[f32], u: &[f32], bias: &[f32], y: &mut 
         .par_chunks(per * il)
         .zip(y[..n * ol].par_chunks_mut(per * ol))
         .for_each(block);
+}
+
+/// `ys[gs][Cout][OH][OW] = max(ys, 0)` on the output rows of tile rows `rows.0..rows.1`.
+fn relu_rows(s: &Shape, rows: (usize, usize), ys: &mut [f32]) {
+    let (m, oh, ow) = (s.tile.m(), s.out_h(), s.out_w());
+    let (r0, r1) = (rows.0 * m, (rows.1 * m).min(oh));
+    for plane in ys.chunks_exact_mut(oh * ow) {
+        for v in &mut plane[r0 * ow..r1 * ow] {
+            *v = v.max(0.0);
+        }
+    }
 }
 
 /// Input gradient: `dx[N][C][H][W]` from `dy[N][Cout][OH][OW]` and the flipped transformed
