@@ -327,8 +327,11 @@ impl DataParallel<'_> {
 /// [`train_epoch`] as one process of a data-parallel run (or as all of its shards, in
 /// one process; see [`DataParallel`]): each step, the shards' gradients (loss divided by
 /// the global batch) are added in shard order on this process, then across processes in
-/// rank order, and every process takes the same optimizer step. The loss and accuracy
-/// reported are the global batch's.
+/// rank order, and every process takes the same optimizer step. One collective call a
+/// step: the gradient sum. Each process checks its own shards' loss before the update (a
+/// non-finite one is an error there, which under MPI stops every rank); the per-step
+/// [`StepReport`] shows this process's shards, and the epoch's loss and accuracy, gathered
+/// once at the end, are the global batches'.
 pub fn train_epoch_parallel(
     model: &mut Sequential,
     loss: &mut SoftmaxCrossEntropy,
@@ -341,7 +344,9 @@ pub fn train_epoch_parallel(
     dp.check(plan.batch_size, data.len())?;
     let (first, end) = dp.owned();
     let start = Instant::now();
-    let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+    let (mut seen, mut mine, mut local_loss) = (0usize, 0usize, 0.0f64);
+    // This process's [loss × images, hits] of each step, gathered at the end.
+    let mut parts: Vec<f64> = Vec::new();
     let (mut acc, mut grads, mut shard) = (Vec::new(), Vec::new(), Batch::default());
     for_each_part(
         data,
@@ -378,34 +383,42 @@ pub fn train_epoch_parallel(
                 part[0] += stats.loss * (hi - lo) as f64;
                 part[1] += stats.correct as f64;
             }
+            let n = batch.labels.len();
+            check_loss(part[0] / n as f64, epoch, opt.steps() + 1)?;
             dp.comm.sum_in_rank_order(&mut acc)?;
-            let all = dp.comm.all_gather_f64(&part)?;
-            let (mut step_sum, mut step_correct) = (0.0f64, 0.0f64);
-            for p in all.chunks_exact(2) {
-                step_sum += p[0];
-                step_correct += p[1];
-            }
-            check_loss(step_sum / b as f64, epoch, opt.steps() + 1)?;
             set_gradients(model, &acc);
             opt.step(model);
-            loss_sum += step_sum;
-            correct += step_correct as usize;
-            seen += b;
+            parts.extend_from_slice(&part);
+            (seen, mine, local_loss) = (seen + b, mine + n, local_loss + part[0]);
             progress(&StepReport {
                 epoch,
                 step: opt.steps(),
                 images: seen,
                 epoch_images: data.len(),
-                loss: step_sum / b as f64,
-                mean_loss: loss_sum / seen as f64,
+                loss: part[0] / n as f64,
+                mean_loss: local_loss / mine as f64,
                 lr: opt.current_lr(),
             });
             Ok(())
         },
     )?;
+    // Every rank's parts, step by step: summed per step in rank order, then over steps
+    // (the order one process with all the shards adds them in).
+    let all = dp.comm.all_gather_f64(&parts)?;
+    let (ranks, steps) = (dp.comm.size(), parts.len() / 2);
+    let (mut loss_sum, mut correct) = (0.0f64, 0.0f64);
+    for t in 0..steps {
+        let (mut l, mut c) = (0.0f64, 0.0f64);
+        for r in 0..ranks {
+            l += all[r * parts.len() + 2 * t];
+            c += all[r * parts.len() + 2 * t + 1];
+        }
+        loss_sum += l;
+        correct += c;
+    }
     Ok(EpochStats::new(
         loss_sum,
-        correct,
+        correct as usize,
         seen,
         start,
         opt.current_lr(),
