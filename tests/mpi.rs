@@ -151,6 +151,30 @@ fn two_ranks_learn_and_equal_one_process_in_two_shards_bit_for_bit() {
 }
 
 #[test]
+fn batch_norm_nets_train_on_two_ranks_bit_identically_run_to_run() {
+    let Some(data) = data_dir() else { return };
+    let dir = temp_dir("mpi-bn");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let fast = ["--model", "fast", "--limit-train", "128", "--epochs", "1"];
+    let out = train(
+        2,
+        &data,
+        &[&fast[..], &["--threads", "1", "--save", s(&a)]].concat(),
+    );
+    assert!(out.contains("mpi: 2 ranks"), "{out}");
+    train(
+        2,
+        &data,
+        &[&fast[..], &["--threads", "2", "--save", s(&b)]].concat(),
+    );
+    assert!(
+        ckpt(&a) == ckpt(&b),
+        "two 2-rank runs of the fast net differ"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_checkpoint_resumes_on_another_number_of_ranks() {
     let Some(data) = data_dir() else { return };
     let dir = temp_dir("mpi-resume");
