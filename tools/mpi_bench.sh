@@ -5,7 +5,8 @@
 # Run on a quiet machine with ≥ 2 cores: tools/mpi_bench.sh   (about 3 minutes)
 # Needs Open MPI (apt-get install libopenmpi-dev openmpi-bin libclang-dev) and CIFAR-10
 # in $CIFAR10_DIR (default ./data/cifar-10-batches-bin). REPEAT=N runs each N times
-# (default 2) and keeps the best.
+# (default 2) and keeps the best. YIELD=1 makes waiting ranks yield their core
+# (--mca mpi_yield_when_idle 1: for a machine whose cores other work shares).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CIFAR10_DIR="${CIFAR10_DIR:-data/cifar-10-batches-bin}"
@@ -15,6 +16,7 @@ bin=target/release/examples/cifar10
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 mpi=(mpirun --oversubscribe --bind-to none -np 2)
 [ "$(id -u)" = 0 ] && mpi=(mpirun --allow-run-as-root --oversubscribe --bind-to none -np 2)
+[ "${YIELD:-0}" = 1 ] && mpi+=(--mca mpi_yield_when_idle 1)
 
 # images/s of the epoch: best of $repeat runs of "$@".
 rate() {
