@@ -20,13 +20,17 @@
 //! ```
 
 use crate::checkpoint;
-use crate::data::Dataset;
+use crate::data::{Batch, Dataset, View};
+use crate::dist::{Comm, Single};
 use crate::error::{Error, Result};
 use crate::finetune::FineTune;
 use crate::model::Sequential;
 use crate::optim::Optimizer;
 use crate::recipe::Recipe;
-use crate::train::{EpochStats, Evaluation, Plan, StepReport, Tta, evaluate_tta, train_epoch};
+use crate::train::{
+    DataParallel, EpochStats, Evaluation, Plan, StepReport, Tta, evaluate_tta, train_epoch,
+    train_epoch_parallel,
+};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -73,6 +77,11 @@ pub struct RunConfig {
     /// Fine-tuning: pretrained weights, a replaced head, frozen parameters, the head's
     /// rate. Recorded in the checkpoint; a resumed run must fine-tune the same way.
     pub fine_tune: FineTune,
+    /// In one process, train as this many data-parallel ranks would: each global
+    /// mini-batch cut into `shards` shards whose gradients are added in order (see
+    /// [`DataParallel`]). 1 (the default) is plain training. Under MPI ([`run_on`] with
+    /// several ranks) it must be 1 or the number of ranks: one shard per rank.
+    pub shards: usize,
 }
 
 impl RunConfig {
@@ -90,6 +99,7 @@ impl RunConfig {
             init_weights: None,
             tags: BTreeMap::new(),
             fine_tune: FineTune::default(),
+            shards: 1,
         }
     }
 }
@@ -154,9 +164,77 @@ pub fn run(
     test: &dyn Dataset,
     on: &mut dyn FnMut(Event<'_>),
 ) -> Result<RunReport> {
+    run_on(config, &Single, train, test, on)
+}
+
+/// [`run`] as one of the `comm.size()` processes of a data-parallel run (every process
+/// calls it with the same config and data; see [`crate::dist`]): each trains its shard of
+/// every global mini-batch (`recipe.batch_size` stays the global batch), the gradients are
+/// summed in rank order, and all take the same steps. Rank 0 alone evaluates, calls `on`,
+/// writes the JSON lines and the checkpoints; every rank resumes from them (a folder all
+/// machines see). Before the first step the ranks compare fingerprints of their seed,
+/// batch size, data, recipe and weights: any difference is an error.
+///
+/// With several processes an error on any rank stops all of them ([`Comm::abort`]).
+pub fn run_on(
+    config: &RunConfig,
+    comm: &dyn Comm,
+    train: &dyn Dataset,
+    test: &dyn Dataset,
+    on: &mut dyn FnMut(Event<'_>),
+) -> Result<RunReport> {
+    let result = run_ranked(config, comm, train, test, on);
+    if let Err(e) = &result
+        && comm.size() > 1
+    {
+        comm.abort(&e.to_string());
+    }
+    result
+}
+
+fn run_ranked(
+    config: &RunConfig,
+    comm: &dyn Comm,
+    train: &dyn Dataset,
+    test: &dyn Dataset,
+    on: &mut dyn FnMut(Event<'_>),
+) -> Result<RunReport> {
     let r = &config.recipe;
     r.check()?;
     check_data(train, test, r)?;
+    let root = comm.rank() == 0;
+    let shards = if comm.size() > 1 {
+        if config.shards > 1 && config.shards != comm.size() {
+            return Err(Error::Invalid(format!(
+                "{} shards on {} MPI ranks: under MPI each rank trains one shard",
+                config.shards,
+                comm.size()
+            )));
+        }
+        if config.device != Device::Cpu {
+            return Err(Error::Invalid(
+                "data-parallel training across MPI ranks runs on the CPU device only".into(),
+            ));
+        }
+        comm.size()
+    } else {
+        config.shards.max(1)
+    };
+    if shards > 1 {
+        if config.device != Device::Cpu {
+            return Err(Error::Invalid(
+                "training in shards runs on the CPU device only".into(),
+            ));
+        }
+        let dp = DataParallel { comm, shards };
+        dp.check(r.batch_size, train.len())?;
+    }
+    let mut only_root = |event: Event<'_>| {
+        if root {
+            on(event)
+        }
+    };
+    let on: &mut dyn FnMut(Event<'_>) = &mut only_root;
     let classes = train.classes().len();
     let mut model = config
         .fine_tune
@@ -172,7 +250,7 @@ pub fn run(
     let metadata = |epoch: u64| run_metadata(config, train, epoch);
 
     let save_path = config.save.as_ref().map(|d| d.join(CHECKPOINT));
-    if let Some(dir) = &config.save {
+    if let Some(dir) = config.save.as_ref().filter(|_| root) {
         prepare_save_dir(dir, config)?;
     }
     let resumed_after = match &config.resume {
@@ -195,9 +273,18 @@ pub fn run(
             first_epoch - 1
         )));
     }
+    if comm.size() > 1 {
+        let mine = fingerprint(config, train, test, &model, first_epoch)?;
+        crate::dist::check_fingerprints(&comm.all_gather_u64(&mine)?, &FINGERPRINTS)?;
+    }
     let start = Instant::now();
     let mut engine = Engine::new(config, &mut model, opt.as_mut())?;
-    let device = engine.name();
+    let dp = DataParallel { comm, shards };
+    let device = match (shards, comm.size()) {
+        (1, _) => engine.name(),
+        (s, 1) => format!("{} ({s} shards)", engine.name()),
+        _ => format!("{} ({})", engine.name(), comm.describe()),
+    };
     on(Event::Started {
         first_epoch,
         device: &device,
@@ -208,6 +295,7 @@ pub fn run(
     // taken at the end of the epoch, while the next epoch trains: at small batches
     // training keeps one core busy and the other free. Results are the same.
     let mut snapshot = match engine {
+        Engine::Cpu(_) if !root => None,
         Engine::Cpu(_) => Some(Sequential::from_specs(
             model.input_shape(),
             &model.specs(),
@@ -222,7 +310,7 @@ pub fn run(
         .map_err(|e| Error::Invalid(format!("cannot start the evaluation thread: {e}")))?;
     let eval_batch = config.eval_batch.max(1);
     let mut out = Output {
-        json: open_json(config)?,
+        json: if root { open_json(config)? } else { None },
         device: &device,
         start,
         epochs: &mut epochs,
@@ -231,10 +319,13 @@ pub fn run(
         type Pending<'s> = std::thread::ScopedJoinHandle<'s, Result<(Evaluation, Sequential)>>;
         let mut pending: Option<(u64, EpochStats, Pending<'_>)> = None;
         for epoch in first_epoch..=r.epochs {
-            let stats =
-                engine.train_epoch(&mut model, opt.as_mut(), (train, &plan, epoch), &mut |s| {
-                    on(Event::Step(s))
-                });
+            let stats = engine.train_epoch(
+                &mut model,
+                opt.as_mut(),
+                (train, &plan, epoch),
+                &dp,
+                &mut |s| on(Event::Step(s)),
+            );
             let stats = match stats {
                 Ok(s) => s,
                 Err(e) => {
@@ -245,6 +336,10 @@ pub fn run(
                     return Err(e);
                 }
             };
+            if !root {
+                // Rank 0 alone evaluates and writes; the others train on.
+                continue;
+            }
             if let Some(path) = &save_path {
                 engine.sync(&mut model, opt.as_mut())?;
                 checkpoint::save_training(path, &model, opt.as_mut(), metadata(epoch))?;
@@ -402,6 +497,60 @@ fn run_metadata(config: &RunConfig, train: &dyn Dataset, epoch: u64) -> BTreeMap
     m
 }
 
+/// What the ranks of a data-parallel run compare before the first step, in this order.
+const FINGERPRINTS: [&str; 6] = [
+    "seed",
+    "batch size",
+    "data set (sizes, shapes, classes, first images)",
+    "recipe (model and training flags) or run tags",
+    "initial weights (or resumed checkpoint)",
+    "epoch to start at",
+];
+
+/// One hash per entry of [`FINGERPRINTS`] for this rank.
+fn fingerprint(
+    config: &RunConfig,
+    train: &dyn Dataset,
+    test: &dyn Dataset,
+    model: &Sequential,
+    first_epoch: u64,
+) -> Result<Vec<u64>> {
+    use crate::dist::fnv1a;
+    let mut data = 0;
+    for set in [train, test] {
+        let head = format!("{} {:?} {:?}", set.len(), set.image_shape(), set.classes());
+        data = fnv1a(head.as_bytes(), data);
+        let first: Vec<usize> = (0..set.len().min(64)).collect();
+        let mut batch = Batch::default();
+        set.fill_batch(&first, View::Plain, &mut batch)?;
+        for v in batch.images.data() {
+            data = fnv1a(&v.to_le_bytes(), data);
+        }
+        for l in &batch.labels {
+            data = fnv1a(&l.to_le_bytes(), data);
+        }
+    }
+    let recipe = format!(
+        "{:?} {:?} {}",
+        config.recipe, config.tags, config.eval_batch
+    );
+    let mut weights = 0;
+    model.visit_values(&mut |v| {
+        weights = fnv1a(v.name.as_bytes(), weights);
+        for x in v.values {
+            weights = fnv1a(&x.to_le_bytes(), weights);
+        }
+    });
+    Ok(vec![
+        config.seed,
+        config.recipe.batch_size as u64,
+        data,
+        fnv1a(recipe.as_bytes(), 0),
+        weights,
+        first_epoch,
+    ])
+}
+
 /// Settings a resumed run must share with the saved one.
 /// (The fine-tuning keys are there only for runs that set them.)
 const SAME_ON_RESUME: [&str; 8] = [
@@ -545,12 +694,19 @@ impl Engine {
         model: &mut Sequential,
         opt: &mut dyn Optimizer,
         (data, plan, epoch): (&dyn Dataset, &Plan, u64),
+        dp: &DataParallel<'_>,
         progress: crate::train::Progress<'_>,
     ) -> Result<EpochStats> {
         match self {
+            Engine::Cpu(loss) if dp.shards > 1 => {
+                train_epoch_parallel(model, loss, opt, (data, plan, epoch), dp, progress)
+            }
             Engine::Cpu(loss) => train_epoch(model, loss, opt, data, plan, epoch, progress),
             #[cfg(feature = "wgpu")]
-            Engine::Gpu(net) => crate::gpu::train_epoch(net, opt, data, plan, epoch, progress),
+            Engine::Gpu(net) => {
+                let _ = dp; // refused with several shards before the engine starts
+                crate::gpu::train_epoch(net, opt, data, plan, epoch, progress)
+            }
         }
     }
 

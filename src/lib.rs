@@ -20,6 +20,7 @@ pub mod checkpoint;
 #[doc(hidden)]
 pub mod cpu;
 pub mod data;
+pub mod dist;
 pub mod driver;
 pub mod error;
 pub mod finetune;

@@ -38,6 +38,19 @@ impl SoftmaxCrossEntropy {
     /// `logits[N, classes]`, `labels[N]` → mean loss and hits; keeps `∂loss/∂logits`
     /// (already divided by `N`) for [`SoftmaxCrossEntropy::grad`].
     pub fn forward(&mut self, logits: &Tensor, labels: &[u32]) -> Result<LossStats> {
+        self.forward_part(logits, labels, logits.shape().first().copied().unwrap_or(0))
+    }
+
+    /// [`SoftmaxCrossEntropy::forward`] on one shard of a larger batch of `total` items
+    /// (data-parallel training): the kept gradient is divided by `total`, not by the
+    /// shard's `N`, so the shards' gradients add up to the whole batch's. The returned loss
+    /// is still the shard's mean. An error when `total` is smaller than the shard.
+    pub fn forward_part(
+        &mut self,
+        logits: &Tensor,
+        labels: &[u32],
+        total: usize,
+    ) -> Result<LossStats> {
         let &[n, classes] = logits.shape() else {
             return Err(Error::Invalid(format!(
                 "SoftmaxCrossEntropy: logits must be [N, classes], got {:?}",
@@ -59,8 +72,13 @@ impl SoftmaxCrossEntropy {
         if n == 0 {
             return Err(Error::Invalid("SoftmaxCrossEntropy: empty batch".into()));
         }
+        if total < n {
+            return Err(Error::Invalid(format!(
+                "SoftmaxCrossEntropy: a shard of {n} items from a batch of {total}"
+            )));
+        }
         self.grad.reshape_to(&[n, classes]);
-        let scale = 1.0 / n as f32;
+        let scale = 1.0 / total as f32;
         let (sum, correct) = k::softmax_xent(
             logits.data(),
             labels,

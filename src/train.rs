@@ -4,6 +4,7 @@ use crate::data::{
     Augment, Batch, Batches, Dataset, View, alternating_flip, augment_key, epoch_permutation,
     reflect_index,
 };
+use crate::dist::Comm;
 use crate::error::{Error, Result};
 use crate::layers::Mode;
 use crate::loss::SoftmaxCrossEntropy;
@@ -197,18 +198,38 @@ pub fn for_each_batch(
     epoch: u64,
     step: &mut dyn FnMut(&Batch) -> Result<()>,
 ) -> Result<()> {
+    for_each_part(data, plan, epoch, (0, 1, 1), &mut |batch, _| step(batch))
+}
+
+/// [`for_each_batch`] for one process of a data-parallel run: of each global mini-batch,
+/// cut into `shards` contiguous shards ([`crate::dist::shard_bounds`]), only shards
+/// `first..end` are assembled, and `step` gets them (as one batch) with the global batch's
+/// size. An image's augmentation is keyed on its position in the global epoch order, so it
+/// gets the same crop and flip whatever the number of shards.
+fn for_each_part(
+    data: &dyn Dataset,
+    plan: &Plan,
+    epoch: u64,
+    (first, end, shards): (usize, usize, usize),
+    step: &mut dyn FnMut(&Batch, usize) -> Result<()>,
+) -> Result<()> {
     let order = epoch_permutation(data.len(), plan.seed, epoch);
+    // The positions (in the global batch) of this process's part of a batch of `b`.
+    let part = move |b: usize| {
+        let bounds = crate::dist::shard_bounds(b, shards);
+        bounds[first]..bounds[end]
+    };
     if plan.augment.is_identity() && data.fills_from_memory() {
         // Assembling a batch is a table look-up per pixel: do it inline.
         let mut batch = Batch::default();
         for indices in Batches::new(&order, plan.batch_size) {
-            data.fill_batch(indices, View::Plain, &mut batch)?;
-            step(&batch)?;
+            data.fill_batch(&indices[part(indices.len())], View::Plain, &mut batch)?;
+            step(&batch, indices.len())?;
         }
         return Ok(());
     }
     // Augmentation and decoding run on a loader thread, a few batches ahead of training.
-    let (full_tx, full_rx) = mpsc::sync_channel::<Result<Batch>>(PREFETCH);
+    let (full_tx, full_rx) = mpsc::sync_channel::<Result<(Batch, usize)>>(PREFETCH);
     let (empty_tx, empty_rx) = mpsc::channel::<Batch>();
     for _ in 0..PREFETCH {
         empty_tx.send(Batch::default()).expect("receiver alive");
@@ -221,11 +242,15 @@ pub fn for_each_batch(
                 let Ok(mut batch) = empty_rx.recv() else {
                     return;
                 };
+                let mine = part(indices.len());
+                let offset = pos + mine.start;
+                let ours = &indices[mine];
                 let key = |k: usize| {
-                    let key = augment_key(plan.seed, epoch, (pos + k) as u64);
+                    let key = augment_key(plan.seed, epoch, (offset + k) as u64);
                     if plan.augment.alternating_flip {
                         // The lowest bit carries the image's flip for this epoch.
-                        let flip = alternating_flip(plan.seed, indices[k] as u64, epoch);
+                        let image = ours[k] as u64;
+                        let flip = alternating_flip(plan.seed, image, epoch);
                         (key & !1) | u64::from(flip)
                     } else {
                         key
@@ -239,7 +264,9 @@ pub fn for_each_batch(
                         key: &key,
                     }
                 };
-                let filled = data.fill_batch(indices, view, &mut batch).map(|_| batch);
+                let filled = data
+                    .fill_batch(ours, view, &mut batch)
+                    .map(|_| (batch, indices.len()));
                 pos += indices.len();
                 let failed = filled.is_err();
                 if full_tx.send(filled).is_err() || failed {
@@ -250,13 +277,194 @@ pub fn for_each_batch(
         // Both channel ends move into this closure, so an early return drops them and the
         // loader thread, blocked on either, stops instead of waiting forever.
         let empty_tx = empty_tx;
-        for batch in full_rx {
-            let batch = batch?;
-            step(&batch)?;
+        for filled in full_rx {
+            let (batch, global) = filled?;
+            step(&batch, global)?;
             let _ = empty_tx.send(batch);
         }
         Ok(())
     })
+}
+
+/// How a data-parallel epoch splits each global mini-batch of `batch_size` images: into
+/// `shards` contiguous shards, the gradients of which are added in shard order.
+///
+/// With one process (`comm.size() == 1`) it trains every shard itself, one after the
+/// other, and adds their gradients in order: the same arithmetic as `shards` ranks
+/// (`shards == comm.size()`, one shard each) whose gradients [`Comm::sum_in_rank_order`]
+/// adds. So for a network without batch norm (whose statistics are per shard) the two
+/// give the same weights bit for bit.
+pub struct DataParallel<'a> {
+    /// The processes training together.
+    pub comm: &'a dyn Comm,
+    /// Shards per global mini-batch: 1 or `comm.size()` when several processes train;
+    /// any count from 1 for one process.
+    pub shards: usize,
+}
+
+impl DataParallel<'_> {
+    /// The shards this process trains: `first..end`.
+    pub fn owned(&self) -> (usize, usize) {
+        if self.comm.size() == 1 {
+            (0, self.shards.max(1))
+        } else {
+            (self.comm.rank(), self.comm.rank() + 1)
+        }
+    }
+
+    /// An error unless every mini-batch of an epoch over `n` images in batches of
+    /// `batch_size` gives every shard at least one image.
+    pub fn check(&self, batch_size: usize, n: usize) -> Result<()> {
+        let (size, s) = (self.comm.size(), self.shards);
+        if s == 0 || (size > 1 && s != size) {
+            return Err(Error::Invalid(format!(
+                "{s} shards on {size} processes: with several processes, one shard each"
+            )));
+        }
+        if batch_size < s {
+            return Err(Error::Invalid(format!(
+                "a batch of {batch_size} cannot be split over {s} ranks: each needs at \
+                 least one image (--batch-size is the global batch)"
+            )));
+        }
+        let last = n % batch_size.max(1);
+        if last != 0 && last < s {
+            return Err(Error::Invalid(format!(
+                "the last batch of an epoch over {n} images holds {last}, fewer than the \
+                 {s} ranks: change --batch-size or the number of training images"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// [`train_epoch`] as one process of a data-parallel run (or as all of its shards, in
+/// one process; see [`DataParallel`]): each step, the shards' gradients (loss divided by
+/// the global batch) are added in shard order on this process, then across processes in
+/// rank order, and every process takes the same optimizer step. One collective call a
+/// step: the gradient sum. Each process checks its own shards' loss before the update (a
+/// non-finite one is an error there, which under MPI stops every rank); the per-step
+/// [`StepReport`] shows this process's shards, and the epoch's loss and accuracy, gathered
+/// once at the end, are the global batches'.
+pub fn train_epoch_parallel(
+    model: &mut Sequential,
+    loss: &mut SoftmaxCrossEntropy,
+    opt: &mut dyn Optimizer,
+    (data, plan, epoch): (&dyn Dataset, &Plan, u64),
+    dp: &DataParallel<'_>,
+    progress: Progress<'_>,
+) -> Result<EpochStats> {
+    plan.check(data, epoch)?;
+    dp.check(plan.batch_size, data.len())?;
+    let (first, end) = dp.owned();
+    let start = Instant::now();
+    let (mut seen, mut mine, mut local_loss) = (0usize, 0usize, 0.0f64);
+    // This process's [loss × images, hits] of each step, gathered at the end.
+    let mut parts: Vec<f64> = Vec::new();
+    let (mut acc, mut grads, mut shard) = (Vec::new(), Vec::new(), Batch::default());
+    for_each_part(
+        data,
+        plan,
+        epoch,
+        (first, end, dp.shards),
+        &mut |batch, b| {
+            opt.set_lr_scale(plan.lr_scale_at(opt.steps()));
+            model.set_step(opt.steps());
+            let bounds = crate::dist::shard_bounds(b, dp.shards);
+            let base = bounds[first];
+            // This process's [loss × images, hits], added in shard order from 0.
+            let mut part = [0.0f64; 2];
+            for s in first..end {
+                let (lo, hi) = (bounds[s] - base, bounds[s + 1] - base);
+                let input = if end - first == 1 {
+                    batch
+                } else {
+                    copy_rows(batch, lo..hi, &mut shard);
+                    &shard
+                };
+                let logits = model.forward(&input.images, Mode::Train)?;
+                let stats = loss.forward_part(logits, &input.labels, b)?;
+                // A diverged shard is caught below, on every rank, before the update.
+                model.backward(loss.grad())?;
+                if s == first {
+                    gradients(model, &mut acc);
+                } else {
+                    gradients(model, &mut grads);
+                    for (a, &g) in acc.iter_mut().zip(&grads) {
+                        *a += g;
+                    }
+                }
+                part[0] += stats.loss * (hi - lo) as f64;
+                part[1] += stats.correct as f64;
+            }
+            let n = batch.labels.len();
+            check_loss(part[0] / n as f64, epoch, opt.steps() + 1)?;
+            dp.comm.sum_in_rank_order(&mut acc)?;
+            set_gradients(model, &acc);
+            opt.step(model);
+            parts.extend_from_slice(&part);
+            (seen, mine, local_loss) = (seen + b, mine + n, local_loss + part[0]);
+            progress(&StepReport {
+                epoch,
+                step: opt.steps(),
+                images: seen,
+                epoch_images: data.len(),
+                loss: part[0] / n as f64,
+                mean_loss: local_loss / mine as f64,
+                lr: opt.current_lr(),
+            });
+            Ok(())
+        },
+    )?;
+    // Every rank's parts, step by step: summed per step in rank order, then over steps
+    // (the order one process with all the shards adds them in).
+    let all = dp.comm.all_gather_f64(&parts)?;
+    let (ranks, steps) = (dp.comm.size(), parts.len() / 2);
+    let (mut loss_sum, mut correct) = (0.0f64, 0.0f64);
+    for t in 0..steps {
+        let (mut l, mut c) = (0.0f64, 0.0f64);
+        for r in 0..ranks {
+            l += all[r * parts.len() + 2 * t];
+            c += all[r * parts.len() + 2 * t + 1];
+        }
+        loss_sum += l;
+        correct += c;
+    }
+    Ok(EpochStats::new(
+        loss_sum,
+        correct as usize,
+        seen,
+        start,
+        opt.current_lr(),
+    ))
+}
+
+/// Items `rows` of `from` into `to`.
+fn copy_rows(from: &Batch, rows: std::ops::Range<usize>, to: &mut Batch) {
+    let mut shape = from.images.shape().to_vec();
+    shape[0] = rows.len();
+    to.images.reshape_to(&shape);
+    let len = from.images.item_len();
+    to.images
+        .data_mut()
+        .copy_from_slice(&from.images.data()[rows.start * len..rows.end * len]);
+    to.labels.clear();
+    to.labels.extend_from_slice(&from.labels[rows]);
+}
+
+/// Every parameter gradient of `model`, in [`Sequential::visit_params`] order, into `out`.
+fn gradients(model: &mut Sequential, out: &mut Vec<f32>) {
+    out.clear();
+    model.visit_params(&mut |_, p| out.extend_from_slice(p.grad));
+}
+
+/// The inverse of [`gradients`].
+fn set_gradients(model: &mut Sequential, from: &[f32]) {
+    let mut at = 0;
+    model.visit_params(&mut |_, p| {
+        p.grad.copy_from_slice(&from[at..at + p.grad.len()]);
+        at += p.grad.len();
+    });
 }
 
 /// Accuracy and confusion matrix of a classifier on a data set.

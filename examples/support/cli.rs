@@ -105,6 +105,13 @@ pub struct TrainFlags {
     /// seed or keras).
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "wgpu"])]
     pub device: String,
+    /// Train as N data-parallel ranks would, in this one process: each batch cut into N
+    /// shards whose gradients are added in order. Without batch norm, the weights equal an
+    /// `mpirun -np N` run's bit for bit (built with --features mpi, the examples train
+    /// across the ranks mpirun starts; see docs/scaling.md).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub shards: u64,
 }
 
 impl TrainFlags {
@@ -141,6 +148,8 @@ impl TrainFlags {
         if let Some(t) = self.threads {
             ferroconv::set_threads(t).map_err(|e| format!("--threads: {e}"))?;
         }
+        // Under mpirun: each rank takes its share of the cores unless --threads says.
+        ferroconv::dist::share_cores();
         if let Some(p) = &self.plot {
             check_writable(p).map_err(|e| format!("--plot: {e}"))?;
         }
@@ -158,6 +167,7 @@ impl TrainFlags {
             },
             head_lr: self.head_lr,
         };
+        c.shards = self.shards as usize;
         c.device = if self.device == "wgpu" {
             Device::Wgpu
         } else {
@@ -287,7 +297,10 @@ pub fn train_and_report(
             );
         }
     };
-    let report = ferroconv::driver::run(config, train, test, &mut on).map_err(|e| e.to_string())?;
+    // MPI under mpirun/srun with --features mpi, else one process; kept until the end.
+    let comm = ferroconv::dist::from_env().map_err(|e| e.to_string())?;
+    let report = ferroconv::driver::run_on(config, comm.as_ref(), train, test, &mut on)
+        .map_err(|e| e.to_string())?;
     if let Some(eval) = report.last_eval() {
         println!("\nper-class test accuracy:");
         for (c, name) in train.classes().iter().enumerate() {
