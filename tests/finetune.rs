@@ -82,11 +82,16 @@ fn a_frozen_backbone_trains_like_evaluation_and_only_the_head_learns() {
     let x = images(4, 3);
     let eval = m.forward(&x, Mode::Eval).unwrap().clone();
     let trained = m.forward(&x, Mode::Train).unwrap().clone();
-    assert_eq!(
-        bits(eval.data()),
-        bits(trained.data()),
-        "frozen BN uses running stats"
-    );
+    // Evaluation may pick another convolution algorithm (im2col at small batches, where
+    // training takes Winograd), so the two agree to rounding, not bit for bit; batch
+    // statistics instead of the running ones would change the logits by far more.
+    assert_eq!(eval.shape(), trained.shape());
+    for (i, (&e, &t)) in eval.data().iter().zip(trained.data()).enumerate() {
+        assert!(
+            (e - t).abs() <= 1e-4 * (1.0 + e.abs()),
+            "frozen BN uses running stats: logit {i}: eval {e}, train {t}"
+        );
+    }
     let before = values(&m);
     let losses = train(&mut m, &mut Sgd::new(0.05, 0.9).weight_decay(0.01), 8);
     assert!(losses[7] < losses[0], "the head learns: {losses:?}");
