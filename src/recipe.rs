@@ -141,8 +141,10 @@ impl Recipe {
             _ => {
                 let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
                 Err(Error::Invalid(format!(
-                    "unknown model {name:?}: expected one of {}",
-                    names.join(", ")
+                    "unknown model {name:?}: expected a preset ({}) or a torchvision \
+                     architecture ({})",
+                    names.join(", "),
+                    crate::zoo::ARCHS.join(", ")
                 )))
             }
         }
