@@ -18,23 +18,10 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
-/// A zoo network by torchvision's name, for `side×side` inputs where the family allows.
+/// A zoo network by torchvision's name (1000 classes), for `side×side` inputs where the
+/// family allows.
 fn build(arch: &str, side: usize) -> Result<Sequential, String> {
-    use ferroconv::zoo;
-    let m = match arch {
-        "resnet18" => zoo::resnet(18, 1000, side, 0),
-        "resnet34" => zoo::resnet(34, 1000, side, 0),
-        "resnet50" => zoo::resnet(50, 1000, side, 0),
-        "vgg11" => zoo::vgg(zoo::VGG11_CONFIG, false, 1000, 0.5, side, 0),
-        "vgg16" => zoo::vgg(zoo::VGG16_CONFIG, false, 1000, 0.5, side, 0),
-        "vgg16_bn" => zoo::vgg(zoo::VGG16_CONFIG, true, 1000, 0.5, side, 0),
-        _ => {
-            return Err(format!(
-                "unknown --arch {arch:?}: resnet18, resnet34, resnet50, vgg11, vgg16, vgg16_bn"
-            ));
-        }
-    };
-    m.map_err(|e| e.to_string())
+    ferroconv::zoo::build(arch, 1000, side, 0).map_err(|e| e.to_string())
 }
 
 /// The median (the mean of the middle two for an even count, as Python's).

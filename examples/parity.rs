@@ -24,7 +24,8 @@
 
 use ferroconv::checkpoint::SafeTensors;
 use ferroconv::layers::Mode;
-use ferroconv::{Error, Result, Sequential, SoftmaxCrossEntropy, Tensor, zoo};
+use ferroconv::zoo::{self, ARCHS};
+use ferroconv::{Error, Result, Sequential, SoftmaxCrossEntropy, Tensor};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
@@ -46,18 +47,6 @@ fn tol() -> f64 {
 const ZERO: f64 = 1e-6;
 /// Classes the export uses.
 const CLASSES: usize = 100;
-const ARCHS: [&str; 10] = [
-    "alexnet",
-    "vgg11",
-    "vgg11_bn",
-    "vgg16",
-    "vgg16_bn",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "googlenet",
-    "inception_v3",
-];
 /// Architectures whose training pass is checked too.
 const TRAIN: [&str; 2] = ["resnet18", "vgg11_bn"];
 
