@@ -82,6 +82,11 @@ pub struct RunConfig {
     /// [`DataParallel`]). 1 (the default) is plain training. Under MPI ([`run_on`] with
     /// several ranks) it must be 1 or the number of ranks: one shard per rank.
     pub shards: usize,
+    /// Synchronised batch norm across MPI ranks: each batch norm's statistics over the
+    /// whole global batch, as in one process (PyTorch's `SyncBatchNorm`); off, each rank
+    /// normalises its own shard (DDP's default). Only with several MPI ranks; a no-op in
+    /// one process without shards, an error with `shards > 1` in one process.
+    pub sync_batch_norm: bool,
 }
 
 impl RunConfig {
@@ -100,6 +105,7 @@ impl RunConfig {
             tags: BTreeMap::new(),
             fine_tune: FineTune::default(),
             shards: 1,
+            sync_batch_norm: false,
         }
     }
 }
@@ -220,6 +226,14 @@ fn run_ranked(
     } else {
         config.shards.max(1)
     };
+    if config.sync_batch_norm && comm.size() == 1 && shards > 1 {
+        return Err(Error::Invalid(
+            "synchronised batch norm synchronises MPI ranks; one process trains its shards \
+             one after the other, so each normalises alone (without --shards, one process \
+             normalises the whole batch)"
+                .into(),
+        ));
+    }
     if shards > 1 {
         if config.device != Device::Cpu {
             return Err(Error::Invalid(
@@ -277,6 +291,11 @@ fn run_ranked(
         let mine = fingerprint(config, train, test, &model, first_epoch)?;
         crate::dist::check_fingerprints(&comm.all_gather_u64(&mine)?, &FINGERPRINTS)?;
     }
+    // Every rank makes the reducer here (it duplicates the communicator: a collective).
+    let _synced = match config.sync_batch_norm && comm.size() > 1 {
+        true => Some(crate::dist::SyncedBatchNorm::on(comm.batch_norm_reducer()?)),
+        false => None,
+    };
     let start = Instant::now();
     let mut engine = Engine::new(config, &mut model, opt.as_mut())?;
     let dp = DataParallel { comm, shards };
@@ -531,8 +550,8 @@ fn fingerprint(
         }
     }
     let recipe = format!(
-        "{:?} {:?} {}",
-        config.recipe, config.tags, config.eval_batch
+        "{:?} {:?} {} sync_batch_norm={}",
+        config.recipe, config.tags, config.eval_batch, config.sync_batch_norm
     );
     let mut weights = 0;
     model.visit_values(&mut |v| {

@@ -19,7 +19,8 @@ pub struct TrainFlags {
     /// seed (the article's network and recipe), keras (the TensorFlow tutorial CNN,
     /// Adam), fast (an airbench-style conv-pool-BN net, no residuals), airbench94
     /// (airbench94's recipe: whitening, lookahead, alternating flip, TTA; its --lr is the
-    /// rate at batch 1024, scaled with --batch-size), or a torchvision architecture
+    /// rate at batch 1024, scaled with --batch-size), airbench90 (the same recipe on a
+    /// narrower network for 5 epochs: the quick preset), or a torchvision architecture
     /// (--arch resnet18, resnet34, resnet50, vgg11[_bn], vgg16[_bn], alexnet, googlenet,
     /// inception_v3) with the fine-tuning recipe. A model brings its recipe; the flags
     /// below override it.
@@ -112,6 +113,11 @@ pub struct TrainFlags {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub shards: u64,
+    /// Under mpirun: synchronised batch norm, each batch norm's statistics over the whole
+    /// global batch (PyTorch's SyncBatchNorm; two small sums over the ranks per batch norm
+    /// and step). Without it each rank normalises its own shard (DDP's default).
+    #[arg(long)]
+    pub sync_bn: bool,
 }
 
 impl TrainFlags {
@@ -168,6 +174,7 @@ impl TrainFlags {
             head_lr: self.head_lr,
         };
         c.shards = self.shards as usize;
+        c.sync_batch_norm = self.sync_bn;
         c.device = if self.device == "wgpu" {
             Device::Wgpu
         } else {

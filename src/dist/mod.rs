@@ -49,6 +49,59 @@ pub trait Comm {
     /// which the others, waiting in a collective, would never learn. [`Single`] does
     /// nothing (its caller returns the error).
     fn abort(&self, message: &str);
+
+    /// A sum over the ranks for synchronised batch norm, owning what it needs so that it
+    /// can live beside the model for a whole run ([`SyncedBatchNorm`]): it
+    /// replaces a buffer (the same length on every rank) by the sum of every rank's, added
+    /// in rank order. A failed or timed-out call stops the job, as the gradient sum does.
+    fn batch_norm_reducer(&self) -> Result<Reducer>;
+}
+
+/// A sum over the ranks of an `f64` buffer, in rank order ([`Comm::batch_norm_reducer`]).
+pub type Reducer = Box<dyn Fn(&mut [f64])>;
+
+thread_local! {
+    /// The reducer that training-mode batch norms on this thread add their sums with.
+    static BATCH_NORM_SUM: std::cell::RefCell<Option<Reducer>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Synchronised batch norm on this thread while the value lives: every training-mode
+/// [`crate::layers::BatchNorm2d`] computes its mean, variance and input gradient over the
+/// whole global batch, every rank's shard, by adding its per-channel sums with the
+/// reducer (PyTorch's `SyncBatchNorm`): two sums of `C + 1` and `C` values per forward, one
+/// of `2C` per backward. Dropping it restores the previous setting.
+pub struct SyncedBatchNorm {
+    previous: Option<Reducer>,
+    // Tied to the thread whose batch norms it synchronises.
+    _here: std::marker::PhantomData<*const ()>,
+}
+
+impl SyncedBatchNorm {
+    /// Turns synchronised batch norm on for this thread, adding with `sum`.
+    pub fn on(sum: Reducer) -> Self {
+        SyncedBatchNorm {
+            previous: BATCH_NORM_SUM.with(|s| s.borrow_mut().replace(sum)),
+            _here: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for SyncedBatchNorm {
+    fn drop(&mut self) {
+        let old = self.previous.take();
+        BATCH_NORM_SUM.with(|s| *s.borrow_mut() = old);
+    }
+}
+
+/// Adds `buf` over the ranks when synchronised batch norm is on for this thread
+/// ([`SyncedBatchNorm`]); otherwise leaves it (this shard's statistics).
+pub(crate) fn batch_norm_sum(buf: &mut [f64]) {
+    BATCH_NORM_SUM.with(|s| {
+        if let Some(sum) = s.borrow().as_ref() {
+            sum(buf);
+        }
+    });
 }
 
 /// One process training alone: every collective is the identity.
@@ -81,6 +134,10 @@ impl Comm for Single {
     }
 
     fn abort(&self, _message: &str) {}
+
+    fn batch_norm_reducer(&self) -> Result<Reducer> {
+        Ok(Box::new(|_| {}))
+    }
 }
 
 /// Whether an MPI launcher started this process (`mpirun` sets `OMPI_COMM_WORLD_SIZE` or

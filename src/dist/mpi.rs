@@ -35,10 +35,11 @@ pub struct Mpi {
 }
 
 /// Names of the collectives, for the watchdog's message.
-const CALLS: [&str; 3] = [
+const CALLS: [&str; 4] = [
     "the gradient sum",
     "a gather of the step's loss or the settings",
     "a gather of the settings",
+    "a synchronised batch norm's sum",
 ];
 
 /// A deadline shared with the watchdog thread: milliseconds since `start`, 0 for none.
@@ -197,6 +198,28 @@ impl Comm for Mpi {
 
     fn all_gather_u64(&self, values: &[u64]) -> Result<Vec<u64>> {
         Ok(self.gather(values, 2))
+    }
+
+    fn batch_norm_reducer(&self) -> Result<super::Reducer> {
+        // Its own communicator, so that it may outlive borrows of this one.
+        let world = self.world.duplicate();
+        let (dog, size) = (Arc::clone(&self.watchdog), self.size);
+        Ok(Box::new(move |buf: &mut [f64]| {
+            if size == 1 {
+                return;
+            }
+            let mut all = vec![0.0f64; buf.len() * size];
+            dog.arm(3);
+            world.all_gather_into(&*buf, &mut all[..]);
+            dog.disarm();
+            // Rank order: a fixed sum, the same on every rank.
+            buf.copy_from_slice(&all[..buf.len()]);
+            for part in all[buf.len()..].chunks_exact(buf.len().max(1)) {
+                for (a, &b) in buf.iter_mut().zip(part) {
+                    *a += b;
+                }
+            }
+        }))
     }
 
     fn abort(&self, message: &str) {

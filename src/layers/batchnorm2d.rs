@@ -7,6 +7,10 @@
 //!   this in training too, and its running statistics stay as they are.
 //! - backward (train): `dβ = Σ dy`, `dγ = Σ dy·x̂`,
 //!   `dx = γ/√(σ²+ε) · (dy − dβ/M − x̂·dγ/M)`; (eval): `dx = γ/√(σ²+ε) · dy`.
+//! - synchronised (data-parallel training, `dist::SyncedBatchNorm`): the sums
+//!   behind `μ`, `σ²`, and `dβ`, `dγ` in `dx`, run over every rank's shard of the batch
+//!   (PyTorch's `SyncBatchNorm`); `dβ`, `dγ` as gradients stay this shard's, since the
+//!   gradient sum over the ranks adds them.
 
 use super::{
     BufferVisitor, Layer, Mode, Param, ParamKind, ParamVisitor, Role, Spec, ValueVisitor, emit,
@@ -34,6 +38,9 @@ pub struct BatchNorm2d {
     mode: Mode,
     /// Frozen (fine-tuning): every forward uses the running statistics and leaves them.
     frozen: bool,
+    /// Values per channel in the last training forward's statistics (`M`; over every
+    /// rank's shard with synchronised batch norm).
+    count: f64,
     /// `x̂` of the last forward, `[N, C, H, W]`.
     xhat: Tensor,
     output: Tensor,
@@ -57,6 +64,7 @@ impl BatchNorm2d {
             inv_std: Vec::new(),
             mode: Mode::Train,
             frozen: false,
+            count: 0.0,
             xhat: Tensor::default(),
             output: Tensor::default(),
             grad_input: Tensor::default(),
@@ -132,20 +140,32 @@ impl Layer for BatchNorm2d {
         let mode = if self.frozen { Mode::Eval } else { mode };
         self.mode = mode;
         if mode == Mode::Train {
-            // Per channel mean and biased variance, in f64, in a fixed order.
-            let stats: Vec<(f64, f64)> = (0..ch)
+            // Per channel mean and biased variance, in f64, in a fixed order; with
+            // synchronised batch norm (`dist::SyncedBatchNorm`) over every rank's
+            // shard: the sums (and the count, last) are added over the ranks first.
+            let mut sums: Vec<f64> = (0..ch)
                 .into_par_iter()
                 .map(|c| {
-                    let sum: f64 = planes(x.data(), c, ch, plane)
+                    planes(x.data(), c, ch, plane)
                         .map(|p| p.iter().map(|&v| v as f64).sum::<f64>())
-                        .sum();
-                    let mean = sum / m;
-                    let sq: f64 = planes(x.data(), c, ch, plane)
-                        .map(|p| p.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>())
-                        .sum();
-                    (mean, sq / m)
+                        .sum()
                 })
                 .collect();
+            sums.push(m);
+            crate::dist::batch_norm_sum(&mut sums);
+            let m = sums.pop().expect("the count");
+            let mut sq: Vec<f64> = (0..ch)
+                .into_par_iter()
+                .map(|c| {
+                    let mean = sums[c] / m;
+                    planes(x.data(), c, ch, plane)
+                        .map(|p| p.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>())
+                        .sum()
+                })
+                .collect();
+            crate::dist::batch_norm_sum(&mut sq);
+            self.count = m;
+            let stats: Vec<(f64, f64)> = (0..ch).map(|c| (sums[c] / m, sq[c] / m)).collect();
             let mom = self.momentum;
             for (c, &(mean, var)) in stats.iter().enumerate() {
                 self.inv_std[c] = (1.0 / (var + self.eps as f64).sqrt()) as f32;
@@ -197,7 +217,6 @@ impl Layer for BatchNorm2d {
     fn backward(&mut self, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
         let (n, ch) = (grad_out.batch(), self.channels);
         let plane = grad_out.item_len() / ch;
-        let m = (n * plane) as f32;
         let (dy, xh) = (grad_out.data(), self.xhat.data());
         // dβ = Σ dy, dγ = Σ dy·x̂ per channel, in f64 and a fixed order.
         let sums: Vec<(f64, f64)> = (0..ch)
@@ -213,6 +232,10 @@ impl Layer for BatchNorm2d {
                 (db, dg)
             })
             .collect();
+        // The parameter gradients are this shard's: the gradient sum over the ranks adds
+        // them up. The input gradient needs the whole batch's sums (synchronised batch
+        // norm) or this shard's.
+        let mut global: Vec<f64> = sums.iter().flat_map(|&(db, dg)| [db, dg]).collect();
         for (c, &(db, dg)) in sums.iter().enumerate() {
             self.grad_beta[c] = db as f32;
             self.grad_gamma[c] = dg as f32;
@@ -220,14 +243,21 @@ impl Layer for BatchNorm2d {
         if !need_input_grad {
             return &self.grad_input;
         }
-        self.grad_input.reshape_to(grad_out.shape());
         let train = self.mode == Mode::Train;
-        let (gamma, inv, gb, gg) = (
-            &self.gamma,
-            &self.inv_std,
-            &self.grad_beta,
-            &self.grad_gamma,
-        );
+        if train {
+            crate::dist::batch_norm_sum(&mut global);
+        }
+        let m = if train {
+            self.count as f32
+        } else {
+            (n * plane) as f32
+        };
+        let totals: Vec<(f32, f32)> = global
+            .chunks_exact(2)
+            .map(|p| (p[0] as f32, p[1] as f32))
+            .collect();
+        self.grad_input.reshape_to(grad_out.shape());
+        let (gamma, inv) = (&self.gamma, &self.inv_std);
         let rows = self.grad_input.data_mut().chunks_exact_mut(plane);
         for (i, ((dst, g), x)) in rows
             .zip(dy.chunks_exact(plane))
@@ -237,7 +267,7 @@ impl Layer for BatchNorm2d {
             let c = i % ch;
             let k = gamma[c] * inv[c];
             if train {
-                let (mb, mg) = (gb[c] / m, gg[c] / m);
+                let (mb, mg) = (totals[c].0 / m, totals[c].1 / m);
                 for ((d, &gv), &xv) in dst.iter_mut().zip(g).zip(x) {
                     *d = k * (gv - mb - xv * mg);
                 }
