@@ -1,9 +1,11 @@
 //! Classifies images with a saved model: any model, since the file says its architecture,
 //! input size, normalisation and class names.
 //!
-//! `cargo run --release --example predict -- --model DIR image.png [more images…]`
-//! where DIR holds a `checkpoint.safetensors` (e.g. from `cifar10 --save DIR`), or
-//! `--model FILE` names a file written by `Sequential::save`.
+//! `cargo run --release --example predict -- photo.jpg [more images…]` answers with the
+//! shipped CIFAR-10 model ([`SHIPPED`], trained here with the airbench94 preset; its
+//! card, `--about`, says how and how well). `--model DIR` takes a folder holding a
+//! `checkpoint.safetensors` (e.g. from `cifar10 --save DIR`), `--model FILE` a file
+//! written by `Sequential::save`.
 
 use clap::Parser;
 use ferroconv::data::{DecodeLimits, load_eval_image};
@@ -11,14 +13,27 @@ use ferroconv::{Sequential, Tensor};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// The model shipped in the repository: airbench94 trained on CIFAR-10's training set.
+const SHIPPED: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/weights/cifar10-airbench94.safetensors"
+);
+
 /// Classify JPEG and PNG images of any size with a saved model: each is resized (shorter
 /// side) and centre-cropped to the model's input, then normalised as the model was trained.
 #[derive(Parser, Debug)]
 #[command(name = "predict", args_override_self = true)]
 struct Flags {
     /// A folder written by `cifar10 --save DIR`, or a model file (`Sequential::save`).
-    #[arg(long, value_name = "PATH")]
+    /// Default: the shipped CIFAR-10 model (examples/weights/).
+    #[arg(long, value_name = "PATH", default_value = SHIPPED)]
     model: PathBuf,
+    /// Print the model's card (recipe, measured accuracy, …) first.
+    #[arg(long)]
+    about: bool,
+    /// Average each image's probabilities with its mirror image's.
+    #[arg(long)]
+    mirror: bool,
     /// Classes to show per image.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     top: u64,
@@ -30,7 +45,7 @@ struct Flags {
     #[arg(long, default_value_t = 1.0, value_name = "RATIO")]
     eval_resize_ratio: f32,
     /// The images.
-    #[arg(required = true, value_name = "IMAGE")]
+    #[arg(required_unless_present = "about", value_name = "IMAGE")]
     images: Vec<PathBuf>,
 }
 
@@ -60,6 +75,12 @@ fn run(flags: &Flags) -> Result<bool, String> {
     let classes = model.classes().expect("checked").to_vec();
     let norm = model.normalization().expect("checked").clone();
     let top = (flags.top as usize).min(classes.len());
+    if flags.about {
+        println!("model: {}", flags.model.display());
+        for (key, value) in model.card() {
+            println!("  {key}: {value}");
+        }
+    }
     let limits = DecodeLimits {
         max_pixels: flags.max_pixels,
         ..DecodeLimits::default()
@@ -78,7 +99,14 @@ fn run(flags: &Flags) -> Result<bool, String> {
         let mut x = Tensor::zeros(&[1, 3, side, side]);
         norm.apply(&planar, x.data_mut())
             .map_err(|e| e.to_string())?;
-        let probs = model.predict(&x).map_err(|e| e.to_string())?;
+        let mut probs = model.predict(&x).map_err(|e| e.to_string())?;
+        if flags.mirror {
+            mirror_rows(x.data_mut(), side);
+            let flipped = model.predict(&x).map_err(|e| e.to_string())?;
+            for (p, q) in probs.data_mut().iter_mut().zip(flipped.data()) {
+                *p = 0.5 * (*p + q);
+            }
+        }
         let mut ranked: Vec<(usize, f32)> = probs.data().iter().copied().enumerate().collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
         let answers: Vec<String> = ranked[..top]
@@ -88,6 +116,13 @@ fn run(flags: &Flags) -> Result<bool, String> {
         println!("{}: {}", path.display(), answers.join(", "));
     }
     Ok(all_ok)
+}
+
+/// Mirrors planar `[C, side, side]` pixels left to right in place.
+fn mirror_rows(pixels: &mut [f32], side: usize) {
+    for row in pixels.chunks_exact_mut(side) {
+        row.reverse();
+    }
 }
 
 fn main() -> ExitCode {

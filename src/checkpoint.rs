@@ -370,6 +370,9 @@ pub fn model_file(model: &Sequential) -> Result<SafeTensors> {
         let names: Vec<String> = classes.iter().map(|c| json::string(c)).collect();
         metadata.insert("classes".into(), format!("[{}]", names.join(",")));
     }
+    for (key, value) in model.card() {
+        metadata.insert(format!("{CARD}{key}"), value.clone());
+    }
     Ok(SafeTensors {
         tensors: model_tensors(model),
         metadata,
@@ -461,9 +464,19 @@ pub fn model_from_file(st: &SafeTensors, path: &Path) -> Result<Sequential> {
             .set_classes(names)
             .map_err(|e| bad(format!("classes: {e}")))?;
     }
+    for (key, value) in &st.metadata {
+        if let Some(card_key) = key.strip_prefix(CARD) {
+            model
+                .set_card(card_key, value.clone())
+                .map_err(|e| bad(format!("metadata {key:?}: {e}")))?;
+        }
+    }
     load_model(&mut model, st, path)?;
     Ok(model)
 }
+
+/// Prefix of the model card's entries in the metadata ([`Sequential::card`]).
+const CARD: &str = "card.";
 
 /// True for the tensors a training checkpoint adds to a model's: optimizer state.
 fn is_optimizer_state(name: &str) -> bool {

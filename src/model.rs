@@ -7,6 +7,7 @@ use crate::layers::{BufferVisitor, Layer, Mode, Param, ParamVisitor, Spec, Value
 use crate::tensor::Tensor;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// A feed-forward stack of layers, each with a name.
@@ -32,6 +33,8 @@ pub struct Sequential {
     last_mode: Option<Mode>,
     normalization: Option<Normalize>,
     classes: Option<Vec<String>>,
+    /// The model card: free-form facts saved with the model (recipe, accuracy, …).
+    card: BTreeMap<String, String>,
     /// Per parameter, in [`Sequential::visit_params`] order: frozen (fine-tuning). Empty
     /// when none is.
     frozen: Vec<bool>,
@@ -110,6 +113,7 @@ impl Sequential {
             last_mode: None,
             normalization: None,
             classes: None,
+            card: BTreeMap::new(),
             frozen: Vec::new(),
             lr_factors: Vec::new(),
             first_trainable: 0,
@@ -282,6 +286,25 @@ impl Sequential {
             )));
         }
         self.classes = Some(classes);
+        Ok(())
+    }
+
+    /// The model card: facts saved with the model beyond what it needs to run, such as
+    /// the recipe it was trained with and the accuracy measured (each value is a string,
+    /// often JSON). Empty unless set or loaded.
+    pub fn card(&self) -> &BTreeMap<String, String> {
+        &self.card
+    }
+
+    /// Records `key = value` in the model card (saved as the metadata entry
+    /// `card.<key>`). An error for an empty key or one holding a control character.
+    pub fn set_card(&mut self, key: &str, value: impl Into<String>) -> Result<()> {
+        if key.is_empty() || key.chars().any(char::is_control) {
+            return Err(Error::Invalid(format!(
+                "model card key {key:?}: empty or a control character"
+            )));
+        }
+        self.card.insert(key.to_string(), value.into());
         Ok(())
     }
 

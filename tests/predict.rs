@@ -170,3 +170,111 @@ fn predict_answers_good_images_and_reports_bad_ones() {
     assert!(!stdout.contains("NaN"), "{stdout}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// The model shipped in examples/weights/, which `predict` uses when given no `--model`.
+fn shipped() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/weights/cifar10-airbench94.safetensors")
+}
+
+/// A number in the shipped card's `accuracy` JSON, e.g. `"plain":0.9391`.
+fn card_accuracy(card: &str, key: &str) -> f64 {
+    let at = card
+        .find(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("no {key} in the card's accuracy {card}"));
+    let rest = &card[at + key.len() + 3..];
+    let end = rest.find([',', '}']).unwrap();
+    rest[..end].parse().unwrap()
+}
+
+#[test]
+fn shipped_model_is_small_and_describes_itself() {
+    let path = shipped();
+    let bytes = std::fs::metadata(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .len();
+    assert!(bytes <= 10 << 20, "{bytes} bytes: over 10 MiB");
+    let model = ferroconv::Sequential::load(&path).unwrap();
+    assert_eq!(model.input_shape(), &[3, 32, 32]);
+    let classes: Vec<&str> = model
+        .classes()
+        .unwrap()
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(classes, ferroconv::data::CLASSES);
+    assert_eq!(model.normalization(), Some(&Normalize::half()));
+    let card = model.card();
+    for key in ["accuracy", "recipe", "dataset", "command", "cpu", "trained"] {
+        assert!(card.contains_key(key), "the card has no {key:?}: {card:?}");
+    }
+    assert!(card["recipe"].contains("airbench94"), "{}", card["recipe"]);
+    let acc = &card["accuracy"];
+    assert!(acc.contains("\"images\":10000"), "{acc}");
+    assert!(card_accuracy(acc, "mirror_translate") >= 0.93, "{acc}");
+    // Weights only: a training checkpoint's optimizer state stays behind.
+    let st = SafeTensors::read(&path).unwrap();
+    assert!(
+        st.tensors
+            .keys()
+            .all(|k| !k.starts_with("momentum.") && !k.starts_with("lookahead.")),
+        "optimizer state shipped"
+    );
+}
+
+#[test]
+fn shipped_model_scores_on_cifar10_test_images_as_its_card_says() {
+    let Some(dir) = data_dir() else { return };
+    let mut model = ferroconv::Sequential::load(shipped()).unwrap();
+    let card_plain = card_accuracy(&model.card()["accuracy"], "plain");
+    let test =
+        ferroconv::data::Cifar10::load_first(&dir, ferroconv::data::Split::Test, 1000).unwrap();
+    let eval = ferroconv::train::evaluate(&mut model, &test, 250, false).unwrap();
+    // 1000 of the card's 10,000 images: within 3 points (±3.5 standard errors).
+    assert!(
+        (eval.accuracy - card_plain).abs() <= 0.03,
+        "{} on the first 1000 test images, the card says {card_plain} on all 10,000",
+        eval.accuracy
+    );
+}
+
+#[test]
+fn predict_answers_with_the_shipped_model_out_of_the_box() {
+    let Some(dir) = data_dir() else { return };
+    let test =
+        ferroconv::data::Cifar10::load_first(&dir, ferroconv::data::Split::Test, 20).unwrap();
+    let tmp = temp_dir("shipped");
+    let mut paths = Vec::new();
+    for i in 0..test.len() {
+        // The binary file is planar RGB; a PNG is interleaved.
+        let planar = test.image(i).unwrap();
+        let rgb: Vec<u8> = (0..32 * 32)
+            .flat_map(|p| [planar[p], planar[1024 + p], planar[2048 + p]])
+            .collect();
+        let path = tmp.join(format!("{i}.png"));
+        let png = png_bytes(32, 32, png::ColorType::Rgb, png::BitDepth::Eight, &rgb);
+        std::fs::write(&path, png).unwrap();
+        paths.push(path);
+    }
+    let out = Command::new(example_binary("predict"))
+        .args(&paths)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), test.len(), "{stdout}");
+    let right = lines
+        .iter()
+        .zip(test.labels())
+        .filter(|&(line, label)| {
+            let first = line.split(": ").nth(1).unwrap().split(' ').next().unwrap();
+            first == ferroconv::data::CLASSES[*label as usize]
+        })
+        .count();
+    // A ≥ 93% model gets at least 16 of 20 (a 10% model would get ~2).
+    assert!(right >= 16, "{right} of 20 right:\n{stdout}");
+}
