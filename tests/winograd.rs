@@ -10,7 +10,9 @@ mod common;
 use common::values;
 
 use ferroconv::Tensor;
-use ferroconv::cpu::winograd::conv::{Shape, forward, input_grad, weight_grad};
+use ferroconv::cpu::winograd::conv::{
+    Shape, forward, forward_act, forward_strips, input_grad, strip_plan, weight_grad,
+};
 use ferroconv::cpu::winograd::{Tile, filter_transform};
 use ferroconv::layers::{Conv2d, ConvAlgo, Layer, Mode, ParamKind};
 use proptest::prelude::*;
@@ -134,6 +136,86 @@ proptest! {
             prop_assert!(e <= bound(tile), "{tile:?} {what}: normwise error {e:e} on {s:?}, n = {n}");
         }
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(60))]
+
+    /// Fewer than 8 images cut into strips (batch-1 inference) give the whole-image
+    /// forward's bits, with bias and ReLU, whenever there is a strip plan.
+    #[test]
+    fn strips_equal_the_whole_image_forward_bit_for_bit(
+        n in 1usize..8, c in 1usize..9, co in 1usize..9, h in 3usize..40, w in 1usize..20,
+        pad in 0usize..3, f4 in any::<bool>(), relu in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let tile = if f4 { Tile::F4 } else { Tile::F2 };
+        let s = Shape { channels: c, height: h, width: w, padding: pad, out_channels: co, tile };
+        prop_assume!(s.supported() && strip_plan(&s, n).is_some());
+        let x = values(seed, n * s.input_len());
+        let wt = values(seed ^ 1, co * c * 9);
+        let bias = values(seed ^ 2, co);
+        let mut u = vec![0.0; s.filter_len()];
+        filter_transform(tile, &wt, co, c, false, &mut u);
+        let mut whole = vec![0.0; n * s.output_len()];
+        forward_act(&s, n, &x, (&u, None), &bias, relu, &mut whole);
+        let mut strips = vec![f32::NAN; n * s.output_len()];
+        prop_assert!(forward_strips(&s, n, &x, (&u, None), &bias, relu, &mut strips).is_some());
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        prop_assert_eq!(bits(&strips), bits(&whole), "{:?}, n = {}", s, n);
+    }
+}
+
+/// The strip plan fills at least half the lanes of its chunks, keeps whole tiles, covers
+/// every output row, and declines batches of 8 or more (under the test's thread pool).
+#[test]
+fn strip_plans_fill_the_lanes() {
+    for (h, tile, n) in [
+        (224, Tile::F4, 1),
+        (56, Tile::F2, 1),
+        (14, Tile::F4, 1),
+        (28, Tile::F4, 3),
+    ] {
+        let s = Shape {
+            channels: 8,
+            height: h,
+            width: h,
+            padding: 1,
+            out_channels: 8,
+            tile,
+        };
+        let (rows, strips) = strip_plan(&s, n).unwrap();
+        assert_eq!(rows % tile.m(), 0, "{h} {tile:?}");
+        assert!(rows * strips >= s.out_h() && rows * (strips - 1) < s.out_h());
+        let lanes = n * strips;
+        assert!(
+            lanes * 2 >= lanes.next_multiple_of(8),
+            "{h} {tile:?} n {n}: {strips}"
+        );
+    }
+    let s = Shape {
+        channels: 8,
+        height: 7,
+        width: 7,
+        padding: 1,
+        out_channels: 8,
+        tile: Tile::F4,
+    };
+    assert_eq!(
+        strip_plan(&s, 1),
+        None,
+        "7×7 by F(4,3): two strips, a quarter of the lanes"
+    );
+    assert_eq!(
+        strip_plan(
+            &Shape {
+                height: 64,
+                width: 64,
+                ..s
+            },
+            8
+        ),
+        None
+    );
 }
 
 /// Runs a `Conv2d` with `algo` on `pool` threads: `(y, dW, db, dx)`.

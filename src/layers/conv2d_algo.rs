@@ -116,13 +116,12 @@ pub(crate) fn choose(algo: ConvAlgo, d: ConvDims) -> Option<WinoTile> {
     }
 }
 
-/// [`choose`] for one forward pass of `batch` images in `mode`: an evaluation pass of
-/// fewer than 8 images under `Auto` (no forced choice, none in the environment) takes
-/// im2col. Winograd spreads its transforms over blocks of 8 images, so a smaller batch
-/// runs them on one thread; measured on a 2-core Xeon (shared, load ≈ 9), resnet50 at
-/// 224×224, batch 1: 468 ms per image with the cost model's Winograd, 261 ms with im2col;
-/// at batch 32 Winograd stays ahead (7.9 s against 11.2 s per batch). Training keeps the
-/// shape-only choice.
+/// [`choose`] for one forward pass of `batch` images in `mode`. Winograd puts one image
+/// per SIMD lane, 8 at a time, so an evaluation pass of fewer than 8 images under `Auto`
+/// (no forced choice, none in the environment) cuts each image into horizontal strips,
+/// one per lane ([`k::wino_strip_plan`]), and the cost model weighs each tile by the
+/// share of lanes its strips fill; where they fill fewer than half (small maps), im2col.
+/// Training keeps the shape-only choice.
 pub(crate) fn choose_for(
     algo: ConvAlgo,
     d: ConvDims,
@@ -130,33 +129,54 @@ pub(crate) fn choose_for(
     mode: Mode,
 ) -> Option<WinoTile> {
     let auto = algo == ConvAlgo::Auto && from_env() == ConvAlgo::Auto;
-    if auto && mode == Mode::Eval && batch < 8 {
-        return None;
+    if auto && mode == Mode::Eval && batch < LANES {
+        if d.kernel != 3 || d.stride != 1 || !shape_of(d, WinoTile::F2).supported() {
+            return None;
+        }
+        return cost_model_filled(d, &|tile| {
+            let (_, strips) = k::wino_strip_plan(&shape_of(d, tile), batch)?;
+            let lanes = batch * strips;
+            Some(lanes as f64 / lanes.next_multiple_of(LANES) as f64)
+        });
     }
     choose(algo, d)
 }
 
-/// `Auto`'s choice for a layer Winograd can run (see [`choose`]).
-fn cost_model(d: ConvDims) -> Option<WinoTile> {
-    if d.cin < 8 || d.cout < 8 {
-        return None;
-    }
-    let shape = |tile| WinoShape {
+/// Images (or strips) per Winograd block: the SIMD lanes.
+const LANES: usize = 8;
+
+/// The Winograd shape of layer `d` with `tile`.
+fn shape_of(d: ConvDims, tile: WinoTile) -> WinoShape {
+    WinoShape {
         channels: d.cin,
         height: d.height,
         width: d.width,
         padding: d.padding,
         out_channels: d.cout,
         tile,
-    };
+    }
+}
+
+/// `Auto`'s choice for a layer Winograd can run (see [`choose`]).
+fn cost_model(d: ConvDims) -> Option<WinoTile> {
+    cost_model_filled(d, &|_| Some(1.0))
+}
+
+/// [`cost_model`] with Winograd's cost divided by `fill(tile)`, the share of the SIMD lanes
+/// doing work (`None`: that tile cannot run).
+fn cost_model_filled(d: ConvDims, fill: &dyn Fn(WinoTile) -> Option<f64>) -> Option<WinoTile> {
+    if d.cin < 8 || d.cout < 8 {
+        return None;
+    }
     let (c, co) = (d.cin as f64, d.cout as f64);
-    let s2 = shape(WinoTile::F2);
+    let s2 = shape_of(d, WinoTile::F2);
     let p = (s2.out_h() * s2.out_w()) as f64;
     let im2col = 9.0 * c * co * p * NS_PER_MAC + 9.0 * c * p * NS_IM2COL;
     let wino = |tile: WinoTile, ns: f64| {
-        let s = shape(tile);
+        let s = shape_of(d, tile);
         let t = (s.tiles_h() * s.tiles_w()) as f64;
-        tile.points() as f64 * c * co * t * NS_PER_MAC + (c + co) * t * ns
+        let cost = tile.points() as f64 * c * co * t * NS_PER_MAC + (c + co) * t * ns;
+        fill(tile).map_or(f64::INFINITY, |f| cost / f)
     };
     let (f2, f4) = (
         wino(WinoTile::F2, NS_TRANSFORM[0]),
@@ -256,6 +276,12 @@ impl Winograd {
             self.packed.as_deref()
         };
         let (xs, ys) = (x.data(), out.data_mut());
+        // Fewer images than lanes at evaluation: strips of each image fill the lanes.
+        if !self.trained
+            && k::wino_forward_strips(&s, n, xs, (&self.u, packed), bias, relu, ys).is_some()
+        {
+            return;
+        }
         k::wino_forward(&s, n, xs, (&self.u, packed), bias, relu, ys);
     }
 

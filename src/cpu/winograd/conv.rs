@@ -261,6 +261,91 @@ pub fn forward_act(
         .for_each(block);
 }
 
+/// How [`forward_strips`] cuts each of `n < 8` images into horizontal strips, so that
+/// the strips fill the 8 SIMD lanes that whole images would leave mostly empty, and, on
+/// several threads, a chunk of 8 lanes per thread (blocks of different chunks run in
+/// parallel): `(output rows per strip, strips per image)`. The rows are a multiple of the
+/// tile's `m`, so the strips' tiles are the whole image's (the results do not depend on
+/// the plan). `None` when the strips would not fill half the lanes of their chunks (small
+/// maps: im2col is the better choice there).
+pub fn strip_plan(s: &Shape, n: usize) -> Option<(usize, usize)> {
+    if n == 0 || n >= LANES {
+        return None;
+    }
+    let threads = rayon::current_num_threads().clamp(1, 4);
+    let (m, oh) = (s.tile.m(), s.out_h());
+    let want = (LANES * threads / n).max(1);
+    let rows = oh.div_ceil(want).next_multiple_of(m);
+    let strips = oh.div_ceil(rows);
+    let lanes = n * strips;
+    (lanes * 2 >= lanes.next_multiple_of(LANES)).then_some((rows, strips))
+}
+
+/// [`forward_act`] for a batch of fewer than 8 images, at evaluation: each image is cut
+/// into [`strip_plan`]'s horizontal strips, copied out with their 2-row halo and the zero
+/// padding made explicit, so that one SIMD lane holds a strip instead of a whole image.
+/// The strips' tiles are the image's, so the result equals [`forward_act`]'s bit for bit.
+/// `None` (nothing written) when [`strip_plan`] has no plan.
+pub fn forward_strips(
+    s: &Shape,
+    n: usize,
+    x: &[f32],
+    u: (&[f32], Option<&[PackedA]>),
+    bias: &[f32],
+    relu: bool,
+    y: &mut [f32],
+) -> Option<()> {
+    let (rows, strips) = strip_plan(s, n)?;
+    let (c, h, w, pad) = (s.channels, s.height, s.width, s.padding);
+    let (oh, ow, cout) = (s.out_h(), s.out_w(), s.out_channels);
+    // A strip: rows + 2 input rows of the padded image, no padding of its own.
+    let strip = Shape {
+        height: rows + 2,
+        width: w + 2 * pad,
+        padding: 0,
+        ..*s
+    };
+    let (sl, so) = (strip.input_len(), strip.output_len());
+    let count = n * strips;
+    assert!(x.len() >= n * s.input_len() && y.len() >= n * s.output_len());
+    with_scratch(count * sl, |xs| {
+        // xs[image·strips + j][C][rows + 2][W + 2p]: padded-image rows j·rows … j·rows + rows + 1.
+        xs.par_chunks_mut(sl).enumerate().for_each(|(k, dst)| {
+            let (img, j) = (k / strips, k % strips);
+            let src = &x[img * s.input_len()..][..s.input_len()];
+            dst.fill(0.0);
+            for ch in 0..c {
+                for r in 0..rows + 2 {
+                    // Row of the unpadded image, when inside it.
+                    let Some(ir) = (j * rows + r).checked_sub(pad).filter(|&ir| ir < h) else {
+                        continue;
+                    };
+                    let from = &src[(ch * h + ir) * w..][..w];
+                    dst[(ch * (rows + 2) + r) * strip.width + pad..][..w].copy_from_slice(from);
+                }
+            }
+        });
+        with_scratch(count * so, |ys| {
+            forward_act(&strip, count, xs, u, bias, relu, ys);
+            // Back into y[N][Cout][OH][OW], the last strip cropped to OH.
+            y[..n * s.output_len()]
+                .par_chunks_mut(s.output_len())
+                .enumerate()
+                .for_each(|(img, yi)| {
+                    for j in 0..strips {
+                        let (r0, r1) = (j * rows, ((j + 1) * rows).min(oh));
+                        let from = &ys[(img * strips + j) * so..][..so];
+                        for co in 0..cout {
+                            let dst = &mut yi[(co * oh + r0) * ow..(co * oh + r1) * ow];
+                            dst.copy_from_slice(&from[co * rows * ow..][..(r1 - r0) * ow]);
+                        }
+                    }
+                });
+        });
+    });
+    Some(())
+}
+
 /// `ys[gs][Cout][OH][OW] = max(ys, 0)` on the output rows of tile rows `rows.0..rows.1`.
 fn relu_rows(s: &Shape, rows: (usize, usize), ys: &mut [f32]) {
     let (m, oh, ow) = (s.tile.m(), s.out_h(), s.out_w());
