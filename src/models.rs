@@ -203,7 +203,7 @@ pub struct BnSettings {
 
 /// airbench94's network (KellerJordan/cifar10-airbench, `airbench94.py`): a 2×2 stem
 /// conv of `2·C·4` filters with bias (24 for RGB; the whitening layer, filled from data
-/// by [`crate::recipe::Recipe::prepare`]), GELU, three groups of widths 64/256/256 with
+/// by [`crate::recipe::Recipe::prepare`]), GELU, three groups of `widths` (airbench94: 64/256/256) with
 /// batch norms of `bn`, global max-pool, linear without bias, times `logit_scale`
 /// (airbench: 1/9). Initialised as airbench does: every 3×3 conv's first
 /// `min(in, out)` filters are identity (Dirac) kernels, the rest PyTorch's default; the
@@ -211,11 +211,11 @@ pub struct BnSettings {
 pub fn airbench94_net_for(
     input: [usize; 3],
     classes: usize,
+    widths: [usize; 3],
     bn: BnSettings,
     logit_scale: f32,
     seed: u64,
 ) -> Result<Sequential> {
-    let widths = [64, 256, 256];
     let act = Activation::Gelu;
     let stem = 2 * input[0] * 4;
     let norm = |c: usize| BatchNorm2d::new(c).momentum(bn.momentum).eps(bn.eps);

@@ -14,7 +14,7 @@ use ferroconv::driver::{RunConfig, run};
 use ferroconv::layers::{BatchNorm2d, Conv2d, Flatten, Layer, Mode};
 use ferroconv::linalg::symmetric_eigen;
 use ferroconv::optim::{Lookahead, LookaheadSchedule, Optimizer, Schedule, Sgd, UpdateRule};
-use ferroconv::recipe::{Recipe, whitening_filters};
+use ferroconv::recipe::{Airbench, Recipe, whitening_filters};
 use ferroconv::train::{Plan, Tta, for_each_batch, tta_logits};
 use ferroconv::{Sequential, Tensor};
 use rand::rngs::Xoshiro256PlusPlus;
@@ -427,6 +427,36 @@ fn triangle_schedule_and_preset_settings() {
         specs.last().unwrap().1.get_float("factor").unwrap(),
         1.0 / 9.0
     );
+
+    // The quick preset: the same recipe on a narrower net, batch 512, 5 epochs.
+    let q = Recipe::preset(ferroconv::recipe::QUICK).unwrap();
+    q.check().unwrap();
+    assert_eq!(
+        (q.model.as_str(), q.batch_size, q.epochs),
+        ("airbench90", 512, 5)
+    );
+    let a = q.airbench.unwrap();
+    assert_eq!(a.widths, [32, 128, 128]);
+    assert_eq!(
+        Airbench {
+            widths: [64, 256, 256],
+            ..a
+        },
+        r.airbench.unwrap()
+    );
+    let model = q.build_model(&[3, 32, 32], 10, 0).unwrap();
+    let mut widths = Vec::new();
+    model.visit_values(&mut |v| {
+        if v.shape.len() == 4 && v.shape[2] == 3 {
+            widths.push(v.shape[0]);
+        }
+    });
+    assert_eq!(widths, [32, 32, 128, 128, 128, 128]);
+    let zero = Airbench {
+        widths: [0, 8, 8],
+        ..a
+    };
+    assert!(zero.check().is_err());
 }
 
 #[test]

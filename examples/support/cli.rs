@@ -20,7 +20,7 @@ pub struct TrainFlags {
     /// Adam), fast (an airbench-style conv-pool-BN net, no residuals), airbench94
     /// (airbench94's recipe: whitening, lookahead, alternating flip, TTA; its --lr is the
     /// rate at batch 1024, scaled with --batch-size), airbench90 (the same recipe on a
-    /// narrower network for 5 epochs: the quick preset), or a torchvision architecture
+    /// narrower network, batch 512, 5 epochs: the quick preset), or a torchvision architecture
     /// (--arch resnet18, resnet34, resnet50, vgg11[_bn], vgg16[_bn], alexnet, googlenet,
     /// inception_v3) with the fine-tuning recipe. A model brings its recipe; the flags
     /// below override it.

@@ -13,6 +13,8 @@ use rayon::prelude::*;
 /// What the `airbench94` preset sets beyond [`super::Recipe`]'s common fields.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Airbench {
+    /// Widths of the network's three groups (airbench94: 64/256/256).
+    pub widths: [usize; 3],
     /// The learning rate is the rate at this many images per batch; another batch size
     /// scales it linearly (airbench states its rate per 1024 images, for a summed loss;
     /// our loss is the batch mean, so the rate at 1024 is airbench's
@@ -47,6 +49,7 @@ impl Default for Airbench {
     /// airbench94's values.
     fn default() -> Self {
         Airbench {
+            widths: [64, 256, 256],
             lr_batch: 1024,
             bias_lr_scale: 64.0,
             bn: BnSettings {
@@ -69,6 +72,9 @@ impl Airbench {
     pub fn check(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Invalid(format!("airbench settings: {m}")));
         let (_, every, base, pow) = self.lookahead;
+        if self.widths.contains(&0) {
+            return bad(format!("widths {:?} must be ≥ 1", self.widths));
+        }
         if self.lr_batch == 0 || self.whiten_images == 0 || every == 0 {
             return bad("lr_batch, whiten_images and the lookahead interval must be ≥ 1".into());
         }
