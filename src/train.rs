@@ -216,8 +216,7 @@ fn for_each_part(
     let order = epoch_permutation(data.len(), plan.seed, epoch);
     // The positions (in the global batch) of this process's part of a batch of `b`.
     let part = move |b: usize| {
-        let bounds = crate::dist::shard_bounds(b, shards);
-        bounds[first]..bounds[end]
+        crate::dist::shard_start(b, shards, first)..crate::dist::shard_start(b, shards, end)
     };
     if plan.augment.is_identity() && data.fills_from_memory() {
         // Assembling a batch is a table look-up per pixel: do it inline.
@@ -370,12 +369,12 @@ pub fn train_epoch_parallel(
         &mut |batch, b| {
             opt.set_lr_scale(plan.lr_scale_at(opt.steps()));
             model.set_step(opt.steps());
-            let bounds = crate::dist::shard_bounds(b, dp.shards);
-            let base = bounds[first];
+            let at = |s: usize| crate::dist::shard_start(b, dp.shards, s);
+            let base = at(first);
             // This process's [loss × images, hits], added in shard order from 0.
             let mut part = [0.0f64; 2];
             for s in first..end {
-                let (lo, hi) = (bounds[s] - base, bounds[s + 1] - base);
+                let (lo, hi) = (at(s) - base, at(s + 1) - base);
                 let input = if end - first == 1 {
                     batch
                 } else {

@@ -220,8 +220,15 @@ pub fn share_cores() {
 /// holds positions `bounds[s]..bounds[s + 1]` (sizes differ by at most one, the larger ones
 /// last).
 pub fn shard_bounds(n: usize, shards: usize) -> Vec<usize> {
-    let shards = shards.max(1);
-    (0..=shards).map(|s| s * n / shards).collect()
+    (0..=shards.max(1))
+        .map(|s| shard_start(n, shards, s))
+        .collect()
+}
+
+/// Where shard `s` of [`shard_bounds`] starts (`s = shards`: the end), without building
+/// the list: `⌊s·n / shards⌋`.
+pub fn shard_start(n: usize, shards: usize, s: usize) -> usize {
+    s * n / shards.max(1)
 }
 
 /// A 64-bit FNV-1a hash of some bytes (fingerprints of the settings and data, compared
