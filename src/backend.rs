@@ -19,5 +19,6 @@ pub use crate::cpu::winograd::conv::{
     Shape as WinoShape, forward_act as wino_forward, forward_strips as wino_forward_strips,
     input_grad as wino_input_grad, strip_plan as wino_strip_plan, weight_grad as wino_weight_grad,
 };
+pub use crate::cpu::winograd::lanes::LANES as WINO_LANES;
 pub use crate::cpu::winograd::{Tile as WinoTile, filter_transform as wino_filter_transform};
 pub use crate::cpu::{for_each_chunk, worth_parallel};

@@ -215,7 +215,7 @@ impl Layer for BatchNorm2d {
     }
 
     fn backward(&mut self, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
-        let (n, ch) = (grad_out.batch(), self.channels);
+        let ch = self.channels;
         let plane = grad_out.item_len() / ch;
         let (dy, xh) = (grad_out.data(), self.xhat.data());
         // dβ = Σ dy, dγ = Σ dy·x̂ per channel, in f64 and a fixed order.
@@ -233,9 +233,7 @@ impl Layer for BatchNorm2d {
             })
             .collect();
         // The parameter gradients are this shard's: the gradient sum over the ranks adds
-        // them up. The input gradient needs the whole batch's sums (synchronised batch
-        // norm) or this shard's.
-        let mut global: Vec<f64> = sums.iter().flat_map(|&(db, dg)| [db, dg]).collect();
+        // them up.
         for (c, &(db, dg)) in sums.iter().enumerate() {
             self.grad_beta[c] = db as f32;
             self.grad_gamma[c] = dg as f32;
@@ -244,18 +242,14 @@ impl Layer for BatchNorm2d {
             return &self.grad_input;
         }
         let train = self.mode == Mode::Train;
+        // The input gradient needs the whole batch's sums (synchronised batch norm) or
+        // this shard's, over the count of the forward's statistics.
+        let mut totals: Vec<f64> = Vec::new();
         if train {
-            crate::dist::batch_norm_sum(&mut global);
+            totals = sums.iter().flat_map(|&(db, dg)| [db, dg]).collect();
+            crate::dist::batch_norm_sum(&mut totals);
         }
-        let m = if train {
-            self.count as f32
-        } else {
-            (n * plane) as f32
-        };
-        let totals: Vec<(f32, f32)> = global
-            .chunks_exact(2)
-            .map(|p| (p[0] as f32, p[1] as f32))
-            .collect();
+        let m = self.count as f32;
         self.grad_input.reshape_to(grad_out.shape());
         let (gamma, inv) = (&self.gamma, &self.inv_std);
         let rows = self.grad_input.data_mut().chunks_exact_mut(plane);
@@ -267,7 +261,7 @@ impl Layer for BatchNorm2d {
             let c = i % ch;
             let k = gamma[c] * inv[c];
             if train {
-                let (mb, mg) = (totals[c].0 / m, totals[c].1 / m);
+                let (mb, mg) = (totals[2 * c] as f32 / m, totals[2 * c + 1] as f32 / m);
                 for ((d, &gv), &xv) in dst.iter_mut().zip(g).zip(x) {
                     *d = k * (gv - mb - xv * mg);
                 }

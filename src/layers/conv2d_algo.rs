@@ -7,7 +7,7 @@
 //! algorithm of every layer left at `Auto`, for benchmarks and tests.
 
 use crate::backend as k;
-use crate::backend::{WinoShape, WinoTile};
+use crate::backend::{WINO_LANES as LANES, WinoShape, WinoTile};
 use crate::layers::Mode;
 use crate::tensor::Tensor;
 use std::sync::OnceLock;
@@ -92,15 +92,7 @@ const NS_IM2COL: f64 = 1.0;
 /// and takes the cheapest, requiring at least 8 input and output channels (below that the
 /// per-point GEMMs are too thin to run at speed).
 pub(crate) fn choose(algo: ConvAlgo, d: ConvDims) -> Option<WinoTile> {
-    let shape = |tile| WinoShape {
-        channels: d.cin,
-        height: d.height,
-        width: d.width,
-        padding: d.padding,
-        out_channels: d.cout,
-        tile,
-    };
-    if d.kernel != 3 || d.stride != 1 || !shape(WinoTile::F2).supported() {
+    if !applies(d) {
         return None;
     }
     let algo = if algo == ConvAlgo::Auto {
@@ -130,7 +122,7 @@ pub(crate) fn choose_for(
 ) -> Option<WinoTile> {
     let auto = algo == ConvAlgo::Auto && from_env() == ConvAlgo::Auto;
     if auto && mode == Mode::Eval && batch < LANES {
-        if d.kernel != 3 || d.stride != 1 || !shape_of(d, WinoTile::F2).supported() {
+        if !applies(d) {
             return None;
         }
         return cost_model_filled(d, &|tile| {
@@ -142,8 +134,11 @@ pub(crate) fn choose_for(
     choose(algo, d)
 }
 
-/// Images (or strips) per Winograd block: the SIMD lanes.
-const LANES: usize = 8;
+/// Whether Winograd can run layer `d` at all: a 3×3, stride-1 convolution of a shape it
+/// supports.
+fn applies(d: ConvDims) -> bool {
+    d.kernel == 3 && d.stride == 1 && shape_of(d, WinoTile::F2).supported()
+}
 
 /// The Winograd shape of layer `d` with `tile`.
 fn shape_of(d: ConvDims, tile: WinoTile) -> WinoShape {
