@@ -34,7 +34,8 @@ struct Flags {
     /// CIFAR-10 binary folder (default: $CIFAR10_DIR, else ./data/cifar-10-batches-bin).
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
-    /// More card entries, `key=value` (e.g. the training command, its wall time, the CPU).
+    /// More card entries, `key=value` (e.g. the training command, its wall time, the CPU);
+    /// not `accuracy`, `recipe` or `dataset`, which this program writes itself.
     #[arg(long, value_name = "KEY=VALUE")]
     card: Vec<String>,
     /// Worker threads (default: all cores).
@@ -42,7 +43,21 @@ struct Flags {
     threads: Option<usize>,
 }
 
+/// The card entries this program measures or knows itself.
+const MEASURED: [&str; 3] = ["accuracy", "recipe", "dataset"];
+
 fn run(flags: &Flags) -> Result<(), String> {
+    // Checked before the minutes of evaluation, as are the keys (below).
+    let mut extra = Vec::new();
+    for entry in &flags.card {
+        let (k, v) = entry
+            .split_once('=')
+            .ok_or_else(|| format!("--card {entry:?}: expected key=value"))?;
+        if MEASURED.contains(&k) {
+            return Err(format!("--card {k}=…: {k:?} is measured here, not given"));
+        }
+        extra.push((k, v));
+    }
     if let Some(n) = flags.threads {
         ferroconv::set_threads(n).map_err(|e| e.to_string())?;
     }
@@ -54,6 +69,10 @@ fn run(flags: &Flags) -> Result<(), String> {
     };
     // A training checkpoint loads as a model; its optimizer state stays behind.
     let mut model = Sequential::load(&file).map_err(|e| e.to_string())?;
+    // The given entries first: a bad key is refused before the evaluation.
+    for (k, v) in extra {
+        model.set_card(k, v).map_err(|e| e.to_string())?;
+    }
     let dir = flags.data.clone().unwrap_or_else(Cifar10::default_dir);
     let test = Cifar10::load(&dir, Split::Test).map_err(|e| e.to_string())?;
     let mut measured = Vec::new();
@@ -87,12 +106,6 @@ fn run(flags: &Flags) -> Result<(), String> {
         "dataset",
         "CIFAR-10 training set (50,000 images)".into(),
     )?;
-    for entry in &flags.card {
-        let (k, v) = entry
-            .split_once('=')
-            .ok_or_else(|| format!("--card {entry:?}: expected key=value"))?;
-        card(&mut model, k, v.to_string())?;
-    }
     model.save(&flags.out).map_err(|e| e.to_string())?;
     let bytes = std::fs::metadata(&flags.out)
         .map_err(|e| e.to_string())?
