@@ -8,6 +8,7 @@ pub use crate::cpu::elementwise::{
     AdamStep, adam_update, add_bias_cols, add_bias_rows, bias_act_rows, relu_backward,
     relu_forward, sgd_update, sum_cols, sum_rows,
 };
+pub use crate::cpu::gelu::{gelu_backward, gelu_forward};
 pub use crate::cpu::gemm::{PackedA, gemm, gemm_packed_a};
 pub use crate::cpu::im2col::{col2im, im2col};
 pub use crate::cpu::pool::{

@@ -2,6 +2,7 @@
 //!
 //! Each kernel keeps its naive reference beside the fast variant it is tested against.
 pub mod elementwise;
+pub mod gelu;
 pub mod gemm;
 pub mod im2col;
 pub mod pool;

@@ -2,7 +2,7 @@
 //! `dy/dx = Φ(x) + x·φ(x)`.
 
 use super::{Layer, Mode, Spec};
-use crate::backend::for_each_chunk;
+use crate::backend::{for_each_chunk, gelu_backward, gelu_forward};
 use crate::tensor::Tensor;
 
 /// Elements per parallel task.
@@ -23,29 +23,6 @@ impl Gelu {
     }
 }
 
-/// `erf(x)`, from Abramowitz & Stegun 7.1.26 refined: |error| < 1.2e-7, computed in f64.
-fn erf(x: f64) -> f64 {
-    // W. J. Cody's rational approximation is overkill here; this continued form uses
-    // erfc(z) ≈ t·exp(−z² + P(t)) (Numerical Recipes' erfcc), fractional error < 1.2e-7.
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let erfc = t * poly.exp();
-    if x >= 0.0 { 1.0 - erfc } else { erfc - 1.0 }
-}
-
-/// Standard normal CDF `Φ(x) = (1 + erf(x/√2))/2`.
-fn phi_cdf(x: f32) -> f32 {
-    (0.5 * (1.0 + erf(x as f64 / std::f64::consts::SQRT_2))) as f32
-}
-
 impl Layer for Gelu {
     fn spec(&self) -> Spec {
         Spec::new("GELU")
@@ -62,9 +39,8 @@ impl Layer for Gelu {
     fn forward(&mut self, x: &Tensor, mode: Mode) -> &Tensor {
         self.output.reshape_to(x.shape());
         for_each_chunk(self.output.data_mut(), CHUNK, |i, y| {
-            for (y, &v) in y.iter_mut().zip(&x.data()[i * CHUNK..]) {
-                *y = v * phi_cdf(v);
-            }
+            let n = y.len();
+            gelu_forward(&x.data()[i * CHUNK..][..n], y);
         });
         if mode == Mode::Train {
             self.input.reshape_to(x.shape());
@@ -75,14 +51,10 @@ impl Layer for Gelu {
 
     fn backward(&mut self, grad_out: &Tensor, _need_input_grad: bool) -> &Tensor {
         self.grad_input.reshape_to(grad_out.shape());
-        let inv_sqrt_2pi = 1.0 / (2.0 * std::f32::consts::PI).sqrt();
         let (dy, xs) = (grad_out.data(), self.input.data());
         for_each_chunk(self.grad_input.data_mut(), CHUNK, |i, dx| {
-            let it = dx.iter_mut().zip(&dy[i * CHUNK..]).zip(&xs[i * CHUNK..]);
-            for ((d, &g), &x) in it {
-                let pdf = inv_sqrt_2pi * (-0.5 * x * x).exp();
-                *d = g * (phi_cdf(x) + x * pdf);
-            }
+            let n = dx.len();
+            gelu_backward(&xs[i * CHUNK..][..n], &dy[i * CHUNK..][..n], dx);
         });
         &self.grad_input
     }
