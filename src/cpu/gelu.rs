@@ -3,8 +3,8 @@
 //! `Φ(x) = (1 + erf(x/√2))/2`, with `erfc(z) ≈ t·exp(−z² + P(t))`, `t = 1/(1 + z/2)` and
 //! `P` a degree-9 polynomial (Numerical Recipes' `erfcc`; fractional error < 1.2e-7 for
 //! every `z ≥ 0`). The references evaluate it in f64 one value at a time; the kernels
-//! evaluate the same formula in f32 on eight lanes (`wide::f32x8`), two `exp`s per value
-//! instead of libm's one-at-a-time f64 `exp`. They are tested against the references
+//! evaluate the same formula in f32 on eight lanes (`wide::f32x8`): one `exp` per value
+//! forward, two backward, instead of libm's one-at-a-time f64 `exp`. They are tested against the references
 //! below (see `tests`): within 5e-6 relative (f32 rounding of `−z² + P(t)`, which grows
 //! with `z²`) plus 1e-7.
 
