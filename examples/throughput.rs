@@ -22,9 +22,15 @@ fn build(name: &str) -> Result<Sequential, String> {
         "airbench94" => {
             ferroconv::models::airbench_net([64, 256, 256], ferroconv::models::Activation::Gelu, 0)
         }
+        // The quick preset's body (`--model airbench90`); no PyTorch counterpart.
+        "airbench90" => ferroconv::models::airbench_net(
+            ferroconv::recipe::QUICK_WIDTHS,
+            ferroconv::models::Activation::Gelu,
+            0,
+        ),
         _ => {
             return Err(format!(
-                "unknown model {name:?}: seed, tfcnn, resnet, airbench, airbench94"
+                "unknown model {name:?}: seed, tfcnn, resnet, airbench, airbench94, airbench90"
             ));
         }
     };

@@ -2,13 +2,13 @@
 //!
 //! `Φ(x) = (1 + erf(x/√2))/2`, with `erfc(z) ≈ t·exp(−z² + P(t))`, `t = 1/(1 + z/2)` and
 //! `P` a degree-9 polynomial (Numerical Recipes' `erfcc`; fractional error < 1.2e-7 for
-//! every `z ≥ 0`). The references evaluate it in f64 one value at a time; the kernels
-//! evaluate the same formula in f32 on eight lanes (`wide::f32x8`): one `exp` per value
-//! forward, two backward, instead of libm's one-at-a-time f64 `exp`. They are tested against the references
-//! below (see `tests`): within 5e-6 relative (f32 rounding of `−z² + P(t)`, which grows
-//! with `z²`) plus 1e-7.
-
-use wide::f32x8;
+//! every `z ≥ 0`). The references evaluate it in f64 one value at a time. The kernels
+//! evaluate the same formula in f32, one value at a time too ([`gelu1`], [`gelu_grad1`],
+//! with their own [`exp_f32`]), in loops with no calls and no branches, which the compiler
+//! vectorises: once for AVX-512F (sixteen lanes), once for AVX2 (eight), once portably
+//! (SSE2's four), picked at run time. No step is fused, so the three builds give the same
+//! bits. They are tested against the references below (see `tests`): within 5e-6 relative
+//! (f32 rounding of `−z² + P(t)`, which grows with `z²`) plus 1e-7.
 
 /// `P(t)`'s coefficients, lowest degree first (the constant term includes nothing of z).
 const P: [f64; 10] = [
@@ -46,64 +46,184 @@ pub fn gelu_grad_ref(x: f64) -> f64 {
     cdf_ref(x) + x * INV_SQRT_2PI * (-0.5 * x * x).exp()
 }
 
-/// Eight lanes of `(half_erfc, exp(−x²/2))`, where `Φ(x) = 1 − half_erfc` for `x ≥ 0` and
-/// `half_erfc` otherwise. `with_pdf` false skips the second `exp` (returns zeros).
+/// `1.5·2²³`: adding it to a float of magnitude < 2²² rounds it to an integer, which then
+/// sits in the low mantissa bits.
+const ROUND: f32 = 12_582_912.0;
+
+/// `eˣ` in f32 (Cephes' `expf` scheme): `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2`, `eʳ` by a
+/// degree-6 polynomial, `2ⁿ` built in the exponent bits. Within 2 ulp of `eˣ` on
+/// `[−87.3, 88.3]`; arguments outside are clamped there (so no result is subnormal or
+/// infinite), and NaN stays NaN.
 #[inline(always)]
-fn half_erfc8(x: f32x8, with_pdf: bool) -> (f32x8, f32x8) {
-    let z = x.abs() * f32x8::splat(std::f32::consts::FRAC_1_SQRT_2);
-    let one = f32x8::splat(1.0);
-    let t = one / (one + f32x8::splat(0.5) * z);
-    let mut poly = f32x8::splat(P[9] as f32);
+pub fn exp_f32(x: f32) -> f32 {
+    let x = x.clamp(-87.3, 88.3);
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    // ln 2 in two parts; the first has 9 significant bits, so n·LN2_HI is exact.
+    let r = (x - n * 0.693_359_4) - n * -2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4;
+    for c in [
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        0.166_666_65,
+        0.5,
+    ] {
+        p = p * r + c;
+    }
+    let er = p * (r * r) + r + 1.0;
+    // t's bits minus ROUND's are n; n + 127 is 2ⁿ's biased exponent (1..=254 here).
+    let biased = t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127);
+    er * f32::from_bits(biased << 23)
+}
+
+/// `(t, P(t), z²)` for `z = |x|/√2`: `Φ(x)`'s tail is `t·exp(P(t) − z²)/2`.
+#[inline(always)]
+fn tail_parts(x: f32) -> (f32, f32, f32) {
+    let z = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let mut poly = P[9] as f32;
     for &c in P[..9].iter().rev() {
-        poly = poly.mul_add(t, f32x8::splat(c as f32));
+        poly = poly * t + c as f32;
     }
-    let z2 = z * z;
-    if with_pdf {
-        // exp(−z² + P) = exp(−z²)·exp(P): the first factor is also √(2π)·φ(x).
-        let e = (-z2).exp();
-        (f32x8::splat(0.5) * t * e * poly.exp(), e)
-    } else {
-        (f32x8::splat(0.5) * t * (poly - z2).exp(), f32x8::ZERO)
-    }
+    (t, poly, z * z)
 }
 
-/// Loads up to eight values (zeros past the end).
+/// `Φ(x)` from its tail `h = erfc(|x|/√2)/2`.
 #[inline(always)]
-fn load8(s: &[f32]) -> f32x8 {
-    let mut a = [0.0f32; 8];
-    a[..s.len()].copy_from_slice(s);
-    f32x8::new(a)
+fn cdf_from_tail(x: f32, h: f32) -> f32 {
+    if x >= 0.0 { 1.0 - h } else { h }
 }
 
-/// `y[i] = x[i]·Φ(x[i])`. `x` and `y` have the same length.
-pub fn gelu_forward(x: &[f32], y: &mut [f32]) {
-    assert_eq!(x.len(), y.len(), "gelu_forward: input and output lengths");
-    for (xs, ys) in x.chunks(8).zip(y.chunks_mut(8)) {
-        let (h, _) = half_erfc8(load8(xs), false);
-        let h = h.to_array();
-        for ((y, &x), &h) in ys.iter_mut().zip(xs).zip(&h) {
-            let cdf = if x >= 0.0 { 1.0 - h } else { h };
-            *y = x * cdf;
-        }
+/// GELU of one value, in f32: `x·Φ(x)`.
+#[inline(always)]
+pub fn gelu1(x: f32) -> f32 {
+    let (t, poly, z2) = tail_parts(x);
+    let h = 0.5 * t * exp_f32(poly - z2);
+    x * cdf_from_tail(x, h)
+}
+
+/// GELU's derivative at one value, in f32: `Φ(x) + x·φ(x)`.
+#[inline(always)]
+pub fn gelu_grad1(x: f32) -> f32 {
+    let (t, poly, z2) = tail_parts(x);
+    // exp(P − z²) = exp(−z²)·exp(P): the first factor, e^(−x²/2), is also √(2π)·φ(x).
+    let e = exp_f32(-z2);
+    let h = 0.5 * t * e * exp_f32(poly);
+    cdf_from_tail(x, h) + x * (INV_SQRT_2PI as f32) * e
+}
+
+/// The loops every build compiles; `inline(always)` so each build vectorises its own copy.
+#[inline(always)]
+fn forward_body(x: &[f32], y: &mut [f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = gelu1(x);
     }
 }
 
-/// `dx[i] = dy[i]·(Φ(x[i]) + x[i]·φ(x[i]))`. All three have the same length.
-pub fn gelu_backward(x: &[f32], dy: &[f32], dx: &mut [f32]) {
+#[inline(always)]
+fn backward_body(x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    for ((d, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
+        *d = g * gelu_grad1(x);
+    }
+}
+
+/// The instruction sets a GELU build exists for, widest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// Sixteen lanes (x86-64 with AVX-512F).
+    Avx512,
+    /// Eight lanes (x86-64 with AVX2).
+    Avx2,
+    /// Whatever the compile target gives (SSE2's four lanes on x86-64).
+    Portable,
+}
+
+impl Isa {
+    /// The builds this CPU can run, widest first (always ending with `Portable`).
+    pub fn available() -> Vec<Isa> {
+        let mut v = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                v.push(Isa::Avx512);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                v.push(Isa::Avx2);
+            }
+        }
+        v.push(Isa::Portable);
+        v
+    }
+
+    /// The widest build this CPU can run (checked once).
+    pub fn best() -> Isa {
+        static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| Isa::available()[0])
+    }
+}
+
+/// Defines `$name(isa, args)`, running `$body` compiled for `isa`. The caller makes sure
+/// the CPU has `isa` (an `Isa` from [`Isa::available`]).
+macro_rules! builds {
+    ($name:ident => $body:ident ($($arg:ident : $ty:ty),*)) => {
+        fn $name(isa: Isa, $($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f")]
+            fn avx512($($arg: $ty),*) {
+                $body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2")]
+            fn avx2($($arg: $ty),*) {
+                $body($($arg),*)
+            }
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => {
+                    assert!(std::arch::is_x86_feature_detected!("avx512f"));
+                    // SAFETY: this CPU has AVX-512F (asserted above).
+                    unsafe { avx512($($arg),*) }
+                }
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => {
+                    assert!(std::arch::is_x86_feature_detected!("avx2"));
+                    // SAFETY: this CPU has AVX2 (asserted above).
+                    unsafe { avx2($($arg),*) }
+                }
+                _ => $body($($arg),*),
+            }
+        }
+    };
+}
+
+builds!(forward_with => forward_body(x: &[f32], y: &mut [f32]));
+builds!(backward_with => backward_body(x: &[f32], dy: &[f32], dx: &mut [f32]));
+
+/// `y[i] = x[i]·Φ(x[i])`, with the build `isa`. `x` and `y` have the same length.
+pub fn gelu_forward_isa(isa: Isa, x: &[f32], y: &mut [f32]) {
+    assert_eq!(x.len(), y.len(), "gelu_forward: input and output lengths");
+    forward_with(isa, x, y);
+}
+
+/// `dx[i] = dy[i]·(Φ(x[i]) + x[i]·φ(x[i]))`, with the build `isa`. All three have the
+/// same length.
+pub fn gelu_backward_isa(isa: Isa, x: &[f32], dy: &[f32], dx: &mut [f32]) {
     assert!(
         x.len() == dx.len() && dy.len() == dx.len(),
         "gelu_backward: lengths"
     );
-    let inv = INV_SQRT_2PI as f32;
-    for ((xs, gs), ds) in x.chunks(8).zip(dy.chunks(8)).zip(dx.chunks_mut(8)) {
-        let (h, e) = half_erfc8(load8(xs), true);
-        let (h, e) = (h.to_array(), e.to_array());
-        for (i, d) in ds.iter_mut().enumerate() {
-            let x = xs[i];
-            let cdf = if x >= 0.0 { 1.0 - h[i] } else { h[i] };
-            *d = gs[i] * (cdf + x * inv * e[i]);
-        }
-    }
+    backward_with(isa, x, dy, dx);
+}
+
+/// [`gelu_forward_isa`] with the widest build this CPU runs.
+pub fn gelu_forward(x: &[f32], y: &mut [f32]) {
+    gelu_forward_isa(Isa::best(), x, y);
+}
+
+/// [`gelu_backward_isa`] with the widest build this CPU runs.
+pub fn gelu_backward(x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    gelu_backward_isa(Isa::best(), x, dy, dx);
 }
 
 #[cfg(test)]
@@ -132,13 +252,45 @@ mod tests {
     }
 
     #[test]
-    fn kernels_match_reference() {
+    fn exp_matches_f64() {
+        let mut worst = 0.0f64;
+        for i in -8730..=8830 {
+            let x = i as f32 * 0.01;
+            let want = (x as f64).exp();
+            let rel = ((exp_f32(x) as f64 - want) / want).abs();
+            worst = worst.max(rel);
+        }
+        assert!(worst < 3e-7, "worst relative error {worst}");
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert!(exp_f32(-1000.0) > 0.0 && exp_f32(-1000.0) < 1.3e-38);
+        assert!(exp_f32(1000.0).is_finite());
+        assert!(exp_f32(f32::NAN).is_nan());
+    }
+
+    /// Every build this CPU runs, against the f64 references and bit for bit against the
+    /// portable build.
+    #[test]
+    fn every_build_matches_reference_and_portable() {
         let x = points();
-        let mut y = vec![0.0; x.len()];
-        gelu_forward(&x, &mut y);
         let dy: Vec<f32> = (0..x.len()).map(|i| 1.0 + (i % 7) as f32 * 0.25).collect();
-        let mut dx = vec![0.0; x.len()];
-        gelu_backward(&x, &dy, &mut dx);
+        let run = |isa| {
+            let (mut y, mut dx) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+            gelu_forward_isa(isa, &x, &mut y);
+            gelu_backward_isa(isa, &x, &dy, &mut dx);
+            (y, dx)
+        };
+        let portable = run(Isa::Portable);
+        for isa in Isa::available() {
+            println!("gelu build tested: {isa:?}");
+            let (y, dx) = run(isa);
+            check_against_reference(&x, &dy, &y, &dx);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&y), bits(&portable.0), "{isa:?} forward differs");
+            assert_eq!(bits(&dx), bits(&portable.1), "{isa:?} backward differs");
+        }
+    }
+
+    fn check_against_reference(x: &[f32], dy: &[f32], y: &[f32], dx: &[f32]) {
         for i in 0..x.len() {
             let v = x[i] as f64;
             let want = gelu_ref(v);
