@@ -166,8 +166,160 @@ pub fn staging_len(s: &Shape, rows: usize) -> usize {
     (rows * s.tile.m() + 2) * (s.tiles_w() * s.tile.m() + 2) * LANES
 }
 
+/// Moves images into lanes, up to 8×8 at a time: `dst[k·8 + l] = src[l·stride + k]` for
+/// `k < cols`, `l < n` (a row of `cols ≤ 8` floats from each of `n ≤ 8` images), and zeros
+/// for `l ≥ n`.
 #[inline(always)]
-fn input_body<X: Xf>(
+fn interleave8<const AVX2: bool>(
+    src: &[f32],
+    stride: usize,
+    n: usize,
+    cols: usize,
+    dst: &mut [f32],
+) {
+    assert!((1..=LANES).contains(&n) && (1..=LANES).contains(&cols));
+    assert!(src.len() >= (n - 1) * stride + cols && dst.len() >= cols * LANES);
+    #[cfg(target_arch = "x86_64")]
+    if AVX2 {
+        // SAFETY: the `AVX2` builds run only where `avx2()` found AVX2; the bounds are
+        // asserted above.
+        unsafe { avx2::interleave8(src, stride, n, cols, dst) };
+        return;
+    }
+    for k in 0..cols {
+        for l in 0..LANES {
+            dst[k * LANES + l] = if l < n { src[l * stride + k] } else { 0.0 };
+        }
+    }
+}
+
+/// Moves lanes back into images, up to 8×8 at a time, adding `b`: `dst[l·stride + k] =
+/// src[k·8 + l] + b` for `k < cols`, `l < n`.
+#[inline(always)]
+fn deinterleave8<const AVX2: bool>(
+    src: &[f32],
+    b: f32,
+    (n, cols): (usize, usize),
+    dst: &mut [f32],
+    stride: usize,
+) {
+    assert!((1..=LANES).contains(&n) && (1..=LANES).contains(&cols));
+    assert!(src.len() >= cols * LANES && dst.len() >= (n - 1) * stride + cols);
+    #[cfg(target_arch = "x86_64")]
+    if AVX2 {
+        // SAFETY: as in `interleave8`.
+        unsafe { avx2::deinterleave8(src, b, (n, cols), dst, stride) };
+        return;
+    }
+    for l in 0..n {
+        for k in 0..cols {
+            dst[l * stride + k] = src[k * LANES + l] + b;
+        }
+    }
+}
+
+/// The 8×8 transposes on AVX2 registers (unpack, shuffle, then swap 128-bit halves); rows
+/// of fewer than 8 floats are read and written through a mask.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::LANES;
+    use std::arch::x86_64::*;
+
+    /// Transposes eight rows of eight floats.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn transpose(r: [__m256; 8]) -> [__m256; 8] {
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ]
+    }
+
+    /// The lanes `k < cols` set.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn first(cols: usize) -> __m256i {
+        _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(cols as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        )
+    }
+
+    /// [`super::interleave8`] on AVX2.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; `1 ≤ n, cols ≤ 8`, `src` holds `(n − 1)·stride + cols` floats and
+    /// `dst` `cols·8`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn interleave8(src: &[f32], stride: usize, n: usize, cols: usize, dst: &mut [f32]) {
+        let mask = first(cols);
+        let mut r = [_mm256_setzero_ps(); 8];
+        for (l, v) in r.iter_mut().enumerate().take(n) {
+            // SAFETY: the mask reads floats l·stride + k, k < cols, within `src` (the
+            // caller's bound); masked-off lanes are not read.
+            *v = unsafe { _mm256_maskload_ps(src.as_ptr().add(l * stride), mask) };
+        }
+        for (k, v) in transpose(r).into_iter().enumerate().take(cols) {
+            // SAFETY: k·8 + 8 ≤ cols·8 ≤ dst.len().
+            unsafe { _mm256_storeu_ps(dst.as_mut_ptr().add(k * LANES), v) };
+        }
+    }
+
+    /// [`super::deinterleave8`] on AVX2.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; `1 ≤ n, cols ≤ 8`, `src` holds `cols·8` floats and `dst`
+    /// `(n − 1)·stride + cols`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn deinterleave8(
+        src: &[f32],
+        b: f32,
+        (n, cols): (usize, usize),
+        dst: &mut [f32],
+        stride: usize,
+    ) {
+        let mut r = [_mm256_setzero_ps(); 8];
+        for (k, v) in r.iter_mut().enumerate().take(cols) {
+            // SAFETY: k·8 + 8 ≤ cols·8 ≤ src.len().
+            *v = unsafe { _mm256_loadu_ps(src.as_ptr().add(k * LANES)) };
+        }
+        let (bv, mask) = (_mm256_set1_ps(b), first(cols));
+        for (l, v) in transpose(r).into_iter().enumerate().take(n) {
+            // SAFETY: the mask writes floats l·stride + k, k < cols, within `dst` (the
+            // caller's bound); masked-off lanes are not written.
+            unsafe {
+                _mm256_maskstore_ps(dst.as_mut_ptr().add(l * stride), mask, _mm256_add_ps(v, bv))
+            };
+        }
+    }
+}
+
+#[inline(always)]
+fn input_body<X: Xf, const AVX2: bool>(
     s: &Shape,
     xs: &[f32],
     gs: usize,
@@ -187,18 +339,21 @@ fn input_body<X: Xf>(
     pk.fill(0.0);
     for c in 0..s.channels {
         // pk[r][pad + iw][l] = x[l][c][th0·m + r − pad][iw], zeros elsewhere.
-        for l in 0..gs {
-            let xc = &xs[l * img + c * h * w..][..h * w];
-            for r in 0..rows {
-                let ih = (th0 * m + r) as isize - pad as isize;
-                if ih < 0 || ih >= h as isize {
-                    continue;
-                }
-                let src = &xc[ih as usize * w..][..w];
-                let dst = &mut pk[(r * wp + pad) * LANES..];
-                for (iw, &x) in src.iter().enumerate() {
-                    dst[iw * LANES + l] = x;
-                }
+        for r in 0..rows {
+            let ih = (th0 * m + r) as isize - pad as isize;
+            if ih < 0 || ih >= h as isize {
+                continue;
+            }
+            let row = c * h * w + ih as usize * w;
+            let dst = &mut pk[(r * wp + pad) * LANES..];
+            // Blocks of 8 columns; the last one ends at the edge (overlapping the one
+            // before), so none is partial unless the row is shorter than 8.
+            for iw in (0..w)
+                .step_by(LANES)
+                .map(|iw| iw.min(w.saturating_sub(LANES)))
+            {
+                let cols = w.min(LANES);
+                interleave8::<AVX2>(&xs[row + iw..], img, gs, cols, &mut dst[iw * LANES..]);
             }
         }
         let base = c * at.ld + at.col0;
@@ -230,7 +385,7 @@ fn input_body<X: Xf>(
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn output_body<X: Xf>(
+fn output_body<X: Xf, const AVX2: bool>(
     s: &Shape,
     mm: &[f32],
     at: Cols,
@@ -274,21 +429,22 @@ fn output_body<X: Xf>(
         }
         // y[l][co][th0·m + r][ow] = ot[r][ow][l] + b, cropped to the output.
         let b = bias.get(co).copied().unwrap_or(0.0);
-        for l in 0..gs {
-            let yc = &mut ys[l * out_img + co * oh_n * ow_n..][..oh_n * ow_n];
-            for r in 0..rows.min(oh_n.saturating_sub(th0 * m)) {
-                let dst = &mut yc[(th0 * m + r) * ow_n..][..ow_n];
-                let src = &ot[r * owp * LANES..];
-                for (ow, d) in dst.iter_mut().enumerate() {
-                    *d = src[ow * LANES + l] + b;
-                }
+        for r in 0..rows.min(oh_n.saturating_sub(th0 * m)) {
+            let row = co * oh_n * ow_n + (th0 * m + r) * ow_n;
+            let src = &ot[r * owp * LANES..];
+            for ow in (0..ow_n)
+                .step_by(LANES)
+                .map(|ow| ow.min(ow_n.saturating_sub(LANES)))
+            {
+                let at = (gs, ow_n.min(LANES));
+                deinterleave8::<AVX2>(&src[ow * LANES..], b, at, &mut ys[row + ow..], out_img);
             }
         }
     }
 }
 
 #[inline(always)]
-fn grad_body<X: Xf>(
+fn grad_body<X: Xf, const AVX2: bool>(
     s: &Shape,
     dys: &[f32],
     gs: usize,
@@ -308,14 +464,15 @@ fn grad_body<X: Xf>(
     pk.fill(0.0);
     for co in 0..s.out_channels {
         // pk[r][ow][l] = dy[l][co][th0·m + r][ow], zeros past the output's edge.
-        for l in 0..gs {
-            let dyc = &dys[l * out_img + co * oh_n * ow_n..][..oh_n * ow_n];
-            for r in 0..rows.min(oh_n.saturating_sub(th0 * m)) {
-                let src = &dyc[(th0 * m + r) * ow_n..][..ow_n];
-                let dst = &mut pk[r * owp * LANES..];
-                for (ow, &g) in src.iter().enumerate() {
-                    dst[ow * LANES + l] = g;
-                }
+        for r in 0..rows.min(oh_n.saturating_sub(th0 * m)) {
+            let row = co * oh_n * ow_n + (th0 * m + r) * ow_n;
+            let dst = &mut pk[r * owp * LANES..];
+            for ow in (0..ow_n)
+                .step_by(LANES)
+                .map(|ow| ow.min(ow_n.saturating_sub(LANES)))
+            {
+                let cols = ow_n.min(LANES);
+                interleave8::<AVX2>(&dys[row + ow..], out_img, gs, cols, &mut dst[ow * LANES..]);
             }
         }
         let base = co * at.ld + at.col0;
@@ -346,27 +503,38 @@ fn grad_body<X: Xf>(
 }
 
 /// True when the AVX2 builds of the transforms can run here (checked once).
-#[cfg(target_arch = "x86_64")]
 fn avx2() -> bool {
-    static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2"))
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
-/// Defines a public entry point that runs `$body` for the tile size, compiled for AVX2 when
-/// the CPU has it and portably otherwise (the same code either way).
+/// Defines a public entry point `$name` that runs `$body` for the tile size, compiled for
+/// AVX2 when the CPU has it and portably otherwise (the same results either way), and
+/// `$on`, the same with the build chosen by the caller (`true` needs AVX2), for the tests.
 macro_rules! dispatch {
-    ($(#[$doc:meta])* $name:ident => $body:ident ($($arg:ident : $ty:ty),*)) => {
+    ($(#[$doc:meta])* $name:ident / $on:ident => $body:ident ($($arg:ident : $ty:ty),*)) => {
         $(#[$doc])*
         #[allow(clippy::too_many_arguments)]
         pub fn $name(tile: Tile, $($arg: $ty),*) {
+            $on(avx2(), tile, $($arg),*)
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        fn $on(use_avx2: bool, tile: Tile, $($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2")]
             #[allow(clippy::too_many_arguments)]
             fn fast<X: Xf>($($arg: $ty),*) {
-                $body::<X>($($arg),*)
+                $body::<X, true>($($arg),*)
             }
             #[cfg(target_arch = "x86_64")]
-            if avx2() {
+            if use_avx2 {
+                assert!(avx2(), "the AVX2 build asked for on a CPU without AVX2");
                 // SAFETY: `fast` only needs AVX2, which `avx2()` found on this CPU.
                 unsafe {
                     return match tile {
@@ -375,9 +543,10 @@ macro_rules! dispatch {
                     };
                 }
             }
+            let _ = use_avx2;
             match tile {
-                Tile::F2 => $body::<F2>($($arg),*),
-                Tile::F4 => $body::<F4>($($arg),*),
+                Tile::F2 => $body::<F2, false>($($arg),*),
+                Tile::F4 => $body::<F4, false>($($arg),*),
             }
         }
     };
@@ -387,7 +556,7 @@ dispatch!(
     /// Input transform of one chunk: `V[t][c][q·8 + l] = (Bᵀ d B)[t]` for the tiles `d` of
     /// image `l` (of `gs` in `xs[gs][C][H][W]`), channel `c`, tile rows `rows.0..rows.1`.
     /// `pk` needs [`staging_len`] floats.
-    input_chunk => input_body(
+    input_chunk / input_chunk_on => input_body(
         s: &Shape, xs: &[f32], gs: usize, rows: (usize, usize), pk: &mut [f32], v: &mut [f32],
         at: Cols
     )
@@ -397,7 +566,7 @@ dispatch!(
     /// Output transform of one chunk: `y[l][co][tile] = Aᵀ M[·][co][q·8 + l] A + bias[co]`
     /// (cropped at the output's edge) for tile rows `rows.0..rows.1`, into
     /// `ys[gs][Cout][OH][OW]`. `bias` may be empty; `ot` needs [`staging_len`] floats.
-    output_chunk => output_body(
+    output_chunk / output_chunk_on => output_body(
         s: &Shape, mm: &[f32], at: Cols, rows: (usize, usize), gs: usize, bias: &[f32],
         ot: &mut [f32], ys: &mut [f32]
     )
@@ -407,8 +576,117 @@ dispatch!(
     /// Adjoint output transform of one chunk: `dM[t][co][q·8 + l] = (A dY Aᵀ)[t]` for the
     /// `m×m` tiles `dY` (zeros past the edge) of `dys[gs][Cout][OH][OW]`, tile rows
     /// `rows.0..rows.1`. `pk` needs [`staging_len`] floats.
-    grad_chunk => grad_body(
+    grad_chunk / grad_chunk_on => grad_body(
         s: &Shape, dys: &[f32], gs: usize, rows: (usize, usize), pk: &mut [f32], dm: &mut [f32],
         at: Cols
     )
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(n: usize, seed: u32) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x >> 8) as f32 / (1 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    /// The AVX2 build (where the CPU has it) and the portable build of all three transforms
+    /// write the same bits, on widths with and without a multiple of 8 and partial chunks.
+    #[test]
+    fn avx2_and_portable_builds_agree() {
+        let builds: Vec<bool> = if avx2() {
+            vec![false, true]
+        } else {
+            vec![false]
+        };
+        println!("winograd transform builds tested: {builds:?} (true = AVX2)");
+        for (h, w, pad) in [
+            (16, 16, 1),
+            (11, 13, 1),
+            (9, 20, 0),
+            (7, 8, 2),
+            (7, 7, 1),
+            (3, 3, 0),
+            (5, 4, 2),
+        ] {
+            for tile in [Tile::F2, Tile::F4] {
+                for gs in [3, 8] {
+                    let s = Shape {
+                        channels: 3,
+                        height: h,
+                        width: w,
+                        padding: pad,
+                        out_channels: 2,
+                        tile,
+                    };
+                    let rows = (0, s.tiles_h());
+                    let cols = s.tiles_h() * s.tiles_w() * LANES;
+                    let pts = tile.points();
+                    let at = |c: usize| Cols {
+                        plane: c * cols + 5,
+                        ld: cols,
+                        col0: 0,
+                    };
+                    let xs = fill(gs * s.input_len(), 1);
+                    let mm = fill(pts * (s.out_channels * cols + 5), 2);
+                    let dys = fill(gs * s.output_len(), 3);
+                    let bias = [0.25, -0.5];
+                    let run = |fast: bool| {
+                        let mut pk = vec![f32::NAN; staging_len(&s, rows.1)];
+                        let mut v = vec![0.0; pts * (s.channels * cols + 5)];
+                        input_chunk_on(
+                            fast,
+                            tile,
+                            &s,
+                            &xs,
+                            gs,
+                            rows,
+                            &mut pk,
+                            &mut v,
+                            at(s.channels),
+                        );
+                        let mut ys = vec![0.0; gs * s.output_len()];
+                        output_chunk_on(
+                            fast,
+                            tile,
+                            &s,
+                            &mm,
+                            at(s.out_channels),
+                            rows,
+                            gs,
+                            &bias,
+                            &mut pk,
+                            &mut ys,
+                        );
+                        let mut dm = vec![0.0; pts * (s.out_channels * cols + 5)];
+                        grad_chunk_on(
+                            fast,
+                            tile,
+                            &s,
+                            &dys,
+                            gs,
+                            rows,
+                            &mut pk,
+                            &mut dm,
+                            at(s.out_channels),
+                        );
+                        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                        (bits(&v), bits(&ys), bits(&dm))
+                    };
+                    let want = run(false);
+                    for &fast in &builds {
+                        assert!(run(fast) == want, "{s:?} gs={gs} avx2={fast}");
+                    }
+                }
+            }
+        }
+    }
+}
