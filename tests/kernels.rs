@@ -209,7 +209,7 @@ fn conv2d_grouped_paths_match_reference_and_each_other() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
-    /// The 2×2 stride-2 fast path (AVX2 when the rows are ≥ 16 wide) on wide planes with
+    /// The 2×2 stride-2 fast path (AVX2 where the CPU has it) on wide planes with
     /// ties (values from a small set) and NaNs, against the reference, bit for bit.
     #[test]
     fn maxpool_2x2_wide_planes_match_reference(

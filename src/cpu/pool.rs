@@ -22,7 +22,7 @@ pub fn maxpool_forward(
 ) {
     if kernel == 2 && stride == 2 {
         #[cfg(target_arch = "x86_64")]
-        if w >= 16 && avx2::available() {
+        if w >= 2 && avx2::available() {
             // SAFETY: AVX2 is present (checked at run time).
             return unsafe { avx2::maxpool_2x2(x, planes, (h, w), y, argmax) };
         }
@@ -344,7 +344,8 @@ pub mod avx2 {
         *HAS.get_or_init(|| is_x86_feature_detected!("avx2"))
     }
 
-    /// [`super::maxpool_forward`] for kernel 2, stride 2; needs `w ≥ 16`.
+    /// [`super::maxpool_forward`] for kernel 2, stride 2; needs `w ≥ 2`. Rows of fewer than
+    /// 8 windows are read and written through masks.
     ///
     /// # Safety
     /// The CPU must support AVX2; slices must hold `planes·h·w` inputs and
@@ -358,7 +359,7 @@ pub mod avx2 {
         argmax: &mut [u32],
     ) {
         let (oh_n, ow_n) = (h / 2, w / 2);
-        assert!(ow_n >= 8 && x.len() >= planes * h * w && y.len() >= planes * oh_n * ow_n);
+        assert!(ow_n >= 1 && x.len() >= planes * h * w && y.len() >= planes * oh_n * ow_n);
         assert!(argmax.len() >= planes * oh_n * ow_n);
         let lanes = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
         let wv = _mm256_set1_epi32(w as i32);
@@ -367,21 +368,47 @@ pub mod avx2 {
             _mm256_set1_epi32(2),
             _mm256_set1_epi32(3),
         );
+        // Rows of fewer than 8 windows: masks for the first 2·ow_n inputs (in two halves)
+        // and the first ow_n outputs.
+        let first = |k: usize| {
+            _mm256_cmpgt_epi32(
+                _mm256_set1_epi32(k as i32),
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+            )
+        };
+        let short = ow_n < 8;
+        let (in_lo, in_hi, out_m) = (
+            first(2 * ow_n),
+            first((2 * ow_n).saturating_sub(8)),
+            first(ow_n),
+        );
         for row in 0..planes * oh_n {
             let (pl, oh) = (row / oh_n, row % oh_n);
             let r0 = pl * h * w + 2 * oh * w;
             let out = row * ow_n;
-            // Steps of 8 windows; the last one overlaps the previous so none is partial.
+            // Steps of 8 windows; the last one overlaps the previous so none is partial
+            // (unless the row has fewer than 8: one masked step).
             let mut ow = 0;
             loop {
-                let ow0 = ow.min(ow_n - 8);
-                // SAFETY: r0 + w + 2·ow0 + 16 ≤ r0 + 2w ≤ planes·h·w (asserted) since
-                // 2·ow0 + 16 ≤ 2·ow_n ≤ w; outputs out + ow0 + 8 ≤ planes·oh_n·ow_n.
+                let ow0 = ow.min(ow_n.saturating_sub(8));
+                // SAFETY: with ow_n ≥ 8, r0 + w + 2·ow0 + 16 ≤ r0 + 2w ≤ planes·h·w
+                // (asserted) since 2·ow0 + 16 ≤ 2·ow_n ≤ w, and outputs out + ow0 + 8 ≤
+                // planes·oh_n·ow_n; with ow_n < 8 the masks touch only inputs r0 + 2·ow_n
+                // (+ w) and outputs out + ow_n, within the same bounds.
                 unsafe {
                     let p0 = x.as_ptr().add(r0 + 2 * ow0);
                     let p1 = p0.add(w);
-                    let (a0, b0) = (_mm256_loadu_ps(p0), _mm256_loadu_ps(p0.add(8)));
-                    let (a1, b1) = (_mm256_loadu_ps(p1), _mm256_loadu_ps(p1.add(8)));
+                    let load = |p: *const f32| {
+                        if short {
+                            (
+                                _mm256_maskload_ps(p, in_lo),
+                                _mm256_maskload_ps(p.add(8), in_hi),
+                            )
+                        } else {
+                            (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)))
+                        }
+                    };
+                    let ((a0, b0), (a1, b1)) = (load(p0), load(p1));
                     let even = |a, b| {
                         _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(
                             _mm256_shuffle_ps::<0x88>(a, b),
@@ -421,14 +448,47 @@ pub mod avx2 {
                         wv,
                     );
                     let idx = _mm256_add_epi32(base, _mm256_add_epi32(col, below));
-                    _mm256_storeu_ps(y.as_mut_ptr().add(out + ow0), best);
-                    _mm256_storeu_si256(argmax.as_mut_ptr().add(out + ow0) as *mut __m256i, idx);
+                    let (yp, ap) = (
+                        y.as_mut_ptr().add(out + ow0),
+                        argmax.as_mut_ptr().add(out + ow0),
+                    );
+                    if short {
+                        _mm256_maskstore_ps(yp, out_m, best);
+                        _mm256_maskstore_epi32(ap as *mut i32, out_m, idx);
+                    } else {
+                        _mm256_storeu_ps(yp, best);
+                        _mm256_storeu_si256(ap as *mut __m256i, idx);
+                    }
                 }
                 if ow0 + 8 >= ow_n {
                     break;
                 }
                 ow += 8;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The portable 2×2 path (which AVX2 CPUs do not take) against the reference, with
+    /// ties and NaNs, odd and even sides.
+    #[test]
+    fn portable_2x2_matches_reference() {
+        for (h, w) in [(2, 2), (5, 7), (8, 8), (9, 17), (31, 31)] {
+            let n = 3 * h * w;
+            let mut x: Vec<f32> = (0..n).map(|i| ((i * 7919) % 5) as f32).collect();
+            x[n / 3] = f32::NAN;
+            let out = 3 * (h / 2) * (w / 2);
+            let (mut y1, mut y2) = (vec![0.0; out], vec![0.0; out]);
+            let (mut a1, mut a2) = (vec![0u32; out], vec![0u32; out]);
+            maxpool_forward_2x2(&x, 3, (h, w), &mut y1, &mut a1);
+            maxpool_forward_naive(&x, 3, (h, w), 2, 2, &mut y2, &mut a2);
+            assert_eq!(a1, a2, "{h}x{w}");
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&y1), bits(&y2), "{h}x{w}");
         }
     }
 }
