@@ -335,8 +335,18 @@ fn input_body<X: Xf, const AVX2: bool>(
     let rows = (th1 - th0) * m + 2;
     let img = s.channels * h * w;
     let pk = &mut pk[..rows * wp * LANES];
-    // The positions the loop below writes are the same for every channel: zero the rest once.
-    pk.fill(0.0);
+    // The loop below writes every lane of the rows inside the image, columns pad..pad + w,
+    // for every channel: zero the rest (the padding) once.
+    for r in 0..rows {
+        let ih = (th0 * m + r) as isize - pad as isize;
+        let row = &mut pk[r * wp * LANES..][..wp * LANES];
+        if ih < 0 || ih >= h as isize {
+            row.fill(0.0);
+        } else {
+            row[..pad * LANES].fill(0.0);
+            row[(pad + w) * LANES..].fill(0.0);
+        }
+    }
     for c in 0..s.channels {
         // pk[r][pad + iw][l] = x[l][c][th0·m + r − pad][iw], zeros elsewhere.
         for r in 0..rows {
@@ -460,11 +470,15 @@ fn grad_body<X: Xf, const AVX2: bool>(
     let rows = (th1 - th0) * m;
     let out_img = s.out_channels * oh_n * ow_n;
     let pk = &mut pk[..rows * owp * LANES];
-    // The positions the loop below writes are the same for every channel: zero the rest once.
-    pk.fill(0.0);
+    // The loop below writes every lane of the rows inside the output, columns 0..ow_n, for
+    // every channel: zero the rest (past the output's edge) once.
+    let inside = rows.min(oh_n.saturating_sub(th0 * m));
+    for (r, row) in pk.chunks_exact_mut(owp * LANES).enumerate() {
+        row[if r < inside { ow_n * LANES } else { 0 }..].fill(0.0);
+    }
     for co in 0..s.out_channels {
         // pk[r][ow][l] = dy[l][co][th0·m + r][ow], zeros past the output's edge.
-        for r in 0..rows.min(oh_n.saturating_sub(th0 * m)) {
+        for r in 0..inside {
             let row = co * oh_n * ow_n + (th0 * m + r) * ow_n;
             let dst = &mut pk[r * owp * LANES..];
             for ow in (0..ow_n)
@@ -678,6 +692,9 @@ mod tests {
                             &mut dm,
                             at(s.out_channels),
                         );
+                        // The staging plane starts as NaN: every float read must be written.
+                        let finite = |v: &[f32]| v.iter().all(|f| f.is_finite());
+                        assert!(finite(&v) && finite(&ys) && finite(&dm), "{s:?} gs={gs}");
                         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                         (bits(&v), bits(&ys), bits(&dm))
                     };
