@@ -20,6 +20,8 @@ use common::*;
 
 use ferroconv::Tensor;
 use ferroconv::layers::{Conv2d, ConvAlgo, Layer, Mode};
+use rand::SeedableRng;
+use rand::rngs::Xoshiro256PlusPlus;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -100,6 +102,10 @@ fn main() {
         let mut layer = Conv2d::new(case.cin, case.cout, case.k)
             .padding(case.pad)
             .algorithm(algo);
+        // A layer gets its weights at `init` (a model does this when it is built).
+        layer
+            .init(&mut Xoshiro256PlusPlus::seed_from_u64(0))
+            .expect("layer init");
         let x = Tensor::from_vec(
             &[case.batch, case.cin, case.hw, case.hw],
             values(1, case.batch * case.cin * case.hw * case.hw),

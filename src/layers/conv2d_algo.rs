@@ -65,32 +65,38 @@ pub(crate) struct ConvDims {
     pub width: usize,
 }
 
-/// Cost-model weights, in wall-clock nanoseconds of a training step (forward + backward) on
-/// the 2-core test machine, read off `cargo bench --bench conv` and a profile of it (see
-/// `docs/winograd.md`): a GEMM multiply-add (either algorithm's GEMMs run at about the same
-/// rate for these shapes)…
-const NS_PER_MAC: f64 = 0.1;
-/// … per (image, tile, channel) of the `F(2,3)` and `F(4,3)` transforms (each channel of
-/// `x` and of `dy` is transformed twice per step; the stores to `α²` planes dominate) …
-const NS_TRANSFORM: [f64; 2] = [8.0, 20.0];
-/// … and per element of im2col's column matrix (written by im2col, read back by col2im).
-const NS_IM2COL: f64 = 1.0;
+/// Cost-model weights, in wall-clock nanoseconds per image of a training step (forward +
+/// backward), fitted (relative least squares) to `CONV_BENCH_QUICK=1 cargo bench --bench
+/// conv` on the 2-core test machine (Intel Xeon model 167, AVX-512F; `docs/winograd.md`):
+/// per GEMM multiply-add of im2col, `F(2,3)`, `F(4,3)` (the Winograd GEMMs are thinner:
+/// `C×Cout` per point)…
+const NS_PER_MAC: [f64; 3] = [0.030, 0.033, 0.047];
+/// … per element of im2col's column matrix (written by im2col, read back by col2im) …
+const NS_IM2COL: f64 = 0.8;
+/// … per (image, tile, channel) of the `F(2,3)` and `F(4,3)` transforms (the stores to the
+/// `α²` planes dominate) …
+const NS_TRANSFORM: [f64; 2] = [17.5, 64.0];
+/// … and per (image, channel) whatever the map's size (loops, staging, the scatters of
+/// small maps): im2col, `F(2,3)`, `F(4,3)`.
+const NS_CHANNEL: [f64; 3] = [80.0, 55.0, 100.0];
 
 /// The tile Winograd uses for this layer, or `None` for im2col + GEMM.
 ///
 /// Forced choices apply only where Winograd can run (3×3, stride 1, padding ≤ 2). `Auto`
-/// compares estimated times per image (GEMM multiply-adds at a fixed rate plus data
-/// movement per transformed element; partial edge tiles count as whole tiles):
+/// compares estimated times per image of a training step (GEMM multiply-adds, data
+/// movement per transformed element, a cost per channel; partial edge tiles count whole):
 /// ```text
-/// im2col:     9·C·Cout·P·mac + 9·C·P·im2col                         P = OH·OW
-/// F(m,3):     α²·C·Cout·T·mac + (C + Cout)·T·transform[m]            T = ⌈OH/m⌉·⌈OW/m⌉
+/// im2col:  9·C·Cout·P·mac[0] + 9·C·P·im2col + (C + Cout)·channel[0]          P = OH·OW
+/// F(m,3):  α²·C·Cout·T·mac[m] + (C + Cout)·T·transform[m] + (C + Cout)·channel[m]
+///          T = (2·T_fwd + T_dx)/3
 /// ```
-/// With these weights `Auto` takes `F(4,3)` for every 3×3 pad-1 layer of `resnet9` and
-/// `fast_net` but the 3-channel first one (im2col), and `F(2,3)` nowhere: `F(4,3)` needs
-/// 2.25 multiplies per output and channel pair to `F(2,3)`'s 4, which outweighs its dearer
-/// transforms once both widths are ≥ 8.
-/// and takes the cheapest, requiring at least 8 input and output channels (below that the
-/// per-point GEMMs are too thin to run at speed).
+/// `T_fwd = ⌈OH/m⌉·⌈OW/m⌉` are the tiles of the forward pass and of the weight gradient,
+/// `T_dx` those of the input gradient (a convolution of `dy` with padding `2 − p`: more
+/// tiles than forward when `p = 0`). It takes the cheapest, requiring at least 8 input and
+/// output channels (below that the per-point GEMMs are too thin to run at speed). With
+/// these weights `Auto` takes `F(4,3)` for the 3×3 pad-1 layers of `resnet9` and
+/// `fast_net` from 7×7 up, `F(2,3)` at 3×3, and im2col for the 3-channel first layers and
+/// the TensorFlow tutorial net's unpadded 15×15 layer (as a unit test checks).
 pub(crate) fn choose(algo: ConvAlgo, d: ConvDims) -> Option<WinoTile> {
     if !applies(d) {
         return None;
@@ -166,17 +172,18 @@ fn cost_model_filled(d: ConvDims, fill: &dyn Fn(WinoTile) -> Option<f64>) -> Opt
     let (c, co) = (d.cin as f64, d.cout as f64);
     let s2 = shape_of(d, WinoTile::F2);
     let p = (s2.out_h() * s2.out_w()) as f64;
-    let im2col = 9.0 * c * co * p * NS_PER_MAC + 9.0 * c * p * NS_IM2COL;
-    let wino = |tile: WinoTile, ns: f64| {
+    let im2col =
+        9.0 * c * co * p * NS_PER_MAC[0] + 9.0 * c * p * NS_IM2COL + (c + co) * NS_CHANNEL[0];
+    let wino = |tile: WinoTile, i: usize| {
         let s = shape_of(d, tile);
-        let t = (s.tiles_h() * s.tiles_w()) as f64;
-        let cost = tile.points() as f64 * c * co * t * NS_PER_MAC + (c + co) * t * ns;
+        let tiles = |s: &WinoShape| (s.tiles_h() * s.tiles_w()) as f64;
+        let t = (2.0 * tiles(&s) + tiles(&s.transposed())) / 3.0;
+        let cost = tile.points() as f64 * c * co * t * NS_PER_MAC[i]
+            + (c + co) * t * NS_TRANSFORM[i - 1]
+            + (c + co) * NS_CHANNEL[i];
         fill(tile).map_or(f64::INFINITY, |f| cost / f)
     };
-    let (f2, f4) = (
-        wino(WinoTile::F2, NS_TRANSFORM[0]),
-        wino(WinoTile::F4, NS_TRANSFORM[1]),
-    );
+    let (f2, f4) = (wino(WinoTile::F2, 1), wino(WinoTile::F4, 2));
     if im2col <= f2.min(f4) {
         None
     } else if f4 <= f2 {
@@ -332,8 +339,9 @@ mod tests {
 
     /// The cost model's picks for the target networks' layers, as documented.
     #[test]
-    fn cost_model_picks_f4_for_the_target_layers() {
-        // resnet9 at 32×32, 16×16, 8×8; fast_net at 31×31, 15×15, 7×7, 3×3.
+    fn cost_model_picks_for_the_target_layers() {
+        // resnet9 at 32×32, 16×16, 8×8; fast_net at 31×31, 15×15, 7×7 (airbench94's
+        // widths too).
         for (cin, cout, hw) in [
             (64, 128, 32),
             (128, 128, 16),
@@ -343,7 +351,9 @@ mod tests {
             (32, 32, 15),
             (32, 128, 15),
             (128, 128, 7),
-            (128, 128, 3),
+            (24, 64, 31),
+            (64, 256, 15),
+            (256, 256, 7),
         ] {
             assert_eq!(
                 cost_model(dims(cin, cout, hw)),
@@ -351,7 +361,16 @@ mod tests {
                 "{cin}→{cout} at {hw}"
             );
         }
+        // 3×3 maps: one F(4,3) tile computes 16 outputs for 9.
+        assert_eq!(cost_model(dims(128, 128, 3)), Some(WinoTile::F2));
         assert_eq!(cost_model(dims(3, 64, 32)), None);
+        // The TensorFlow tutorial net's unpadded 32→64 layer at 15×15: its input gradient
+        // has padding 2, and im2col measures faster.
+        let tf2 = ConvDims {
+            padding: 0,
+            ..dims(32, 64, 15)
+        };
+        assert_eq!(cost_model(tf2), None);
     }
 
     /// Forced choices apply only where Winograd runs.

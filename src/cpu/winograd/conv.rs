@@ -118,10 +118,13 @@ impl Plan {
         let widest = s.channels.max(s.out_channels) * s.tile.points();
         let target = COLS_TARGET.min((BLOCK_FLOATS / widest.max(1)).max(row_cols));
         let rb = (target / row_cols).clamp(1, s.tiles_h());
+        // At least `TASKS` blocks where the batch has the chunks (small maps would otherwise
+        // put a whole batch in one block: one thread's work).
+        let chunks = n.div_ceil(LANES).max(1);
         let cb = if rb < s.tiles_h() {
             1
         } else {
-            (target / (rb * row_cols)).clamp(1, n.div_ceil(LANES).max(1))
+            (target / (rb * row_cols)).clamp(1, chunks.div_ceil(TASKS))
         };
         Plan { rb, cb }
     }
