@@ -94,17 +94,11 @@ impl MicroKernel for Avx2Fma {
     }
 }
 
-/// Transposes the 8×8 block `src[i·ld + t]` (`i, t < 8`) into `dst[t·ldd + i]`.
-///
-/// # Safety
-/// The CPU must support AVX2; `src` must be valid for reads of `src[i·ld + t]` and `dst`
-/// for writes of `dst[t·ldd + i]` (`i, t < 8`).
+/// Transposes eight rows of eight floats held in registers: interleave pairs of rows, then
+/// pairs of pairs, then swap 128-bit halves. Shared with the Winograd transforms' lanes.
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn transpose_8x8(src: *const f32, ld: usize, dst: *mut f32, ldd: usize) {
-    // SAFETY: rows i < 8 of 8 floats each, as the caller guarantees.
-    let r: [__m256; 8] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(src.add(i * ld)) });
-    // Interleave pairs of rows, then pairs of pairs, then swap 128-bit halves.
+pub(crate) fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
     let t0 = _mm256_unpacklo_ps(r[0], r[1]);
     let t1 = _mm256_unpackhi_ps(r[0], r[1]);
     let t2 = _mm256_unpacklo_ps(r[2], r[3]);
@@ -121,7 +115,7 @@ unsafe fn transpose_8x8(src: *const f32, ld: usize, dst: *mut f32, ldd: usize) {
     let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
     let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
     let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-    let o = [
+    [
         _mm256_permute2f128_ps::<0x20>(u0, u4),
         _mm256_permute2f128_ps::<0x20>(u1, u5),
         _mm256_permute2f128_ps::<0x20>(u2, u6),
@@ -130,7 +124,20 @@ unsafe fn transpose_8x8(src: *const f32, ld: usize, dst: *mut f32, ldd: usize) {
         _mm256_permute2f128_ps::<0x31>(u1, u5),
         _mm256_permute2f128_ps::<0x31>(u2, u6),
         _mm256_permute2f128_ps::<0x31>(u3, u7),
-    ];
+    ]
+}
+
+/// Transposes the 8×8 block `src[i·ld + t]` (`i, t < 8`) into `dst[t·ldd + i]`.
+///
+/// # Safety
+/// The CPU must support AVX2; `src` must be valid for reads of `src[i·ld + t]` and `dst`
+/// for writes of `dst[t·ldd + i]` (`i, t < 8`).
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn transpose_8x8(src: *const f32, ld: usize, dst: *mut f32, ldd: usize) {
+    // SAFETY: rows i < 8 of 8 floats each, as the caller guarantees.
+    let r: [__m256; 8] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(src.add(i * ld)) });
+    let o = transpose8(r);
     for (t, v) in o.into_iter().enumerate() {
         // SAFETY: row t < 8 of the destination, 8 floats, as the caller guarantees.
         unsafe { _mm256_storeu_ps(dst.add(t * ldd), v) };
