@@ -3,8 +3,8 @@
 //! `Φ(x) = (1 + erf(x/√2))/2`, with `erfc(z) ≈ t·exp(−z² + P(t))`, `t = 1/(1 + z/2)` and
 //! `P` a degree-9 polynomial (Numerical Recipes' `erfcc`; fractional error < 1.2e-7 for
 //! every `z ≥ 0`). The references evaluate it in f64 one value at a time. The kernels
-//! evaluate the same formula in f32, one value at a time too ([`gelu1`], [`gelu_grad1`],
-//! with their own [`exp_f32`]), in loops with no calls and no branches, which the compiler
+//! evaluate the same formula in f32, one value at a time too (`gelu1`, `gelu_grad1`,
+//! with their own `exp_f32`), in loops with no calls and no branches, which the compiler
 //! vectorises: once for AVX-512F (sixteen lanes), once for AVX2 (eight), once portably
 //! (SSE2's four), picked at run time. No step is fused, so the three builds give the same
 //! bits. They are tested against the references below (see `tests`): within 5e-6 relative
@@ -55,7 +55,7 @@ const ROUND: f32 = 12_582_912.0;
 /// `[−87.3, 88.3]`; arguments outside are clamped there (so no result is subnormal or
 /// infinite), and NaN stays NaN.
 #[inline(always)]
-pub fn exp_f32(x: f32) -> f32 {
+fn exp_f32(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.3);
     let t = x * std::f32::consts::LOG2_E + ROUND;
     let n = t - ROUND;
@@ -97,7 +97,7 @@ fn cdf_from_tail(x: f32, h: f32) -> f32 {
 
 /// GELU of one value, in f32: `x·Φ(x)`.
 #[inline(always)]
-pub fn gelu1(x: f32) -> f32 {
+fn gelu1(x: f32) -> f32 {
     let (t, poly, z2) = tail_parts(x);
     let h = 0.5 * t * exp_f32(poly - z2);
     x * cdf_from_tail(x, h)
@@ -105,7 +105,7 @@ pub fn gelu1(x: f32) -> f32 {
 
 /// GELU's derivative at one value, in f32: `Φ(x) + x·φ(x)`.
 #[inline(always)]
-pub fn gelu_grad1(x: f32) -> f32 {
+fn gelu_grad1(x: f32) -> f32 {
     let (t, poly, z2) = tail_parts(x);
     // exp(P − z²) = exp(−z²)·exp(P): the first factor, e^(−x²/2), is also √(2π)·φ(x).
     let e = exp_f32(-z2);
@@ -130,7 +130,7 @@ fn backward_body(x: &[f32], dy: &[f32], dx: &mut [f32]) {
 
 /// The instruction sets a GELU build exists for, widest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Isa {
+enum Isa {
     /// Sixteen lanes (x86-64 with AVX-512F).
     Avx512,
     /// Eight lanes (x86-64 with AVX2).
@@ -141,14 +141,14 @@ pub enum Isa {
 
 impl Isa {
     /// The builds this CPU can run, widest first (always ending with `Portable`).
-    pub fn available() -> Vec<Isa> {
+    fn available() -> Vec<Isa> {
         let mut v = Vec::new();
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 v.push(Isa::Avx512);
             }
-            if std::arch::is_x86_feature_detected!("avx2") {
+            if crate::cpu::avx2::available() {
                 v.push(Isa::Avx2);
             }
         }
@@ -157,7 +157,7 @@ impl Isa {
     }
 
     /// The widest build this CPU can run (checked once).
-    pub fn best() -> Isa {
+    fn best() -> Isa {
         static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| Isa::available()[0])
     }
@@ -187,7 +187,7 @@ macro_rules! builds {
                 }
                 #[cfg(target_arch = "x86_64")]
                 Isa::Avx2 => {
-                    assert!(std::arch::is_x86_feature_detected!("avx2"));
+                    assert!(crate::cpu::avx2::available());
                     // SAFETY: this CPU has AVX2 (asserted above).
                     unsafe { avx2($($arg),*) }
                 }
@@ -201,14 +201,14 @@ builds!(forward_with => forward_body(x: &[f32], y: &mut [f32]));
 builds!(backward_with => backward_body(x: &[f32], dy: &[f32], dx: &mut [f32]));
 
 /// `y[i] = x[i]·Φ(x[i])`, with the build `isa`. `x` and `y` have the same length.
-pub fn gelu_forward_isa(isa: Isa, x: &[f32], y: &mut [f32]) {
+fn gelu_forward_isa(isa: Isa, x: &[f32], y: &mut [f32]) {
     assert_eq!(x.len(), y.len(), "gelu_forward: input and output lengths");
     forward_with(isa, x, y);
 }
 
 /// `dx[i] = dy[i]·(Φ(x[i]) + x[i]·φ(x[i]))`, with the build `isa`. All three have the
 /// same length.
-pub fn gelu_backward_isa(isa: Isa, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+fn gelu_backward_isa(isa: Isa, x: &[f32], dy: &[f32], dx: &mut [f32]) {
     assert!(
         x.len() == dx.len() && dy.len() == dx.len(),
         "gelu_backward: lengths"
@@ -216,12 +216,14 @@ pub fn gelu_backward_isa(isa: Isa, x: &[f32], dy: &[f32], dx: &mut [f32]) {
     backward_with(isa, x, dy, dx);
 }
 
-/// [`gelu_forward_isa`] with the widest build this CPU runs.
+/// `y[i] = x[i]·Φ(x[i])`, with the widest build this CPU runs. `x` and `y` have the same
+/// length.
 pub fn gelu_forward(x: &[f32], y: &mut [f32]) {
     gelu_forward_isa(Isa::best(), x, y);
 }
 
-/// [`gelu_backward_isa`] with the widest build this CPU runs.
+/// `dx[i] = dy[i]·(Φ(x[i]) + x[i]·φ(x[i]))`, with the widest build this CPU runs. All three
+/// have the same length.
 pub fn gelu_backward(x: &[f32], dy: &[f32], dx: &mut [f32]) {
     gelu_backward_isa(Isa::best(), x, dy, dx);
 }

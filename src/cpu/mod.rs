@@ -1,6 +1,7 @@
 //! CPU kernels. They know nothing of layers: plain slices and shapes in, slices out.
 //!
 //! Each kernel keeps its naive reference beside the fast variant it is tested against.
+pub mod avx2;
 pub mod elementwise;
 pub mod gelu;
 pub mod gemm;

@@ -22,7 +22,7 @@ pub fn maxpool_forward(
 ) {
     if kernel == 2 && stride == 2 {
         #[cfg(target_arch = "x86_64")]
-        if w >= 2 && avx2::available() {
+        if w >= 2 && crate::cpu::avx2::available() {
             // SAFETY: AVX2 is present (checked at run time).
             return unsafe { avx2::maxpool_2x2(x, planes, (h, w), y, argmax) };
         }
@@ -338,11 +338,7 @@ pub fn maxpool_backward(
 pub mod avx2 {
     use std::arch::x86_64::*;
 
-    /// Whether this CPU has AVX2 (checked once).
-    pub fn available() -> bool {
-        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *HAS.get_or_init(|| is_x86_feature_detected!("avx2"))
-    }
+    use crate::cpu::avx2::first_lanes as first;
 
     /// [`super::maxpool_forward`] for kernel 2, stride 2; needs `w ≥ 2`. Rows of fewer than
     /// 8 windows are read and written through masks.
@@ -370,12 +366,6 @@ pub mod avx2 {
         );
         // Rows of fewer than 8 windows: masks for the first 2·ow_n inputs (in two halves)
         // and the first ow_n outputs.
-        let first = |k: usize| {
-            _mm256_cmpgt_epi32(
-                _mm256_set1_epi32(k as i32),
-                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-            )
-        };
         let short = ow_n < 8;
         let (in_lo, in_hi, out_m) = (
             first(2 * ow_n),

@@ -23,8 +23,7 @@
 use super::kernel::{MicroKernel, check_tile};
 use std::arch::x86_64::{
     __m256, _MM_HINT_T0, _mm_prefetch, _mm256_add_ps, _mm256_broadcast_ss, _mm256_fmadd_ps,
-    _mm256_loadu_ps, _mm256_permute2f128_ps, _mm256_setzero_ps, _mm256_shuffle_ps,
-    _mm256_storeu_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
+    _mm256_loadu_ps, _mm256_setzero_ps, _mm256_storeu_ps,
 };
 
 /// Capability token for the AVX2+FMA 6×16 microkernel: only [`Avx2Fma::detect`] makes one,
@@ -94,39 +93,6 @@ impl MicroKernel for Avx2Fma {
     }
 }
 
-/// Transposes eight rows of eight floats held in registers: interleave pairs of rows, then
-/// pairs of pairs, then swap 128-bit halves. Shared with the Winograd transforms' lanes.
-#[target_feature(enable = "avx2")]
-#[inline]
-pub(crate) fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
-    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-    [
-        _mm256_permute2f128_ps::<0x20>(u0, u4),
-        _mm256_permute2f128_ps::<0x20>(u1, u5),
-        _mm256_permute2f128_ps::<0x20>(u2, u6),
-        _mm256_permute2f128_ps::<0x20>(u3, u7),
-        _mm256_permute2f128_ps::<0x31>(u0, u4),
-        _mm256_permute2f128_ps::<0x31>(u1, u5),
-        _mm256_permute2f128_ps::<0x31>(u2, u6),
-        _mm256_permute2f128_ps::<0x31>(u3, u7),
-    ]
-}
-
 /// Transposes the 8×8 block `src[i·ld + t]` (`i, t < 8`) into `dst[t·ldd + i]`.
 ///
 /// # Safety
@@ -137,7 +103,7 @@ pub(crate) fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
 unsafe fn transpose_8x8(src: *const f32, ld: usize, dst: *mut f32, ldd: usize) {
     // SAFETY: rows i < 8 of 8 floats each, as the caller guarantees.
     let r: [__m256; 8] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(src.add(i * ld)) });
-    let o = transpose8(r);
+    let o = crate::cpu::avx2::transpose8(r);
     for (t, v) in o.into_iter().enumerate() {
         // SAFETY: row t < 8 of the destination, 8 floats, as the caller guarantees.
         unsafe { _mm256_storeu_ps(dst.add(t * ldd), v) };

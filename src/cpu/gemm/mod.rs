@@ -77,8 +77,6 @@ pub use kernel::MicroKernel;
 #[cfg(target_arch = "x86_64")]
 pub use kernel_avx2::Avx2Fma;
 #[cfg(target_arch = "x86_64")]
-pub(crate) use kernel_avx2::transpose8;
-#[cfg(target_arch = "x86_64")]
 pub use kernel_avx512::{Avx512F, Avx512FLow, Avx512Tile};
 pub use kernel_portable::Portable;
 pub use select::{Kernel, best_kernel_name};

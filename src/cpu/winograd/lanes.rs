@@ -218,23 +218,13 @@ fn deinterleave8<const AVX2: bool>(
     }
 }
 
-/// The 8×8 transposes on AVX2 registers (the GEMM's `transpose8`); rows of fewer than 8
+/// The 8×8 transposes on AVX2 registers (`cpu::avx2::transpose8`); rows of fewer than 8
 /// floats are read and written through a mask.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::LANES;
-    use crate::cpu::gemm::transpose8 as transpose;
+    use crate::cpu::avx2::{first_lanes as first, transpose8 as transpose};
     use std::arch::x86_64::*;
-
-    /// The lanes `k < cols` set.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn first(cols: usize) -> __m256i {
-        _mm256_cmpgt_epi32(
-            _mm256_set1_epi32(cols as i32),
-            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-        )
-    }
 
     /// [`super::interleave8`] on AVX2.
     ///
@@ -485,16 +475,7 @@ fn grad_body<X: Xf, const AVX2: bool>(
     }
 }
 
-/// True when the AVX2 builds of the transforms can run here (checked once).
-fn avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *AVX2.get_or_init(|| std::arch::is_x86_feature_detected!("avx2"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
+use crate::cpu::avx2::available as avx2;
 
 /// Defines a public entry point `$name` that runs `$body` for the tile size, compiled for
 /// AVX2 when the CPU has it and portably otherwise (the same results either way), and
