@@ -246,6 +246,10 @@ fn fixed_shapes() {
         (73, 257, 33, true, true),
         (145, 513, 17, false, false),
         (7, 300, 4081, false, false),
+        // resnet50 at batch 1: a 7×7 map (n = 49, a 1-column edge panel) and a short,
+        // wide product split into two tall row blocks on two threads.
+        (512, 300, 49, false, false),
+        (64, 147, 1201, false, false),
     ];
     for (s, &(m, k, n, a_trans, b_trans)) in shapes.iter().enumerate() {
         for accumulate in [false, true] {

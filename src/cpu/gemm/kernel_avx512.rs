@@ -16,7 +16,8 @@
 //!
 //! Edge tiles are computed in place with masked loads and stores
 //! (`_mm512_maskz_loadu_ps` / `_mm512_mask_storeu_ps`): only the valid `rows × cols`
-//! of `C` are touched, with exactly the arithmetic of a full tile.
+//! of `C` are touched, with exactly the arithmetic of a full tile; a panel of at most 16 or
+//! 32 valid columns runs with 1 or 2 B vectors instead of all `NV`.
 //!
 //! Like the AVX2 kernel, this is compiled for its instruction set with
 //! `#[target_feature]` and only reachable through a capability token made by
@@ -133,30 +134,16 @@ impl<const MR: usize, const NV: usize, const KC: usize> MicroKernel for Avx512Ti
         // cover a[..k*MR], b[..(k-1)*rsb + nr] and c[i*rsc + j] for i < rows, j < cols;
         // the kernel reads or writes C only under masks limited to those elements.
         unsafe {
-            if rsb == nr {
-                kernel::<MR, NV, true>(
-                    k,
-                    a.as_ptr(),
-                    b.as_ptr(),
-                    rsb,
-                    c.as_mut_ptr(),
-                    rsc,
-                    load_c,
-                    rows,
-                    cols,
-                )
-            } else {
-                kernel::<MR, NV, false>(
-                    k,
-                    a.as_ptr(),
-                    b.as_ptr(),
-                    rsb,
-                    c.as_mut_ptr(),
-                    rsc,
-                    load_c,
-                    rows,
-                    cols,
-                )
+            // A ragged last panel of at most 16 or 32 columns runs on a kernel of 1 or 2
+            // B vectors (the same B rows at the same stride, the same arithmetic per
+            // element), so it costs its own width rather than a whole tile's: at a 7×7
+            // map (n = 49) that saves a third of the FMAs.
+            let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+            match cols.div_ceil(16) {
+                1 if NV > 1 => kernel::<MR, 1, false>(k, a, b, rsb, c, rsc, load_c, rows, cols),
+                2 if NV > 2 => kernel::<MR, 2, false>(k, a, b, rsb, c, rsc, load_c, rows, cols),
+                _ if rsb == nr => kernel::<MR, NV, true>(k, a, b, rsb, c, rsc, load_c, rows, cols),
+                _ => kernel::<MR, NV, false>(k, a, b, rsb, c, rsc, load_c, rows, cols),
             }
         }
         true

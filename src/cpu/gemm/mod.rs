@@ -625,12 +625,16 @@ fn packed_driver<K: MicroKernel>(
     }
     let (mr, nr) = (K::MR, K::NR);
     let direct_b = csb == 1 && m <= DIRECT_B_MAX_M;
-    // Rows of C per task of the 3rd loop: MC serially; in parallel, smaller blocks
-    // (a multiple of MR) when m is small so both threads get work.
+    // Rows of C per task of the 3rd loop: MC serially; in parallel, a multiple of the
+    // thread count of equal blocks of at most MC rows (a multiple of MR). Each task
+    // streams the whole packed B block past its rows, so the tasks are as few and as tall
+    // as the threads allow: with m = 64 on two threads, two tasks of 32 rows read B twice
+    // where eight of 8 rows would read it eight times (from L3, as it outgrows L2).
     let rows_per_task = match threads {
         Threads::Serial => K::MC,
         Threads::Parallel => {
-            let tasks = 4 * rayon::current_num_threads();
+            let t = rayon::current_num_threads();
+            let tasks = t * m.div_ceil(t * K::MC);
             m.div_ceil(tasks).next_multiple_of(mr).clamp(mr, K::MC)
         }
     };
