@@ -14,6 +14,11 @@
 //! Winograd `F(2,3)` and `F(4,3)` (`…/<name>/f2/…`, `…/<name>/f4/…`), their GFLOP/s counted
 //! with the direct convolution's FLOPs (so they can exceed the machine's FMA peak). `air_*`
 //! are the `airbench@512` (`models::fast_net`) layers.
+//!
+//! Then `resnet50`'s convolutions at batch 1 in evaluation mode, as `infer_bench --batch 1`
+//! runs them (`ConvAlgo::Auto`; bias, no ReLU): `conv/<isa>/r50_<shape>/eval/b1: <ms>
+//! ms, <x> GFLOP/s, ×<count>`, one line per distinct shape with its count in the network,
+//! and a last line `conv/<isa>/r50/eval/b1/sum` adding them up by count.
 
 mod common;
 use common::*;
@@ -134,5 +139,72 @@ fn main() {
                 flops / secs / 1e9
             );
         }
+    }
+    eval_r50(&filter, isa, reps, target);
+}
+
+/// `resnet50`'s distinct convolution shapes at 224×224: `(cin, cout, k, stride, pad, hw,
+/// count)`, `hw` the input side.
+const R50: [(usize, usize, usize, usize, usize, usize, usize); 20] = [
+    (3, 64, 7, 2, 3, 224, 1),
+    (64, 64, 1, 1, 0, 56, 1),
+    (256, 64, 1, 1, 0, 56, 2),
+    (64, 64, 3, 1, 1, 56, 3),
+    (64, 256, 1, 1, 0, 56, 4),
+    (256, 128, 1, 1, 0, 56, 1),
+    (128, 128, 3, 2, 1, 56, 1),
+    (256, 512, 1, 2, 0, 56, 1),
+    (512, 128, 1, 1, 0, 28, 3),
+    (128, 128, 3, 1, 1, 28, 3),
+    (128, 512, 1, 1, 0, 28, 4),
+    (512, 256, 1, 1, 0, 28, 1),
+    (256, 256, 3, 2, 1, 28, 1),
+    (512, 1024, 1, 2, 0, 28, 1),
+    (1024, 256, 1, 1, 0, 14, 5),
+    (256, 256, 3, 1, 1, 14, 5),
+    (256, 1024, 1, 1, 0, 14, 6),
+    (1024, 512, 1, 1, 0, 14, 1),
+    (512, 512, 3, 2, 1, 14, 1),
+    (1024, 2048, 1, 2, 0, 14, 1),
+];
+
+/// The evaluation-mode, batch-1 lines (module docs). The remaining resnet50 shapes at 7×7
+/// (`2048→512`, `512→512 3×3`, `512→2048`) follow the table.
+fn eval_r50(filter: &str, isa: &str, reps: usize, target: Duration) {
+    let tail = [
+        (2048, 512, 1, 1, 0, 7, 2),
+        (512, 512, 3, 1, 1, 7, 2),
+        (512, 2048, 1, 1, 0, 7, 3),
+    ];
+    let (mut sum, mut ran) = (0.0, false);
+    for (cin, cout, k, stride, pad, hw, count) in R50.into_iter().chain(tail) {
+        let name = format!("r50_{cin}x{hw}x{hw}_{cout}_{k}x{k}s{stride}p{pad}");
+        let tag = format!("conv/{isa}/{name}/eval/b1");
+        if !tag.contains(filter) {
+            continue;
+        }
+        ran = true;
+        let mut layer = Conv2d::new(cin, cout, k).stride(stride).padding(pad);
+        layer
+            .init(&mut Xoshiro256PlusPlus::seed_from_u64(0))
+            .expect("layer init");
+        let x = Tensor::from_vec(&[1, cin, hw, hw], values(1, cin * hw * hw)).expect("input shape");
+        let oh = (hw + 2 * pad - k) / stride + 1;
+        let flops = 2.0 * (cout * cin * k * k * oh * oh) as f64;
+        let secs = median_secs(reps, target, || {
+            black_box(layer.forward(black_box(&x), Mode::Eval));
+        });
+        sum += secs * count as f64;
+        println!(
+            "{tag}: {:.3} ms, {:.1} GFLOP/s, ×{count}",
+            secs * 1e3,
+            flops / secs / 1e9
+        );
+    }
+    if ran {
+        println!(
+            "conv/{isa}/r50/eval/b1/sum: {:.2} ms (the lines above)",
+            sum * 1e3
+        );
     }
 }

@@ -95,13 +95,16 @@ fn run() -> Result<(), String> {
         times.push(t.elapsed().as_secs_f64());
     }
     let med = median(times.clone());
+    // The fastest pass: on a shared host, the least disturbed by other tenants.
+    let best = times.iter().copied().fold(f64::INFINITY, f64::min);
     let ips = batch as f64 / med;
     let isa = ferroconv::cpu::gemm::best_kernel_name();
     let threads = rayon::current_num_threads();
     println!(
         "{arch}@{batch} {side}×{side}: {ips:.2} images/s (median of {iters} passes, {:.1} ms; \
-         warm-up {:.1} ms; {threads} threads; gemm {isa}; fold {fold}: {folded} layers removed)",
+         best {:.1} ms; warm-up {:.1} ms; {threads} threads; gemm {isa}; fold {fold}: {folded} layers removed)",
         med * 1e3,
+        best * 1e3,
         warm * 1e3
     );
     if let Some(path) = json {
@@ -109,9 +112,10 @@ fn run() -> Result<(), String> {
         writeln!(
             f,
             "{{\"arch\":\"{arch}\",\"batch\":{batch},\"side\":{side},\"threads\":{threads},\
-             \"images_per_sec\":{ips:.3},\"median_ms\":{:.3},\"iters\":{iters},\
+             \"images_per_sec\":{ips:.3},\"median_ms\":{:.3},\"best_ms\":{:.3},\"iters\":{iters},\
              \"fold\":\"{fold}\",\"removed\":{folded},\"gemm\":\"{isa}\"}}",
-            med * 1e3
+            med * 1e3,
+            best * 1e3
         )
         .map_err(|e| format!("{path}: {e}"))?;
     }

@@ -5,15 +5,15 @@
 //! providing the same functions, and the layers do not change.
 
 pub use crate::cpu::elementwise::{
-    AdamStep, adam_update, add_bias_cols, add_bias_rows, bias_act_rows, relu_backward,
-    relu_forward, sgd_update, sum_cols, sum_rows,
+    AdamStep, adam_update, add, add_bias_cols, add_bias_rows, add_relu, bias_act_rows,
+    relu_backward, relu_forward, sgd_update, sum_cols, sum_rows,
 };
 pub use crate::cpu::gelu::{gelu_backward, gelu_forward};
-pub use crate::cpu::gemm::{PackedA, gemm, gemm_packed_a};
-pub use crate::cpu::im2col::{col2im, im2col};
+pub use crate::cpu::gemm::{PackedA, gemm, gemm_packed_a, gemm_packed_a_made};
+pub use crate::cpu::im2col::{Im2colPanels, col2im, im2col};
 pub use crate::cpu::pool::{
     adaptive_avgpool_backward, adaptive_avgpool_forward, avgpool_backward, avgpool_forward,
-    maxpool_backward, maxpool_forward, maxpool_forward_padded, pooled, pooled_padded,
+    maxpool_backward, maxpool_eval, maxpool_forward, maxpool_forward_padded, pooled, pooled_padded,
 };
 pub use crate::cpu::softmax::softmax_xent;
 pub use crate::cpu::winograd::conv::{

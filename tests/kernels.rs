@@ -3,8 +3,14 @@
 mod common;
 use common::values;
 
-use ferroconv::cpu::im2col::{ConvGeometry, col2im, col2im_naive, im2col, im2col_naive};
-use ferroconv::cpu::pool::{maxpool_forward, maxpool_forward_naive, pooled};
+use ferroconv::cpu::gemm::PanelSource;
+use ferroconv::cpu::im2col::{
+    ConvGeometry, Im2colPanels, col2im, col2im_naive, im2col, im2col_naive,
+};
+use ferroconv::cpu::pool::{
+    maxpool_eval, maxpool_forward, maxpool_forward_naive, maxpool_forward_padded, pooled,
+    pooled_padded,
+};
 use proptest::prelude::*;
 
 proptest! {
@@ -36,6 +42,37 @@ proptest! {
         prop_assert_eq!(dx_fast, dx_slow);
     }
 
+    /// The micropanels im2col makes for the GEMM are windows of the reference column
+    /// matrix of the whole group, zero-padded to the panel width.
+    #[test]
+    fn im2col_panels_match_reference(
+        c in 1usize..4, k in 1usize..6, stride in 1usize..4, pad in 0usize..4,
+        extra_h in 0usize..9, extra_w in 0usize..9, images in 1usize..4, seed in any::<u64>(),
+        (r0, c0, nr) in (0usize..1000, 0usize..1000, prop_oneof![Just(8usize), Just(16), Just(48)]),
+    ) {
+        let g = ConvGeometry {
+            channels: c, height: k + extra_h, width: k + extra_w,
+            kernel_h: k, kernel_w: k, stride, padding: pad,
+        };
+        let x = values(seed, images * g.input_len());
+        let (rows, p) = (g.col_rows(), g.col_cols());
+        let ld = images * p;
+        let mut full = vec![f32::NAN; rows * ld];
+        for j in 0..images {
+            im2col_naive(&g, &x[j * g.input_len()..], &mut full[j * p..], ld);
+        }
+        let (p0, col0) = (r0 % rows, c0 % ld);
+        let (kc, cols) = ((rows - p0).min(1 + r0 % 7), (ld - col0).min(nr).min(1 + c0 % nr));
+        let mut out = vec![f32::NAN; kc * nr];
+        Im2colPanels { geom: g, x: &x }.fill(p0, kc, col0, cols, nr, &mut out);
+        for q in 0..kc {
+            for j in 0..nr {
+                let want = if j < cols { full[(p0 + q) * ld + col0 + j] } else { 0.0 };
+                prop_assert_eq!(out[q * nr + j].to_bits(), want.to_bits(), "row {} col {}", q, j);
+            }
+        }
+    }
+
     #[test]
     fn maxpool_matches_reference(
         planes in 1usize..5, k in 1usize..4, stride in 1usize..4,
@@ -55,6 +92,37 @@ proptest! {
         prop_assert_eq!(a1, a2);
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         prop_assert_eq!(bits(&y1), bits(&y2));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// The inference max-pool gives the training kernel's values (padding, `ceil_mode`,
+    /// ties, NaNs), compared by value so that a `0.0`/`-0.0` tie may differ in sign.
+    #[test]
+    fn maxpool_eval_matches_training_kernel(
+        planes in 1usize..4, k in 1usize..5, stride in 1usize..4, pad_frac in 0usize..3,
+        ceil in any::<bool>(), extra_h in 0usize..10, extra_w in 0usize..10,
+        seed in any::<u64>(), nans in proptest::collection::vec(any::<u16>(), 0..3),
+    ) {
+        let pad = (k / 2).min(pad_frac);
+        let (h, w) = (k + extra_h, k + extra_w);
+        // Few distinct values, so ties are common.
+        let mut x: Vec<f32> =
+            values(seed, planes * h * w).iter().map(|v| (v * 3.0).round()).collect();
+        let len = x.len();
+        for i in nans {
+            x[i as usize % len] = f32::NAN;
+        }
+        let (oh, ow) = (pooled_padded(h, k, stride, pad, ceil), pooled_padded(w, k, stride, pad, ceil));
+        let out = planes * oh * ow;
+        let (mut y1, mut y2, mut arg) = (vec![0.0; out], vec![1.0; out], vec![0u32; out]);
+        maxpool_forward_padded(&x, planes, (h, w), k, stride, pad, (oh, ow), &mut y1, &mut arg);
+        maxpool_eval(&x, planes, (h, w), k, stride, pad, (oh, ow), &mut y2);
+        for (i, (a, b)) in y1.iter().zip(&y2).enumerate() {
+            prop_assert!(a == b || (a.is_nan() && b.is_nan()), "output {}: {} vs {}", i, a, b);
+        }
     }
 }
 
@@ -203,6 +271,58 @@ fn conv2d_grouped_paths_match_reference_and_each_other() {
             first,
             "{threads} threads, keep_cols_max {keep_max}"
         );
+    }
+}
+
+/// `Conv2d` on im2col in evaluation mode — the weights packed once, the columns made by
+/// the GEMM's packing, a 1×1 window reading its input as it is — gives training mode's
+/// output bit for bit: one image per group and several, 1×1 at stride 1 and 2, the
+/// 7×7 stride-2 stem's shape, few output channels (the GEMM's dot path) and many, a
+/// folded ReLU, one and two threads.
+#[test]
+fn conv2d_evaluation_matches_training_bit_for_bit() {
+    use ferroconv::Tensor;
+    use ferroconv::layers::{Conv2d, ConvAlgo, Layer, Mode};
+    // (batch, cin, side, cout, kernel, stride, pad)
+    let cases = [
+        (1, 8, 20, 40, 3, 1, 1),
+        (5, 8, 6, 40, 3, 1, 1),
+        (1, 16, 20, 40, 1, 1, 0),
+        (5, 16, 6, 40, 1, 1, 0),
+        (3, 16, 12, 24, 1, 2, 0),
+        (2, 3, 30, 16, 7, 2, 3),
+        (2, 8, 9, 6, 3, 2, 1),
+    ];
+    for (threads, relu) in [(1, false), (2, true)] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for &(n, c, side, co, k, stride, pad) in &cases {
+            let what = format!("{n}x{c}x{side}, {co} {k}x{k} s{stride} p{pad}, {threads} threads");
+            pool.install(|| {
+                let mut layer = Conv2d::new(c, co, k)
+                    .stride(stride)
+                    .padding(pad)
+                    .algorithm(ConvAlgo::Im2col);
+                layer
+                    .init(
+                        &mut <rand::rngs::Xoshiro256PlusPlus as rand::SeedableRng>::seed_from_u64(
+                            1,
+                        ),
+                    )
+                    .unwrap();
+                assert!(!relu || layer.absorb_relu());
+                let x =
+                    Tensor::from_vec(&[n, c, side, side], values(5, n * c * side * side)).unwrap();
+                let train = layer.forward(&x, Mode::Train).data().to_vec();
+                let eval = layer.forward(&x, Mode::Eval).data().to_vec();
+                let again = layer.forward(&x, Mode::Eval).data().to_vec();
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&eval), bits(&train), "{what}");
+                assert_eq!(bits(&again), bits(&train), "{what}, second evaluation");
+            });
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! Element-wise kernels: ReLU, bias add and its gradient, the SGD update.
+//! Element-wise kernels: ReLU, sums, bias add and its gradient, the SGD update.
 //!
 //! All loops are written so LLVM vectorises them; they are memory-bound, so wider
 //! hand-written SIMD buys nothing here.
@@ -9,6 +9,27 @@ pub fn relu_forward(x: &[f32], y: &mut [f32]) {
         for (o, &v) in y.iter_mut().zip(&x[i * CHUNK..]) {
             // `v < 0` is false for NaN, so NaN passes through as in PyTorch.
             *o = if v < 0.0 { 0.0 } else { v };
+        }
+    });
+}
+
+/// `y = max(a + b, 0)`: a residual sum and its ReLU in one pass. `f32::max` drops a NaN
+/// sum to 0 (unlike [`relu_forward`]), as the residual blocks always have.
+pub fn add_relu(a: &[f32], b: &[f32], y: &mut [f32]) {
+    super::for_each_chunk(y, CHUNK, |i, y| {
+        let (a, b) = (&a[i * CHUNK..], &b[i * CHUNK..]);
+        for ((o, &u), &v) in y.iter_mut().zip(a).zip(b) {
+            *o = (u + v).max(0.0);
+        }
+    });
+}
+
+/// `y = a + b`.
+pub fn add(a: &[f32], b: &[f32], y: &mut [f32]) {
+    super::for_each_chunk(y, CHUNK, |i, y| {
+        let (a, b) = (&a[i * CHUNK..], &b[i * CHUNK..]);
+        for ((o, &u), &v) in y.iter_mut().zip(a).zip(b) {
+            *o = u + v;
         }
     });
 }

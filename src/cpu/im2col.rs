@@ -13,6 +13,11 @@
 //! Both take the column matrix's row stride `ld ≥ OH·OW`: the convolution lays the
 //! matrices of a group of `G` images side by side, `cols[C·KH·KW][G·OH·OW]`, so image `j`
 //! is the column block starting at `cols[j·OH·OW]` with `ld = G·OH·OW`.
+//!
+//! For inference, [`Im2colPanels`] hands the same matrix to the GEMM micropanel by
+//! micropanel, as the GEMM packs it, without storing it.
+
+use crate::cpu::gemm::PanelSource;
 
 /// Geometry of a 2-D convolution (or pooling) window over one image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +58,11 @@ impl ConvGeometry {
     /// Input pixels per image: `C·H·W`.
     pub fn input_len(&self) -> usize {
         self.channels * self.height * self.width
+    }
+    /// Whether the window is a single pixel (1×1, stride 1, no padding): then one image's
+    /// column matrix is the image itself, `col[C][H·W] = x[C][H][W]`, and col2im is a copy.
+    pub fn is_pointwise(&self) -> bool {
+        self.kernel_h == 1 && self.kernel_w == 1 && self.stride == 1 && self.padding == 0
     }
 }
 
@@ -184,6 +194,80 @@ pub fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32], ld: usize) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Entries `(oh, ow0..ow1)` of row `r = (c·KH + kh)·KW + kw` of one image's column
+/// matrix (what [`im2col`] writes at `col[r][oh·OW + ow]`), into `out[..ow1 − ow0]`.
+fn im2col_run(
+    g: &ConvGeometry,
+    x: &[f32],
+    r: usize,
+    oh: usize,
+    (ow0, ow1): (usize, usize),
+    out: &mut [f32],
+) {
+    let (kw, kh, c) = (
+        r % g.kernel_w,
+        r / g.kernel_w % g.kernel_h,
+        r / (g.kernel_w * g.kernel_h),
+    );
+    let out = &mut out[..ow1 - ow0];
+    let ih = (oh * g.stride + kh) as isize - g.padding as isize;
+    if ih < 0 || ih as usize >= g.height {
+        out.fill(0.0);
+        return;
+    }
+    let row = &x[(c * g.height + ih as usize) * g.width..][..g.width];
+    // Valid ow, clipped to the run.
+    let (lo, hi) = valid_ow(g, kw, g.out_w());
+    let (lo, hi) = (lo.clamp(ow0, ow1), hi.clamp(ow0, ow1));
+    let (lo, hi) = (lo, hi.max(lo));
+    out[..lo - ow0].fill(0.0);
+    out[hi - ow0..].fill(0.0);
+    if lo == hi {
+        return;
+    }
+    let iw0 = lo * g.stride + kw - g.padding;
+    let dst = &mut out[lo - ow0..hi - ow0];
+    if g.stride == 1 {
+        copy_short(dst, &row[iw0..]);
+    } else {
+        for (o, v) in dst.iter_mut().zip(row[iw0..].iter().step_by(g.stride)) {
+            *o = *v;
+        }
+    }
+}
+
+/// The column matrix of a group of `G` images, `cols[C·KH·KW][G·OH·OW]` (image `j` in
+/// the column block `j·OH·OW..`), as a [`PanelSource`] for
+/// [`gemm_packed_a_made`](crate::cpu::gemm::gemm_packed_a_made): the GEMM's packing asks
+/// for its micropanels and they are written from `x` directly, so the matrix itself —
+/// `KH·KW` times the input — is never stored and read back.
+pub struct Im2colPanels<'a> {
+    /// The window over one image.
+    pub geom: ConvGeometry,
+    /// `x[G][C][H][W]`.
+    pub x: &'a [f32],
+}
+
+impl PanelSource for Im2colPanels<'_> {
+    fn fill(&self, p0: usize, rows: usize, col0: usize, cols: usize, nr: usize, out: &mut [f32]) {
+        let g = &self.geom;
+        let (p, ow_n, len) = (g.col_cols(), g.out_w(), g.input_len());
+        for (i, dst) in out.chunks_exact_mut(nr).take(rows).enumerate() {
+            // Runs of one output row of one image at a time.
+            let mut n = col0;
+            while n < col0 + cols {
+                let (j, pos) = (n / p, n % p);
+                let (oh, ow) = (pos / ow_n, pos % ow_n);
+                let run = (ow_n - ow).min(col0 + cols - n);
+                let x = &self.x[j * len..(j + 1) * len];
+                im2col_run(g, x, p0 + i, oh, (ow, ow + run), &mut dst[n - col0..]);
+                n += run;
+            }
+            dst[cols..].fill(0.0);
         }
     }
 }

@@ -174,6 +174,56 @@ pub fn maxpool_forward_padded(
     }
 }
 
+/// Max-pool for inference: [`maxpool_forward_padded`]'s values (any padding and output
+/// size), without the winners' indices that only backward needs. Separable: each output
+/// row first takes the column-wise maximum of its window's input rows (a pass that
+/// vectorises), then the maximum of each window's columns of that. A NaN wins, as in the
+/// training kernels; the values are the same, except that a tie of `0.0` and `-0.0` may
+/// keep the other sign.
+#[allow(clippy::too_many_arguments)]
+pub fn maxpool_eval(
+    x: &[f32],
+    planes: usize,
+    (h, w): (usize, usize),
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+    (oh_n, ow_n): (usize, usize),
+    y: &mut [f32],
+) {
+    // `b` replaces `a` when larger, or when it is the first NaN.
+    #[inline(always)]
+    fn pick(a: f32, b: f32) -> f32 {
+        if b > a || (b.is_nan() && !a.is_nan()) {
+            b
+        } else {
+            a
+        }
+    }
+    let mut rowmax = vec![0.0f32; w];
+    for pl in 0..planes {
+        let xp = &x[pl * h * w..(pl + 1) * h * w];
+        let yp = &mut y[pl * oh_n * ow_n..(pl + 1) * oh_n * ow_n];
+        for (oh, yrow) in yp.chunks_exact_mut(ow_n).enumerate() {
+            let (h0, h1) = window(oh, kernel, stride, pad, h);
+            rowmax.fill(f32::NEG_INFINITY);
+            for r in h0..h1 {
+                let xr = &xp[r * w..(r + 1) * w];
+                rowmax
+                    .iter_mut()
+                    .zip(xr)
+                    .for_each(|(m, &v)| *m = pick(*m, v));
+            }
+            for (ow, out) in yrow.iter_mut().enumerate() {
+                let (w0, w1) = window(ow, kernel, stride, pad, w);
+                *out = rowmax[w0..w1]
+                    .iter()
+                    .fold(f32::NEG_INFINITY, |m, &v| pick(m, v));
+            }
+        }
+    }
+}
+
 /// Average-pool with zero padding counted in the divisor (PyTorch's default
 /// `count_include_pad=True`): each output is the sum over its window clipped to the input,
 /// divided by the window's extent clipped to the padded input, `x[planes][h][w] →

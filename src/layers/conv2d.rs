@@ -125,8 +125,15 @@ impl Plan {
             cout,
             group,
             task_groups: groups.div_ceil(tasks.max(1)).max(1),
-            keep_cols: n * per_image <= keep_cols_max,
+            // A pointwise group of one image is its own column matrix: keep the input.
+            keep_cols: n * per_image <= keep_cols_max && !(group == 1 && geom.is_pointwise()),
         }
+    }
+    /// Whether a group of `gs` images is its own column matrix (one image, a 1×1 window
+    /// at stride 1) and no columns are kept: the GEMM then reads `x` and writes `dx` as
+    /// they are, with no im2col or col2im.
+    fn direct(&self, gs: usize) -> bool {
+        gs == 1 && !self.keep_cols && self.geom.is_pointwise()
     }
     fn p(&self) -> usize {
         self.geom.col_cols()
@@ -446,17 +453,25 @@ impl Conv2d {
                      cols: &mut [f32],
                      fresh: bool| {
             let gs = dys.len() / (cout * p);
-            if fresh {
+            let direct = plan.direct(gs);
+            if fresh && !direct {
                 plan.im2col_group(xs, gs, cols);
             }
             let np = gs * p;
             let body = |dyg: &[f32], cols: &mut [f32]| {
-                k::gemm(cout, np, rows, dyg, np, 1, cols, 1, np, dw, rows, acc);
-                if let Some(dx) = dx {
-                    k::gemm(rows, cout, np, weight, 1, rows, dyg, np, 1, cols, np, false);
-                    for (j, dxj) in dx.chunks_exact_mut(len).enumerate() {
-                        k::col2im(&g, &cols[j * p..], np, dxj);
+                let x_cols: &[f32] = if direct { xs } else { cols };
+                k::gemm(cout, np, rows, dyg, np, 1, x_cols, 1, np, dw, rows, acc);
+                match dx {
+                    Some(dx) if direct => {
+                        k::gemm(rows, cout, np, weight, 1, rows, dyg, np, 1, dx, np, false)
                     }
+                    Some(dx) => {
+                        k::gemm(rows, cout, np, weight, 1, rows, dyg, np, 1, cols, np, false);
+                        for (j, dxj) in dx.chunks_exact_mut(len).enumerate() {
+                            k::col2im(&g, &cols[j * p..], np, dxj);
+                        }
+                    }
+                    None => {}
                 }
             };
             if gs == 1 {
@@ -484,7 +499,10 @@ impl Conv2d {
                 let xs = input.get(x0..x0 + gs * len).unwrap_or(&[]);
                 match colss.as_mut().and_then(|it| it.next()) {
                     Some(c) => group(xs, dyg, dw, i > 0, dx, c, false),
-                    None => with_scratch(rows * gs * p, |c| group(xs, dyg, dw, i > 0, dx, c, true)),
+                    None => {
+                        let scratch = if plan.direct(gs) { 0 } else { rows * gs * p };
+                        with_scratch(scratch, |c| group(xs, dyg, dw, i > 0, dx, c, true))
+                    }
                 }
             }
         };
@@ -641,22 +659,39 @@ impl Layer for Conv2d {
         }
         let packed = if eval { self.packed.as_ref() } else { None };
         let (weight, bias, gsz, relu) = (&self.weight, &self.bias, plan.group, self.relu);
-        // Y'[Cout, np] = W · cols[R, np].
-        let product = |np: usize, cols: &[f32], y: &mut [f32]| match packed {
-            Some(pa) => k::gemm_packed_a(pa, np, cols, np, 1, y, np, false),
-            None => k::gemm(cout, rows, np, weight, rows, 1, cols, np, 1, y, np, false),
+        // Y'[Cout, G·P] = W · cols[R, G·P] for a group xs[G, C, H, W], cols = im2col(xs):
+        // written to `cols` for training (backward reads it), made by the GEMM's packing
+        // in evaluation, and xs itself when the group is its own column matrix.
+        let product = |xs: &[f32], gs: usize, cols: &mut [f32], y: &mut [f32]| {
+            let np = gs * p;
+            let direct = plan.direct(gs);
+            match packed {
+                Some(pa) if direct => k::gemm_packed_a(pa, np, xs, np, 1, y, np, false),
+                Some(pa) => {
+                    let src = k::Im2colPanels { geom, x: xs };
+                    k::gemm_packed_a_made(pa, np, &src, y, np, false)
+                }
+                None => {
+                    let cols: &[f32] = if direct {
+                        xs
+                    } else {
+                        plan.im2col_group(xs, gs, cols);
+                        cols
+                    };
+                    k::gemm(cout, rows, np, weight, rows, 1, cols, np, 1, y, np, false)
+                }
+            }
         };
-        // One group of `gs` images: cols = im2col(xs); Y' = W·cols; ys = scatter(Y') + b.
+        // One group of `gs` images: Y' = W·im2col(xs); ys = scatter(Y') + b.
         let run = |xs: &[f32], ys: &mut [f32], cols: &mut [f32]| {
             let gs = xs.len() / len;
-            plan.im2col_group(xs, gs, cols);
             if gs == 1 {
-                product(p, cols, ys);
+                product(xs, 1, cols, ys);
                 k::bias_act_rows(ys, bias, p, relu);
                 return;
             }
             with_scratch(cout * gs * p, |yb| {
-                product(gs * p, cols, yb);
+                product(xs, gs, cols, yb);
                 for (j, y) in ys.chunks_exact_mut(cout * p).enumerate() {
                     for (co, yrow) in y.chunks_exact_mut(p).enumerate() {
                         let src = &yb[co * gs * p + j * p..][..p];
@@ -692,7 +727,12 @@ impl Layer for Conv2d {
             .with_min_len(min_len)
             .for_each(|((xs, ys), cols)| match cols {
                 Some(cols) => run(xs, ys, cols),
-                None => with_scratch(rows * xs.len() / len * p, |c| run(xs, ys, c)),
+                None => {
+                    // Evaluation makes the columns as the GEMM packs them.
+                    let gs = xs.len() / len;
+                    let stored = !eval && !plan.direct(gs);
+                    with_scratch(if stored { rows * gs * p } else { 0 }, |c| run(xs, ys, c))
+                }
             });
         if let Some(p) = padded {
             self.padded = p;

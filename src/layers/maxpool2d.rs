@@ -19,8 +19,10 @@ pub struct MaxPool2d {
     ceil: bool,
     /// Input `(H, W)` of the last forward.
     in_hw: (usize, usize),
-    /// `[N, C, OH, OW]`: in-plane index of each output's winner.
+    /// `[N, C, OH, OW]`: in-plane index of each output's winner (training passes only).
     argmax: Vec<u32>,
+    /// Whether the last forward was an evaluation pass (which keeps no winners).
+    last_eval: bool,
     output: Tensor,
     grad_input: Tensor,
 }
@@ -35,6 +37,7 @@ impl MaxPool2d {
             ceil: false,
             in_hw: (0, 0),
             argmax: Vec::new(),
+            last_eval: false,
             output: Tensor::default(),
             grad_input: Tensor::default(),
         }
@@ -149,7 +152,7 @@ impl Layer for MaxPool2d {
         Ok(vec![c, oh, ow])
     }
 
-    fn forward(&mut self, x: &Tensor, _mode: Mode) -> &Tensor {
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> &Tensor {
         let &[n, c, h, w] = x.shape() else {
             unreachable!("shape checked when the model was built")
         };
@@ -157,9 +160,26 @@ impl Layer for MaxPool2d {
         let (oh, ow) = self.out_hw(h, w);
         self.in_hw = (h, w);
         self.output.reshape_to(&[n, c, oh, ow]);
-        self.argmax.resize(n * c * oh * ow, 0);
         let planes = n * c;
         let (pad, general) = (self.padding, self.general());
+        let chunk = PLANES_PER_TASK;
+        self.last_eval = mode == Mode::Eval;
+        if self.last_eval {
+            // Values only: evaluation runs no backward.
+            let task = |(xs, ys): (&[f32], &mut [f32])| {
+                let planes = ys.len() / (oh * ow);
+                k::maxpool_eval(xs, planes, (h, w), kk, s, pad, (oh, ow), ys);
+            };
+            let (xs, ys) = (x.data(), self.output.data_mut());
+            if k::worth_parallel(planes / chunk, planes * h * w) {
+                let it = xs.par_chunks(chunk * h * w);
+                it.zip(ys.par_chunks_mut(chunk * oh * ow)).for_each(task);
+            } else {
+                task((xs, ys));
+            }
+            return &self.output;
+        }
+        self.argmax.resize(n * c * oh * ow, 0);
         let pool = |xs: &[f32], planes: usize, ys: &mut [f32], am: &mut [u32]| {
             if general {
                 k::maxpool_forward_padded(xs, planes, (h, w), kk, s, pad, (oh, ow), ys, am);
@@ -171,7 +191,6 @@ impl Layer for MaxPool2d {
             pool(xs, ys.len() / (oh * ow), ys, am);
         };
         let (xs, ys) = (x.data(), self.output.data_mut());
-        let chunk = PLANES_PER_TASK;
         if k::worth_parallel(planes / chunk, planes * h * w) {
             let it = xs
                 .par_chunks(chunk * h * w)
@@ -188,6 +207,10 @@ impl Layer for MaxPool2d {
         let &[n, c, oh, ow] = grad_out.shape() else {
             unreachable!("gradient has the output's shape")
         };
+        assert!(
+            !self.last_eval,
+            "MaxPool2d::backward after an evaluation-mode forward (which keeps no winners)"
+        );
         let (h, w) = self.in_hw;
         self.grad_input.reshape_to(&[n, c, h, w]);
         k::maxpool_backward(

@@ -10,6 +10,7 @@
 //! `+ g` for the identity).
 
 use super::{Block, BufferVisitor, Layer, Mode, ParamVisitor, Spec, ValueVisitor};
+use crate::backend as k;
 use crate::tensor::Tensor;
 use rand::Rng;
 
@@ -91,19 +92,14 @@ impl Layer for ResBlock {
             None => x,
         };
         self.output.reshape_to(a.shape());
-        let out = self.output.data_mut().iter_mut();
-        for ((y, &u), &v) in out.zip(a.data()).zip(b.data()) {
-            *y = (u + v).max(0.0);
-        }
+        k::add_relu(a.data(), b.data(), self.output.data_mut());
         &self.output
     }
 
     fn backward(&mut self, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
         self.grad_sum.reshape_to(grad_out.shape());
-        let g = self.grad_sum.data_mut().iter_mut();
-        for ((d, &dy), &y) in g.zip(grad_out.data()).zip(self.output.data()) {
-            *d = if y > 0.0 { dy } else { 0.0 };
-        }
+        let (dy, y) = (grad_out.data(), self.output.data());
+        k::relu_backward(y, dy, self.grad_sum.data_mut());
         let da = self.main.backward(&self.grad_sum, need_input_grad);
         let db = match &mut self.downsample {
             Some(d) => d.backward(&self.grad_sum, need_input_grad),
@@ -111,10 +107,7 @@ impl Layer for ResBlock {
         };
         if need_input_grad {
             self.grad_input.reshape_to(da.shape());
-            let dx = self.grad_input.data_mut().iter_mut();
-            for ((d, &u), &v) in dx.zip(da.data()).zip(db.data()) {
-                *d = u + v;
-            }
+            k::add(da.data(), db.data(), self.grad_input.data_mut());
         }
         &self.grad_input
     }

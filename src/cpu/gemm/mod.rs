@@ -47,6 +47,13 @@
 //!           C[ic+ir.., jc+jr..] (MR×NR) (=|+=) A~[ir] · B~[jr]    // the microkernel
 //! ```
 //!
+//! In parallel, when all of B's `k` rows of the `NC` block fit `WHOLE_B_MAX` (12 MiB), the 4th
+//! loop moves inside the 3rd: every KC block of B is packed first, then each row task runs
+//! all the blocks, so a call forks and joins twice instead of twice per KC block (what
+//! dominates a deep product with few columns, such as a 3×3 convolution of one 7×7 image).
+//! A B that is never stored ([`PanelSource`]: im2col for inference) is packed from its
+//! source, micropanel by micropanel.
+//!
 //! # Determinism
 //!
 //! Every element `C[i][j]` is computed as: for each KC block in increasing order,
@@ -109,6 +116,43 @@ const DIRECT_B_MAX_M: usize = 24;
 /// Below this many multiply-adds (`m·n·k`), [`gemm`] stays on the calling thread: rayon
 /// task overhead (a few µs) would eat the gain.
 const PAR_MIN_WORK: usize = 1 << 21;
+/// Packs the `kc × nc` block of a made B at `(pc, jc)` into `nr`-column micropanels, on
+/// the rayon pool when `parallel` and there are enough panels (as [`pack_b`]).
+#[allow(clippy::too_many_arguments)]
+fn pack_made(
+    src: &dyn PanelSource,
+    nr: usize,
+    kc: usize,
+    nc: usize,
+    pc: usize,
+    jc: usize,
+    out: &mut [f32],
+    parallel: bool,
+) {
+    let panels = nc.div_ceil(nr);
+    let one = |(q, dst): (usize, &mut [f32])| {
+        let cols = nr.min(nc - q * nr);
+        src.fill(pc, kc, jc + q * nr, cols, nr, dst);
+    };
+    let out = &mut out[..panels * nr * kc];
+    if parallel && panels >= 8 {
+        out.par_chunks_mut(nr * kc).enumerate().for_each(one);
+    } else {
+        out.chunks_mut(nr * kc).enumerate().for_each(one);
+    }
+}
+
+/// Operands the caller prepared: A packed ahead ([`PackedA`]), B made panel by panel.
+#[derive(Clone, Copy, Default)]
+struct Ready<'a> {
+    a: Option<&'a [f32]>,
+    b: Option<&'a dyn PanelSource>,
+}
+
+/// Most floats of B (all of `k`, one `NC` column block, panel-padded) the parallel driver
+/// packs at once to run every KC block in one parallel region (12 MiB: the shared L3
+/// holds it; the row tasks stream it as they would stream each block).
+const WHOLE_B_MAX: usize = 3 << 20;
 /// Largest microkernel tile (`MR·NR`) the edge-tile scratch can hold.
 const MAX_TILE: usize = 512;
 
@@ -178,7 +222,7 @@ macro_rules! gemm_variant {
 fn packed_with(
     kern: Best,
     threads: Threads,
-    pre: Option<&[f32]>,
+    ready: Ready<'_>,
     m: usize,
     k: usize,
     n: usize,
@@ -196,22 +240,22 @@ fn packed_with(
         // A 6-row tile for at most 6 rows (a choice by shape only, never by threads).
         #[cfg(target_arch = "x86_64")]
         Best::Avx512(kern) if m <= 6 => {
-            debug_assert!(pre.is_none(), "PackedA never packs for the 6-row tile");
+            debug_assert!(ready.a.is_none(), "PackedA never packs for the 6-row tile");
             let low: Avx512FLow = kern.retile();
             packed_driver(
-                low, threads, None, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+                low, threads, ready, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
             )
         }
         #[cfg(target_arch = "x86_64")]
         Best::Avx512(kern) => packed_driver(
-            kern, threads, pre, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+            kern, threads, ready, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
         ),
         #[cfg(target_arch = "x86_64")]
         Best::Avx2(kern) => packed_driver(
-            kern, threads, pre, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+            kern, threads, ready, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
         ),
         Best::Portable(kern) => packed_driver(
-            kern, threads, pre, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+            kern, threads, ready, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
         ),
     }
 }
@@ -269,7 +313,21 @@ fn run_variant(
         Variant::Parallel => Threads::Parallel,
     };
     packed_with(
-        kern, threads, None, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+        kern,
+        threads,
+        Ready::default(),
+        m,
+        k,
+        n,
+        a,
+        rsa,
+        csa,
+        b,
+        rsb,
+        csb,
+        c,
+        rsc,
+        accumulate,
     )
 }
 
@@ -356,9 +414,56 @@ pub fn gemm_packed_a(
     rsc: usize,
     accumulate: bool,
 ) {
+    packed_a_with(a, n, b, rsb, csb, None, c, rsc, accumulate)
+}
+
+/// A B operand that is never stored whole: it writes the micropanels the GEMM asks for,
+/// as it packs them. im2col is one ([`crate::cpu::im2col::Im2colPanels`]): the columns
+/// go straight into the packed layout, without the column matrix between.
+pub trait PanelSource: Sync {
+    /// Writes `B[p0 + p][col0 + j]` to `out[p·nr + j]` for `p < rows`, `j < cols`, and
+    /// zeros to `out[p·nr + j]` for `cols ≤ j < nr`.
+    fn fill(&self, p0: usize, rows: usize, col0: usize, cols: usize, nr: usize, out: &mut [f32]);
+}
+
+/// `C[m×n] (=|+=) A·B` for a [`PackedA`] and a B made by `src` (`k × n`, `k` = A's
+/// columns): the same result, bit for bit, as [`gemm_packed_a`] on the stored B.
+pub fn gemm_packed_a_made(
+    a: &PackedA,
+    n: usize,
+    src: &dyn PanelSource,
+    c: &mut [f32],
+    rsc: usize,
+    accumulate: bool,
+) {
+    let k = a.k;
+    if a.panels.is_empty() || (a.m <= dot::DOT_MAX_M && k >= 8) {
+        // The paths that read B in place (dot products, the 6-row tile): store it first.
+        let mut b = vec![0.0; k * n];
+        if n > 0 {
+            src.fill(0, k, 0, n, n, &mut b);
+        }
+        return gemm_packed_a(a, n, &b, n, 1, c, rsc, accumulate);
+    }
+    packed_a_with(a, n, &[], n, 1, Some(src), c, rsc, accumulate)
+}
+
+/// [`gemm_packed_a`], with B stored (`b`, `rsb`, `csb`) or made (`made`).
+#[allow(clippy::too_many_arguments)]
+fn packed_a_with(
+    a: &PackedA,
+    n: usize,
+    b: &[f32],
+    rsb: usize,
+    csb: usize,
+    made: Option<&dyn PanelSource>,
+    c: &mut [f32],
+    rsc: usize,
+    accumulate: bool,
+) {
     let (m, k) = (a.m, a.k);
     let kern = best();
-    let dot = rsb == 1 && m <= dot::DOT_MAX_M && k >= 8;
+    let dot = made.is_none() && rsb == 1 && m <= dot::DOT_MAX_M && k >= 8;
     if a.panels.is_empty() || dot {
         return run_variant(
             kern,
@@ -387,7 +492,10 @@ pub fn gemm_packed_a(
     packed_with(
         kern,
         threads,
-        Some(&a.panels),
+        Ready {
+            a: Some(&a.panels),
+            b: made,
+        },
         m,
         k,
         n,
@@ -588,7 +696,7 @@ impl BPanels<'_> {
 fn packed_driver<K: MicroKernel>(
     kern: K,
     threads: Threads,
-    pre: Option<&[f32]>,
+    ready: Ready<'_>,
     m: usize,
     k: usize,
     n: usize,
@@ -624,7 +732,15 @@ fn packed_driver<K: MicroKernel>(
         return;
     }
     let (mr, nr) = (K::MR, K::NR);
-    let direct_b = csb == 1 && m <= DIRECT_B_MAX_M;
+    let pre = ready.a;
+    let direct_b = ready.b.is_none() && csb == 1 && m <= DIRECT_B_MAX_M;
+    // Packs B's `kc × nc` block at `(pc, jc)` into NR-column micropanels, from `b` or from
+    // the caller's panel source.
+    let pack_block =
+        |pc: usize, kc: usize, jc: usize, nc: usize, out: &mut [f32], par: bool| match ready.b {
+            Some(src) => pack_made(src, nr, kc, nc, pc, jc, out, par),
+            None => pack_b(kern, kc, nc, b, pc * rsb + jc * csb, rsb, csb, out, par),
+        };
     // Rows of C per task of the 3rd loop: MC serially; in parallel, a multiple of the
     // thread count of equal blocks of at most MC rows (a multiple of MR). Each task
     // streams the whole packed B block past its rows, so the tasks are as few and as tall
@@ -639,46 +755,103 @@ fn packed_driver<K: MicroKernel>(
         }
     };
 
-    for jc in (0..n).step_by(K::NC) {
-        let nc = K::NC.min(n - jc);
-        for pc in (0..k).step_by(K::KC) {
+    // One row task's share of one KC block: pack (or find) its A rows, run the block.
+    let row_block =
+        |t: usize, c_rows: &mut [f32], jc: usize, nc: usize, pc: usize, bp: &BPanels| {
             let kc = K::KC.min(k - pc);
             // Accumulate into C for every KC block but (maybe) the first.
             let load = accumulate || pc > 0;
-            let b_off = pc * rsb + jc * csb;
+            let ic = t * rows_per_task;
+            let mc = rows_per_task.min(m - ic);
+            let a_len = mc.div_ceil(mr) * mr * kc;
+            if let Some(pre) = pre {
+                // A packed ahead (PackedA): block pc starts at pc·⌈m/MR⌉·MR.
+                let ap = &pre[pc * m.div_ceil(mr) * mr + ic * kc..][..a_len];
+                macro_kernel(kern, mc, nc, kc, ap, bp, &mut c_rows[jc..], rsc, load);
+                return;
+            }
+            with_buffer(&A_BUF, a_len, |ap| {
+                pack_a::<K>(kc, mc, a, ic * rsa + pc * csa, rsa, csa, ap);
+                macro_kernel(kern, mc, nc, kc, ap, bp, &mut c_rows[jc..], rsc, load);
+            });
+        };
+    // The 3rd loop over row blocks of A and C: `f(task, its rows of C)`.
+    let for_rows = |c: &mut [f32], f: &(dyn Fn(usize, &mut [f32]) + Sync)| match threads {
+        Threads::Serial => c
+            .chunks_mut(rows_per_task * rsc)
+            .enumerate()
+            .for_each(|(t, rows)| f(t, rows)),
+        Threads::Parallel => c
+            .par_chunks_mut(rows_per_task * rsc)
+            .enumerate()
+            .for_each(|(t, rows)| f(t, rows)),
+    };
+    let panels_of = |nc: usize| nc.div_ceil(nr);
+    let blocks = k.div_ceil(K::KC);
 
-            // The 3rd loop over row blocks of A and C, for given B micropanels.
-            let run_rows = |bp: &BPanels, c: &mut [f32]| {
-                let block = |(t, c_rows): (usize, &mut [f32])| {
-                    let ic = t * rows_per_task;
-                    let mc = rows_per_task.min(m - ic);
-                    let a_len = mc.div_ceil(mr) * mr * kc;
-                    if let Some(pre) = pre {
-                        // A packed ahead (PackedA): block pc starts at pc·⌈m/MR⌉·MR.
-                        let ap = &pre[pc * m.div_ceil(mr) * mr + ic * kc..][..a_len];
-                        macro_kernel(kern, mc, nc, kc, ap, bp, &mut c_rows[jc..], rsc, load);
-                        return;
+    for jc in (0..n).step_by(K::NC) {
+        let nc = K::NC.min(n - jc);
+        let (full, rem) = (nc / nr, nc % nr);
+        // In parallel with several KC blocks, and B small enough to pack whole: pack every
+        // block of B first, then one parallel region in which each row task runs all the
+        // blocks in order. The same work and the same order per element as the loop below
+        // (bit-identical), with two fork-joins instead of two per KC block: on two threads
+        // a fork-join costs about as much as a 100-row × 48-column tile at batch 1.
+        let whole =
+            threads == Threads::Parallel && blocks > 1 && k * panels_of(nc) * nr <= WHOLE_B_MAX;
+        if whole && direct_b {
+            // B read in place; only the ragged last panel of each block is packed.
+            let step = if rem > 0 { nr * K::KC } else { 0 };
+            with_buffer(&B_BUF, blocks * step, |edges| {
+                if rem > 0 {
+                    for (i, e) in edges.chunks_mut(step).enumerate() {
+                        let (pc, kc) = (i * K::KC, K::KC.min(k - i * K::KC));
+                        pack_b_panel(kern, kc, rem, b, pc * rsb + jc + full * nr, rsb, 1, e);
                     }
-                    with_buffer(&A_BUF, a_len, |ap| {
-                        pack_a::<K>(kc, mc, a, ic * rsa + pc * csa, rsa, csa, ap);
-                        macro_kernel(kern, mc, nc, kc, ap, bp, &mut c_rows[jc..], rsc, load);
-                    });
-                };
-                match threads {
-                    Threads::Serial => c
-                        .chunks_mut(rows_per_task * rsc)
-                        .enumerate()
-                        .for_each(block),
-                    Threads::Parallel => c
-                        .par_chunks_mut(rows_per_task * rsc)
-                        .enumerate()
-                        .for_each(block),
                 }
+                let edges = &*edges;
+                for_rows(&mut *c, &|t, c_rows| {
+                    for (i, pc) in (0..k).step_by(K::KC).enumerate() {
+                        let bp = BPanels::Direct {
+                            b,
+                            off: pc * rsb + jc,
+                            rsb,
+                            full,
+                            edge: &edges[i * step..][..step],
+                        };
+                        row_block(t, c_rows, jc, nc, pc, &bp);
+                    }
+                });
+            });
+            continue;
+        }
+        if whole {
+            let per_block = panels_of(nc) * nr * K::KC;
+            with_buffer(&B_BUF, k * panels_of(nc) * nr, |packed| {
+                packed
+                    .par_chunks_mut(per_block)
+                    .enumerate()
+                    .for_each(|(i, blk)| {
+                        let (pc, kc) = (i * K::KC, K::KC.min(k - i * K::KC));
+                        pack_block(pc, kc, jc, nc, blk, true);
+                    });
+                let packed = &*packed;
+                for_rows(&mut *c, &|t, c_rows| {
+                    for (i, pc) in (0..k).step_by(K::KC).enumerate() {
+                        let bp = BPanels::Packed(&packed[i * per_block..]);
+                        row_block(t, c_rows, jc, nc, pc, &bp);
+                    }
+                });
+            });
+            continue;
+        }
+        for pc in (0..k).step_by(K::KC) {
+            let kc = K::KC.min(k - pc);
+            let b_off = pc * rsb + jc * csb;
+            let run_rows = |bp: &BPanels, c: &mut [f32]| {
+                for_rows(c, &|t, c_rows| row_block(t, c_rows, jc, nc, pc, bp));
             };
-
             if direct_b {
-                let full = nc / nr;
-                let rem = nc - full * nr;
                 with_buffer(&B_BUF, if rem > 0 { nr * kc } else { 0 }, |edge| {
                     if rem > 0 {
                         pack_b_panel(kern, kc, rem, b, b_off + full * nr, rsb, 1, edge);
@@ -695,17 +868,7 @@ fn packed_driver<K: MicroKernel>(
             } else {
                 let len = nc.div_ceil(nr) * nr * kc;
                 with_buffer(&B_BUF, len, |packed| {
-                    pack_b(
-                        kern,
-                        kc,
-                        nc,
-                        b,
-                        b_off,
-                        rsb,
-                        csb,
-                        packed,
-                        threads == Threads::Parallel,
-                    );
+                    pack_block(pc, kc, jc, nc, packed, threads == Threads::Parallel);
                     run_rows(&BPanels::Packed(packed), &mut *c);
                 });
             }
@@ -800,6 +963,20 @@ pub fn gemm_packed_tile<K: MicroKernel>(
         Threads::Serial
     };
     packed_driver(
-        kern, t, None, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+        kern,
+        t,
+        Ready::default(),
+        m,
+        k,
+        n,
+        a,
+        rsa,
+        csa,
+        b,
+        rsb,
+        csb,
+        c,
+        rsc,
+        accumulate,
     )
 }

@@ -67,7 +67,7 @@ pub(crate) fn pack_a<K: MicroKernel>(
         } else if rows == mr && rsa == 1 {
             // Column-major A (an Aᵀ operand): the MR values of column p are adjacent.
             for (p, d) in dst.chunks_exact_mut(mr).enumerate() {
-                d.copy_from_slice(&a[base + p * csa..base + p * csa + mr]);
+                copy_row(d, &a[base + p * csa..base + p * csa + mr]);
             }
         } else {
             // General strides and the ragged last panel (zero-padded).
@@ -81,6 +81,22 @@ pub(crate) fn pack_a<K: MicroKernel>(
                 }
             }
         }
+    }
+}
+
+/// `dst = src` for the short rows of a micropanel (`NR` = 8…64 floats), by 8-float
+/// blocks the compiler keeps in registers: `copy_from_slice` calls `memmove` for each
+/// row, which costs more than the copy at these lengths.
+#[inline(always)]
+fn copy_row(dst: &mut [f32], src: &[f32]) {
+    let mut d8 = dst.chunks_exact_mut(8);
+    let mut s8 = src.chunks_exact(8);
+    for (d, s) in (&mut d8).zip(&mut s8) {
+        let v: [f32; 8] = s.try_into().unwrap();
+        d.copy_from_slice(&v);
+    }
+    for (d, s) in d8.into_remainder().iter_mut().zip(s8.remainder()) {
+        *d = *s;
     }
 }
 
@@ -102,7 +118,7 @@ pub(crate) fn pack_b_panel<K: MicroKernel>(
     if cols == nr && csb == 1 {
         // Row-major B: row p of the panel is a contiguous run of NR floats.
         for (p, d) in out.chunks_exact_mut(nr).enumerate() {
-            d.copy_from_slice(&b[off + p * rsb..off + p * rsb + nr]);
+            copy_row(d, &b[off + p * rsb..off + p * rsb + nr]);
         }
     } else if rsb == 1 && kern.pack_b_transposed(kc, cols, b, off, csb, out) {
         // Column-major B (full or ragged panel), packed by the kernel's SIMD transpose.
