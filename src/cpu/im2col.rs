@@ -135,6 +135,27 @@ fn copy_short(dst: &mut [f32], src: &[f32]) {
     }
 }
 
+/// `dst[i] = src[i·stride]`. Stride 2 (every downsampling convolution here) reads pairs,
+/// which the compiler turns into vector loads and shuffles instead of one load per value.
+#[inline(always)]
+fn copy_strided(dst: &mut [f32], src: &[f32], stride: usize) {
+    if stride == 2 {
+        let pairs = dst.len().min(src.len() / 2);
+        let (head, tail) = dst.split_at_mut(pairs);
+        for (o, p) in head.iter_mut().zip(src.chunks_exact(2)) {
+            *o = p[0];
+        }
+        // The last value may have no right neighbour in the row.
+        for (o, v) in tail.iter_mut().zip(src[2 * pairs..].iter().step_by(2)) {
+            *o = *v;
+        }
+        return;
+    }
+    for (o, v) in dst.iter_mut().zip(src.iter().step_by(stride)) {
+        *o = *v;
+    }
+}
+
 /// im2col, row by row: zero edges, then a straight copy (stride 1) or a strided gather.
 /// Writes `col[C·KH·KW][OH·OW]` with row stride `ld ≥ OH·OW`.
 pub fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32], ld: usize) {
@@ -185,12 +206,7 @@ pub fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32], ld: usize) {
                     if g.stride == 1 {
                         copy_short(&mut out[lo..hi], &src[iw0..]);
                     } else {
-                        for (o, v) in out[lo..hi]
-                            .iter_mut()
-                            .zip(src[iw0..].iter().step_by(g.stride))
-                        {
-                            *o = *v;
-                        }
+                        copy_strided(&mut out[lo..hi], &src[iw0..], g.stride);
                     }
                 }
             }
@@ -234,9 +250,7 @@ fn im2col_run(
     if g.stride == 1 {
         copy_short(dst, &row[iw0..]);
     } else {
-        for (o, v) in dst.iter_mut().zip(row[iw0..].iter().step_by(g.stride)) {
-            *o = *v;
-        }
+        copy_strided(dst, &row[iw0..], g.stride);
     }
 }
 
