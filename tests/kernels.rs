@@ -274,8 +274,8 @@ fn conv2d_grouped_paths_match_reference_and_each_other() {
     }
 }
 
-/// `Conv2d` on im2col in evaluation mode — the weights packed once, the columns made by
-/// the GEMM's packing, a 1×1 window reading its input as it is — gives training mode's
+/// `Conv2d` on im2col in evaluation mode — the weights packed once, the columns stored or
+/// (large ones) made by the GEMM's packing, a 1×1 window reading its input as it is — gives training mode's
 /// output bit for bit: one image per group and several, 1×1 at stride 1 and 2, the
 /// 7×7 stride-2 stem's shape, few output channels (the GEMM's dot path) and many, a
 /// folded ReLU, one and two threads.
@@ -292,6 +292,11 @@ fn conv2d_evaluation_matches_training_bit_for_bit() {
         (3, 16, 12, 24, 1, 2, 0),
         (2, 3, 30, 16, 7, 2, 3),
         (2, 8, 9, 6, 3, 2, 1),
+        // Column matrices of 2¹⁷ floats or more (groups of one image), which evaluation
+        // makes panel by panel: one image, three, and the stem's shape.
+        (1, 16, 40, 40, 3, 1, 1),
+        (3, 16, 40, 40, 3, 1, 1),
+        (2, 3, 64, 16, 7, 2, 3),
     ];
     for (threads, relu) in [(1, false), (2, true)] {
         let pool = rayon::ThreadPoolBuilder::new()

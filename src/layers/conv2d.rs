@@ -68,6 +68,12 @@ fn group_size(n: usize, g: &ConvGeometry) -> usize {
     GROUP_MIN_COLS.div_ceil(p).min(by_cache).clamp(1, n.max(1))
 }
 
+/// Fewest column-matrix floats (`R·G·P`) for which an evaluation pass makes the columns
+/// as the GEMM packs them instead of storing them (512 KiB, so groups of one image only:
+/// [`GROUP_COLS_MAX`] caps the others; below, the stored matrix stays
+/// in L2 and the plain row copies of im2col cost less than making short runs panel by panel).
+const MADE_MIN_COLS: usize = 1 << 17;
+
 thread_local! {
     /// Per-thread scratch vectors for [`with_scratch`]: a stack, so a nested call on the
     /// same thread (rayon work-stealing inside a parallel GEMM) takes another vector.
@@ -659,6 +665,12 @@ impl Layer for Conv2d {
         }
         let packed = if eval { self.packed.as_ref() } else { None };
         let (weight, bias, gsz, relu) = (&self.weight, &self.bias, plan.group, self.relu);
+        // Whether evaluation makes a group's columns as the GEMM packs them: when the
+        // matrix is large enough that storing it costs trips to memory.
+        let made = |gs: usize| {
+            let pa = packed.filter(|pa| pa.packs_made_b());
+            pa.is_some() && !plan.direct(gs) && rows * gs * p >= MADE_MIN_COLS
+        };
         // Y'[Cout, G·P] = W · cols[R, G·P] for a group xs[G, C, H, W], cols = im2col(xs):
         // written to `cols` for training (backward reads it), made by the GEMM's packing
         // in evaluation, and xs itself when the group is its own column matrix.
@@ -667,9 +679,13 @@ impl Layer for Conv2d {
             let direct = plan.direct(gs);
             match packed {
                 Some(pa) if direct => k::gemm_packed_a(pa, np, xs, np, 1, y, np, false),
-                Some(pa) => {
+                Some(pa) if made(gs) => {
                     let src = k::Im2colPanels { geom, x: xs };
                     k::gemm_packed_a_made(pa, np, &src, y, np, false)
+                }
+                Some(pa) => {
+                    plan.im2col_group(xs, gs, cols);
+                    k::gemm_packed_a(pa, np, cols, np, 1, y, np, false)
                 }
                 None => {
                     let cols: &[f32] = if direct {
@@ -728,9 +744,9 @@ impl Layer for Conv2d {
             .for_each(|((xs, ys), cols)| match cols {
                 Some(cols) => run(xs, ys, cols),
                 None => {
-                    // Evaluation makes the columns as the GEMM packs them.
+                    // Evaluation may make the columns as the GEMM packs them.
                     let gs = xs.len() / len;
-                    let stored = !eval && !plan.direct(gs);
+                    let stored = !made(gs) && !plan.direct(gs);
                     with_scratch(if stored { rows * gs * p } else { 0 }, |c| run(xs, ys, c))
                 }
             });

@@ -400,6 +400,14 @@ impl PackedA {
     pub fn dims(&self) -> (usize, usize) {
         (self.m, self.k)
     }
+
+    /// Whether [`gemm_packed_a_made`] packs B from its source on this `A`. When not (few
+    /// rows: the dot-product path and the 6-row tile read a stored B), it stores the whole
+    /// of B first, and a caller with a buffer of its own does better to store it there and
+    /// call [`gemm_packed_a`].
+    pub fn packs_made_b(&self) -> bool {
+        !self.panels.is_empty() && (self.m > dot::DOT_MAX_M || self.k < 8)
+    }
 }
 
 /// `C[m×n] (=|+=) A·B[k×n]` for a [`PackedA`], the same result as [`gemm`] on that `A`.
@@ -437,7 +445,7 @@ pub fn gemm_packed_a_made(
     accumulate: bool,
 ) {
     let k = a.k;
-    if a.panels.is_empty() || (a.m <= dot::DOT_MAX_M && k >= 8) {
+    if !a.packs_made_b() {
         // The paths that read B in place (dot products, the 6-row tile): store it first.
         let mut b = vec![0.0; k * n];
         if n > 0 {
