@@ -250,6 +250,15 @@ fn fixed_shapes() {
         // wide product split into two tall row blocks on two threads.
         (512, 300, 49, false, false),
         (64, 147, 1201, false, false),
+        // Small outputs with a deep k in the A·Bᵀ layout (dot products up to 64×64):
+        // first-layer weight gradients, a dense layer at batch 64, and row counts that
+        // leave 1, 2 and 3 rows after the 4-row blocks.
+        (32, 900, 27, false, true),
+        (64, 1024, 64, false, true),
+        (24, 961, 12, false, true),
+        (37, 70, 50, false, true),
+        (39, 65, 9, false, true),
+        (65, 64, 64, false, true),
     ];
     for (s, &(m, k, n, a_trans, b_trans)) in shapes.iter().enumerate() {
         for accumulate in [false, true] {
@@ -375,6 +384,34 @@ fn deterministic_on(kernel: Kernel) {
                         "{isa} {variant:?} {m}x{k}x{n} t{threads}"
                     );
                 }
+            }
+        }
+    }
+}
+
+/// The dot-product path (`A·Bᵀ` with a small C) splits large products by rows over the
+/// pool: the same bits with 1, 2 and 3 threads as `gemm_dot` on one thread.
+#[test]
+fn dot_products_deterministic_across_thread_counts() {
+    for kernel in Kernel::supported() {
+        for (s, &(m, k, n)) in [(32, 5000, 27), (61, 1500, 64), (9, 40000, 13)]
+            .iter()
+            .enumerate()
+        {
+            let case = Case {
+                m,
+                k,
+                n,
+                a_trans: false,
+                b_trans: true,
+                pad: (0, 0, 0),
+                accumulate: s % 2 == 1,
+                seed: 40 + s as u64,
+            };
+            let reference = bits_with_threads(1, &*forced(kernel, Variant::Dot), &case);
+            for threads in [1, 2, 3] {
+                let got = bits_with_threads(threads, &*forced(kernel, Variant::Gemm), &case);
+                assert_eq!(got, reference, "{} {m}x{k}x{n} t{threads}", kernel.isa());
             }
         }
     }

@@ -5,24 +5,40 @@
 //! element of C is the dot product of two contiguous runs. With few rows of C, packing B
 //! (a transpose of all of it) costs as much as the product itself; here nothing is packed.
 //!
-//! Each block of C (up to [`R`] rows × [`C`] columns) keeps one 8-lane accumulator per
+//! Each block of C (up to `DotKernel::ROWS` rows × [`C`] columns) keeps one 8-lane accumulator per
 //! element: per 8 values of k, `rows + cols` loads and `rows·cols` multiply-adds. Each
 //! element's sum is: lane sums over k rounded down to a multiple of 8, in increasing k;
 //! the 8 lanes added in a fixed tree; the remaining `k mod 8` terms added in order; then
 //! `C = C + sum` (or `C = sum`). Nothing depends on threads.
 
-/// Most rows of C for which [`super::gemm`] takes this path. Measured (`cargo bench --bench
-/// gemm`): at 4 and 6 rows dot products run 2–4× faster than packing, at 16 rows slower.
+/// Most rows of C for which [`super::gemm`] takes this path whatever `n`. Measured (`cargo
+/// bench --bench gemm`): at 4 and 6 rows dot products run 2–4× faster than packing, at 16
+/// rows slower.
 pub const DOT_MAX_M: usize = 8;
+/// Most rows and columns of C for which [`super::gemm`] also takes this path (a small
+/// output with a deep `k`: a first convolution's weight gradient, `dW[32×27] = dY·colsᵀ`).
+/// Packing would transpose both operands, `(m + n)·k` scattered copies for `m·n·k`
+/// multiply-adds, and a 48-column tile would waste 21 of 48 columns on `n = 27`.
+pub const DOT_MAX_SIDE: usize = 64;
 
-/// Rows of C per block.
-const R: usize = 2;
+/// Whether [`super::gemm`] computes `A·Bᵀ` (`csa = rsb = 1`) of this shape as dot products.
+pub fn pays(m: usize, k: usize, n: usize) -> bool {
+    k >= 8 && (m <= DOT_MAX_M || (m <= DOT_MAX_SIDE && n <= DOT_MAX_SIDE && k >= 64))
+}
+
 /// Columns of C per block.
 const C: usize = 4;
+/// Below this many multiply-adds a dot-product GEMM stays on the calling thread.
+const PAR_MIN_WORK: usize = 1 << 21;
 
 /// The block computation of one instruction set: `sums[i][j] = A row i · B column j` for
 /// `RR` rows and `CC` columns (all slices of length `k`).
-pub trait DotKernel: Copy {
+pub trait DotKernel: Copy + Sync {
+    /// Rows of C per full block: as many as the registers hold accumulators for, with
+    /// [`C`] columns (2 on AVX2's 16 registers, 4 on AVX-512's 32). The block shape does
+    /// not change any element's sum, only how often the operands are loaded.
+    const ROWS: usize;
+
     /// See the trait docs.
     fn block<const RR: usize, const CC: usize>(
         self,
@@ -48,6 +64,7 @@ fn tail(row: &[f32], col: &[f32], k8: usize, mut s: f32) -> f32 {
 }
 
 /// `C[m×n] (=|+=) A[m×k]·B[k×n]` with `A[i][p] = a[i·rsa + p]`, `B[p][j] = b[j·csb + p]`.
+/// Large products run on the rayon pool, split by rows (no element's sum changes).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_dot<K: DotKernel>(
     kern: K,
@@ -66,40 +83,86 @@ pub fn gemm_dot<K: DotKernel>(
         return;
     }
     assert!(rsc >= n || m == 1, "gemm: C row stride {rsc} < n = {n}");
+    let rsc = if m == 1 { n } else { rsc };
+    let c = &mut c[..(m - 1) * rsc + n];
+    let t = rayon::current_num_threads();
+    if t > 1 && m > K::ROWS && m.saturating_mul(n).saturating_mul(k) >= PAR_MIN_WORK {
+        use rayon::prelude::*;
+        // Equal shares of whole blocks, one per thread.
+        let per = m.div_ceil(K::ROWS).div_ceil(t) * K::ROWS;
+        c.par_chunks_mut(per * rsc).enumerate().for_each(|(i, c)| {
+            let rows = per.min(m - i * per);
+            let a = &a[i * per * rsa..];
+            dot_rows(kern, rows, k, n, a, rsa, b, csb, c, rsc, accumulate);
+        });
+        return;
+    }
+    dot_rows(kern, m, k, n, a, rsa, b, csb, c, rsc, accumulate);
+}
+
+/// [`gemm_dot`] on the calling thread.
+#[allow(clippy::too_many_arguments)]
+fn dot_rows<K: DotKernel>(
+    kern: K,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    rsa: usize,
+    b: &[f32],
+    csb: usize,
+    c: &mut [f32],
+    rsc: usize,
+    accumulate: bool,
+) {
     let a_row = |i: usize| &a[i * rsa..i * rsa + k];
     let b_col = |j: usize| &b[j * csb..j * csb + k];
-    let mut store = |i0: usize, j0: usize, sums: &[&[f32]]| {
-        for (i, row) in sums.iter().enumerate() {
-            let dst = &mut c[(i0 + i) * rsc + j0..(i0 + i) * rsc + j0 + row.len()];
-            for (d, &s) in dst.iter_mut().zip(*row) {
-                *d = if accumulate { *d + s } else { s };
+    // `RR` rows at i0, across all columns in blocks of [`C`].
+    macro_rules! rows {
+        ($rr:literal, $i0:expr) => {{
+            let i0 = $i0;
+            let rows: [&[f32]; $rr] = std::array::from_fn(|i| a_row(i0 + i));
+            for j0 in (0..n).step_by(C) {
+                let mut store = |sums: &[[f32; C]], cc: usize| {
+                    for (i, row) in sums.iter().enumerate() {
+                        let dst = &mut c[(i0 + i) * rsc + j0..][..cc];
+                        for (d, &s) in dst.iter_mut().zip(row) {
+                            *d = if accumulate { *d + s } else { s };
+                        }
+                    }
+                };
+                // Pads a block's sums to C columns for `store`.
+                macro_rules! cols {
+                    ($cc:literal) => {{
+                        let cols: [&[f32]; $cc] = std::array::from_fn(|j| b_col(j0 + j));
+                        let s = kern.block::<$rr, $cc>(k, &rows, &cols);
+                        let mut out = [[0.0f32; C]; $rr];
+                        for (o, r) in out.iter_mut().zip(&s) {
+                            o[..$cc].copy_from_slice(r);
+                        }
+                        store(&out, $cc);
+                    }};
+                }
+                match (n - j0).min(C) {
+                    4 => cols!(4),
+                    3 => cols!(3),
+                    2 => cols!(2),
+                    _ => cols!(1),
+                }
             }
-        }
-    };
-    // One block of `$rr` rows at i0 and `$cc` columns at j0.
-    macro_rules! block {
-        ($rr:literal, $cc:literal, $i0:expr, $j0:expr) => {{
-            let rows: [&[f32]; $rr] = std::array::from_fn(|i| a_row($i0 + i));
-            let cols: [&[f32]; $cc] = std::array::from_fn(|j| b_col($j0 + j));
-            let s = kern.block::<$rr, $cc>(k, &rows, &cols);
-            let refs: [&[f32]; $rr] = std::array::from_fn(|i| &s[i][..]);
-            store($i0, $j0, &refs);
         }};
     }
-    for i0 in (0..m).step_by(R) {
-        let full_rows = m - i0 >= R;
-        for j0 in (0..n).step_by(C) {
-            match (full_rows, (n - j0).min(C)) {
-                (true, 4) => block!(2, 4, i0, j0),
-                (true, 3) => block!(2, 3, i0, j0),
-                (true, 2) => block!(2, 2, i0, j0),
-                (true, _) => block!(2, 1, i0, j0),
-                (false, 4) => block!(1, 4, i0, j0),
-                (false, 3) => block!(1, 3, i0, j0),
-                (false, 2) => block!(1, 2, i0, j0),
-                (false, _) => block!(1, 1, i0, j0),
-            }
-        }
+    let mut i0 = 0;
+    while K::ROWS >= 4 && m - i0 >= 4 {
+        rows!(4, i0);
+        i0 += 4;
+    }
+    while m - i0 >= 2 {
+        rows!(2, i0);
+        i0 += 2;
+    }
+    if i0 < m {
+        rows!(1, i0);
     }
 }
 
@@ -108,6 +171,8 @@ pub fn gemm_dot<K: DotKernel>(
 pub struct PortableDot;
 
 impl DotKernel for PortableDot {
+    const ROWS: usize = 2;
+
     #[inline(always)]
     fn block<const RR: usize, const CC: usize>(
         self,
@@ -151,6 +216,8 @@ impl Avx2Dot {
 
 #[cfg(target_arch = "x86_64")]
 impl DotKernel for Avx2Dot {
+    const ROWS: usize = 2;
+
     #[inline(always)]
     fn block<const RR: usize, const CC: usize>(
         self,
@@ -218,6 +285,8 @@ impl Avx512Dot {
 
 #[cfg(target_arch = "x86_64")]
 impl DotKernel for Avx512Dot {
+    const ROWS: usize = 4;
+
     #[inline(always)]
     fn block<const RR: usize, const CC: usize>(
         self,

@@ -79,7 +79,7 @@ mod pack;
 mod select;
 
 pub use blocked::gemm_blocked;
-pub use dot::DOT_MAX_M;
+pub use dot::{DOT_MAX_M, DOT_MAX_SIDE};
 pub use kernel::MicroKernel;
 #[cfg(target_arch = "x86_64")]
 pub use kernel_avx2::Avx2Fma;
@@ -295,8 +295,8 @@ fn run_variant(
     let dot_layout = csa == 1 && rsb == 1;
     let threads = match variant {
         Variant::Gemm => {
-            if dot_layout && m <= dot::DOT_MAX_M && k >= 8 {
-                // Few rows, A's rows and B's columns contiguous: dot products beat packing.
+            if dot_layout && dot::pays(m, k, n) {
+                // A small C, A's rows and B's columns contiguous: dot products beat packing.
                 return dot_with(kern, m, k, n, a, rsa, b, csb, c, rsc, accumulate);
             }
             let big = m.saturating_mul(n).saturating_mul(k) >= PAR_MIN_WORK && m >= 2 * kern.mr();
@@ -387,7 +387,7 @@ impl PackedA {
             Best::Avx2(_) => pack_all::<Avx2Fma>(m, k, a, rsa, csa),
             Best::Portable(_) => pack_all::<Portable>(m, k, a, rsa, csa),
         };
-        if m <= dot::DOT_MAX_M {
+        if m <= dot::DOT_MAX_SIDE {
             // Kept for B operands that take the dot-product path.
             out.raw = (0..m * k)
                 .map(|i| a[(i / k) * rsa + (i % k) * csa])
@@ -471,7 +471,7 @@ fn packed_a_with(
 ) {
     let (m, k) = (a.m, a.k);
     let kern = best();
-    let dot = made.is_none() && rsb == 1 && m <= dot::DOT_MAX_M && k >= 8;
+    let dot = made.is_none() && rsb == 1 && dot::pays(m, k, n);
     if a.panels.is_empty() || dot {
         return run_variant(
             kern,
@@ -615,7 +615,7 @@ gemm_variant!(
     /// Dot-product GEMM (no packing) with the best kernel for this CPU whenever A's rows
     /// and B's columns are contiguous (`csa = 1`, `rsb = 1`), any `m`; other layouts go to
     /// [`gemm_packed`]. [`gemm`] uses it for such products with at most
-    /// [`DOT_MAX_M`] rows.
+    /// [`DOT_MAX_M`] rows, or at most [`DOT_MAX_SIDE`] rows and columns and a deep `k`.
     gemm_dot,
     |m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate| run_variant(
         best(), Variant::Dot, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate
