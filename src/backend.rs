@@ -11,6 +11,7 @@ pub use crate::cpu::elementwise::{
 pub use crate::cpu::gelu::{gelu_backward, gelu_forward};
 pub use crate::cpu::gemm::{PackedA, gemm, gemm_packed_a, gemm_packed_a_made};
 pub use crate::cpu::im2col::{Im2colPanels, col2im, im2col};
+pub use crate::cpu::norm;
 pub use crate::cpu::pool::{
     adaptive_avgpool_backward, adaptive_avgpool_forward, avgpool_backward, avgpool_forward,
     maxpool_backward, maxpool_eval, maxpool_forward, maxpool_forward_padded, pooled, pooled_padded,

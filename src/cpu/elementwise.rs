@@ -94,9 +94,10 @@ pub fn sum_cols(dy: &[f32], db: &mut [f32], accumulate: bool) {
 }
 
 /// `db[r] (+)= Σ_cols dy[r][col]` for `dy[rows][cols]`; overwrites unless `accumulate`.
+/// Each row is summed in lanes in a fixed order ([`super::norm::sum_f32`]).
 pub fn sum_rows(dy: &[f32], cols: usize, db: &mut [f32], accumulate: bool) {
     for (d, row) in db.iter_mut().zip(dy.chunks_exact(cols)) {
-        let s: f32 = row.iter().sum();
+        let s = super::norm::sum_f32(row);
         *d = if accumulate { *d + s } else { s };
     }
 }

@@ -6,6 +6,7 @@ pub mod elementwise;
 pub mod gelu;
 pub mod gemm;
 pub mod im2col;
+pub mod norm;
 pub mod pool;
 pub mod softmax;
 pub mod winograd;

@@ -16,10 +16,9 @@ use super::{
     BufferVisitor, Layer, Mode, Param, ParamKind, ParamVisitor, Role, Spec, ValueVisitor, emit,
     emit_value, try_zeros,
 };
-use crate::backend::for_each_chunk;
+use crate::backend::norm;
 use crate::tensor::Tensor;
 use rand::Rng;
-use rayon::prelude::*;
 
 /// Batch normalisation with learnable scale `γ` and shift `β` per channel.
 pub struct BatchNorm2d {
@@ -91,11 +90,6 @@ impl BatchNorm2d {
     }
 }
 
-/// Iterates the `N` planes of channel `c` in `[N, C, plane]` data.
-fn planes(data: &[f32], c: usize, channels: usize, plane: usize) -> impl Iterator<Item = &[f32]> {
-    data.chunks_exact(plane).skip(c).step_by(channels)
-}
-
 impl Layer for BatchNorm2d {
     fn describe(&self) -> String {
         format!("BatchNorm2d({})", self.channels)
@@ -139,78 +133,40 @@ impl Layer for BatchNorm2d {
         // A frozen batch norm is an affine map of fixed statistics, training or not.
         let mode = if self.frozen { Mode::Eval } else { mode };
         self.mode = mode;
+        let (mut mean, inv) = (Vec::with_capacity(ch), &mut self.inv_std);
         if mode == Mode::Train {
             // Per channel mean and biased variance, in f64, in a fixed order; with
             // synchronised batch norm (`dist::SyncedBatchNorm`) over every rank's
             // shard: the sums (and the count, last) are added over the ranks first.
-            let mut sums: Vec<f64> = (0..ch)
-                .into_par_iter()
-                .map(|c| {
-                    planes(x.data(), c, ch, plane)
-                        .map(|p| p.iter().map(|&v| v as f64).sum::<f64>())
-                        .sum()
-                })
-                .collect();
+            let mut sums = norm::channel_sums(x.data(), ch, plane);
             sums.push(m);
             crate::dist::batch_norm_sum(&mut sums);
             let m = sums.pop().expect("the count");
-            let mut sq: Vec<f64> = (0..ch)
-                .into_par_iter()
-                .map(|c| {
-                    let mean = sums[c] / m;
-                    planes(x.data(), c, ch, plane)
-                        .map(|p| p.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>())
-                        .sum()
-                })
-                .collect();
+            let means: Vec<f64> = sums.iter().map(|s| s / m).collect();
+            let mut sq = norm::channel_sq_devs(x.data(), ch, plane, &means);
             crate::dist::batch_norm_sum(&mut sq);
             self.count = m;
-            let stats: Vec<(f64, f64)> = (0..ch).map(|c| (sums[c] / m, sq[c] / m)).collect();
             let mom = self.momentum;
-            for (c, &(mean, var)) in stats.iter().enumerate() {
-                self.inv_std[c] = (1.0 / (var + self.eps as f64).sqrt()) as f32;
+            for (c, (&mu, &sq)) in means.iter().zip(&sq).enumerate() {
+                let var = sq / m;
+                inv[c] = (1.0 / (var + self.eps as f64).sqrt()) as f32;
                 let unbiased = if m > 1.0 { var * m / (m - 1.0) } else { var };
-                self.running_mean[c] = (1.0 - mom) * self.running_mean[c] + mom * mean as f32;
+                self.running_mean[c] = (1.0 - mom) * self.running_mean[c] + mom * mu as f32;
                 self.running_var[c] = (1.0 - mom) * self.running_var[c] + mom * unbiased as f32;
-            }
-            self.xhat.reshape_to(x.shape());
-            let (xh, inv) = (self.xhat.data_mut(), &self.inv_std);
-            for (i, (dst, src)) in xh
-                .chunks_exact_mut(plane)
-                .zip(x.data().chunks_exact(plane))
-                .enumerate()
-            {
-                let c = i % ch;
-                let mean = stats[c].0 as f32;
-                for (d, &v) in dst.iter_mut().zip(src) {
-                    *d = (v - mean) * inv[c];
-                }
+                mean.push(mu as f32);
             }
         } else {
-            for c in 0..ch {
-                self.inv_std[c] = 1.0 / (self.running_var[c] + self.eps).sqrt();
+            for (i, &v) in inv.iter_mut().zip(&self.running_var) {
+                *i = 1.0 / (v + self.eps).sqrt();
             }
-            self.xhat.reshape_to(x.shape());
-            let (xh, inv, rm) = (self.xhat.data_mut(), &self.inv_std, &self.running_mean);
-            for (i, (dst, src)) in xh
-                .chunks_exact_mut(plane)
-                .zip(x.data().chunks_exact(plane))
-                .enumerate()
-            {
-                let c = i % ch;
-                for (d, &v) in dst.iter_mut().zip(src) {
-                    *d = (v - rm[c]) * inv[c];
-                }
-            }
+            mean.extend_from_slice(&self.running_mean);
         }
+        // x̂ = (x − μ)·inv and y = γ·x̂ + β in one pass.
+        self.xhat.reshape_to(x.shape());
         self.output.reshape_to(x.shape());
-        let (g, b, xh) = (&self.gamma, &self.beta, self.xhat.data());
-        for_each_chunk(self.output.data_mut(), plane, |i, dst| {
-            let c = i % ch;
-            for (d, &v) in dst.iter_mut().zip(&xh[i * plane..]) {
-                *d = g[c] * v + b[c];
-            }
-        });
+        let (xh, y) = (self.xhat.data_mut(), self.output.data_mut());
+        let affine = (&self.gamma[..], &self.beta[..]);
+        norm::normalize_affine(x.data(), ch, plane, &mean, inv, affine, xh, y);
         &self.output
     }
 
@@ -219,19 +175,7 @@ impl Layer for BatchNorm2d {
         let plane = grad_out.item_len() / ch;
         let (dy, xh) = (grad_out.data(), self.xhat.data());
         // dβ = Σ dy, dγ = Σ dy·x̂ per channel, in f64 and a fixed order.
-        let sums: Vec<(f64, f64)> = (0..ch)
-            .into_par_iter()
-            .map(|c| {
-                let (mut db, mut dg) = (0.0f64, 0.0f64);
-                for (g, x) in planes(dy, c, ch, plane).zip(planes(xh, c, ch, plane)) {
-                    for (&gv, &xv) in g.iter().zip(x) {
-                        db += gv as f64;
-                        dg += (gv * xv) as f64;
-                    }
-                }
-                (db, dg)
-            })
-            .collect();
+        let sums = norm::channel_grad_sums(dy, xh, ch, plane);
         // The parameter gradients are this shard's: the gradient sum over the ranks adds
         // them up.
         for (c, &(db, dg)) in sums.iter().enumerate() {
@@ -241,36 +185,30 @@ impl Layer for BatchNorm2d {
         if !need_input_grad {
             return &self.grad_input;
         }
-        let train = self.mode == Mode::Train;
         // The input gradient needs the whole batch's sums (synchronised batch norm) or
         // this shard's, over the count of the forward's statistics.
-        let mut totals: Vec<f64> = Vec::new();
-        if train {
-            totals = sums.iter().flat_map(|&(db, dg)| [db, dg]).collect();
+        let means = (self.mode == Mode::Train).then(|| {
+            let mut totals: Vec<f64> = sums.iter().flat_map(|&(db, dg)| [db, dg]).collect();
             crate::dist::batch_norm_sum(&mut totals);
-        }
-        let m = self.count as f32;
+            let m = self.count as f32;
+            let mb: Vec<f32> = totals.iter().step_by(2).map(|&t| t as f32 / m).collect();
+            let mg: Vec<f32> = totals
+                .iter()
+                .skip(1)
+                .step_by(2)
+                .map(|&t| t as f32 / m)
+                .collect();
+            (mb, mg)
+        });
+        let k: Vec<f32> = self
+            .gamma
+            .iter()
+            .zip(&self.inv_std)
+            .map(|(g, i)| g * i)
+            .collect();
         self.grad_input.reshape_to(grad_out.shape());
-        let (gamma, inv) = (&self.gamma, &self.inv_std);
-        let rows = self.grad_input.data_mut().chunks_exact_mut(plane);
-        for (i, ((dst, g), x)) in rows
-            .zip(dy.chunks_exact(plane))
-            .zip(xh.chunks_exact(plane))
-            .enumerate()
-        {
-            let c = i % ch;
-            let k = gamma[c] * inv[c];
-            if train {
-                let (mb, mg) = (totals[2 * c] as f32 / m, totals[2 * c + 1] as f32 / m);
-                for ((d, &gv), &xv) in dst.iter_mut().zip(g).zip(x) {
-                    *d = k * (gv - mb - xv * mg);
-                }
-            } else {
-                for (d, &gv) in dst.iter_mut().zip(g) {
-                    *d = k * gv;
-                }
-            }
-        }
+        let means = means.as_ref().map(|(b, g)| (&b[..], &g[..]));
+        norm::input_grad(dy, xh, ch, plane, &k, means, self.grad_input.data_mut());
         &self.grad_input
     }
 
