@@ -88,7 +88,7 @@ pub use kernel_avx512::{Avx512F, Avx512FLow, Avx512Tile};
 pub use kernel_portable::Portable;
 pub use select::{Kernel, best_kernel_name};
 
-use pack::{A_BUF, B_BUF, pack_a, pack_b, pack_b_panel, with_buffer};
+use pack::{A_BUF, B_BUF, for_each_panel, pack_a, pack_b, pack_b_panel, with_buffer};
 use rayon::prelude::*;
 use select::{Best, best};
 
@@ -129,17 +129,9 @@ fn pack_made(
     out: &mut [f32],
     parallel: bool,
 ) {
-    let panels = nc.div_ceil(nr);
-    let one = |(q, dst): (usize, &mut [f32])| {
-        let cols = nr.min(nc - q * nr);
-        src.fill(pc, kc, jc + q * nr, cols, nr, dst);
-    };
-    let out = &mut out[..panels * nr * kc];
-    if parallel && panels >= 8 {
-        out.par_chunks_mut(nr * kc).enumerate().for_each(one);
-    } else {
-        out.chunks_mut(nr * kc).enumerate().for_each(one);
-    }
+    for_each_panel(nr, kc, nc, out, parallel, |q, cols, dst| {
+        src.fill(pc, kc, jc + q * nr, cols, nr, dst)
+    });
 }
 
 /// Operands the caller prepared: A packed ahead ([`PackedA`]), B made panel by panel.

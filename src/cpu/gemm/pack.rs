@@ -170,12 +170,25 @@ pub(crate) fn pack_b<K: MicroKernel>(
     parallel: bool,
 ) {
     let nr = K::NR;
+    for_each_panel(nr, kc, nc, out, parallel, |q, cols, dst| {
+        pack_b_panel(kern, kc, cols, b, off + q * nr * csb, rsb, csb, dst)
+    });
+}
+
+/// Runs `f(q, columns, panel)` for each of the `⌈nc/nr⌉` `nr × kc` micropanels of `out`
+/// (`columns`: how many of its `nr` columns are B's), on the rayon pool when `parallel`
+/// and there are enough panels (8 or more) to share.
+pub(crate) fn for_each_panel(
+    nr: usize,
+    kc: usize,
+    nc: usize,
+    out: &mut [f32],
+    parallel: bool,
+    f: impl Fn(usize, usize, &mut [f32]) + Sync + Send,
+) {
     let panels = nc.div_ceil(nr);
     let out = &mut out[..panels * nr * kc];
-    let one = |(q, dst): (usize, &mut [f32])| {
-        let cols = nr.min(nc - q * nr);
-        pack_b_panel(kern, kc, cols, b, off + q * nr * csb, rsb, csb, dst);
-    };
+    let one = |(q, dst): (usize, &mut [f32])| f(q, nr.min(nc - q * nr), dst);
     if parallel && panels >= 8 {
         out.par_chunks_mut(nr * kc).enumerate().for_each(one);
     } else {
