@@ -401,3 +401,37 @@ fn zoo_models_have_torchvision_names_and_rebuild_from_specs() {
         assert_eq!(model.unwrap().output_shape(), [classes]);
     }
 }
+
+/// Every architecture takes any side from its `MIN_SIDES` entry up (torchvision's limits:
+/// AlexNet 63, GoogLeNet 31, Inception v3 75, VGG 32) and refuses a smaller one by name;
+/// the three with fixed ImageNet sizes before train and evaluate at their smallest.
+#[test]
+fn zoo_builds_from_its_smallest_side_and_refuses_below() {
+    for (name, min) in zoo::MIN_SIDES {
+        if min > 1 {
+            let err = zoo::build(name, 5, min - 1, 0)
+                .err()
+                .expect(name)
+                .to_string();
+            let want = format!("{name} takes images of at least {min}×{min} pixels");
+            assert!(err.contains(&want), "{name}: {err}");
+        }
+    }
+    for (name, min) in [("alexnet", 63), ("googlenet", 31), ("inception_v3", 75)] {
+        let mut model = zoo::build(name, 5, min, 0).unwrap();
+        assert_eq!(model.input_shape(), [3, min, min]);
+        let len = 2 * 3 * min * min;
+        let x = ferroconv::Tensor::from_vec(
+            &[2, 3, min, min],
+            (0..len).map(|i| (i % 17) as f32 / 17.0 - 0.5).collect(),
+        )
+        .unwrap();
+        let mut loss = ferroconv::SoftmaxCrossEntropy::new();
+        let logits = model.forward(&x, ferroconv::layers::Mode::Train).unwrap();
+        assert_eq!(logits.shape(), [2, 5]);
+        loss.forward(logits, &[1, 3]).unwrap();
+        model.backward(loss.grad()).unwrap();
+        let logits = model.forward(&x, ferroconv::layers::Mode::Eval).unwrap();
+        assert!(logits.data().iter().all(|v| v.is_finite()), "{name}");
+    }
+}

@@ -76,8 +76,8 @@ pub fn googlenet(classes: usize, seed: u64) -> Result<Sequential> {
     googlenet_at(classes, 224, seed)
 }
 
-/// [`googlenet`] on `[3, side, side]` inputs (the adaptive pool takes any side of at
-/// least 32; smaller sides make quick tests).
+/// [`googlenet`] on `[3, side, side]` inputs (any side of at least 31, where the last
+/// ceil-mode pool still has a window; small sides make quick tests).
 pub fn googlenet_at(classes: usize, side: usize, seed: u64) -> Result<Sequential> {
     let pool = |k| boxed(MaxPool2d::new(k, 2).ceil_mode(true));
     let layers: Vec<(&str, Box<dyn Layer>)> = vec![

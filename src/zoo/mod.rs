@@ -21,7 +21,9 @@ mod vgg;
 
 pub use inception::{googlenet, googlenet_at, inception_v3, inception_v3_at};
 pub use resnet::{resnet, resnet18, resnet34, resnet50};
-pub use vgg::{VGG11_CONFIG, VGG16_CONFIG, alexnet, vgg, vgg11, vgg11_bn, vgg16, vgg16_bn};
+pub use vgg::{
+    VGG11_CONFIG, VGG16_CONFIG, alexnet, alexnet_at, vgg, vgg11, vgg11_bn, vgg16, vgg16_bn,
+};
 
 use crate::error::{Error, Result};
 use crate::layers::{BatchNorm2d, Block, Conv2d, Layer, ReLU};
@@ -41,21 +43,35 @@ pub const ARCHS: [&str; 10] = [
     "inception_v3",
 ];
 
+/// The smallest image side each of [`ARCHS`] takes (where its last pooling still has a
+/// window to pool; torchvision's models refuse smaller inputs too).
+pub const MIN_SIDES: [(&str, usize); 10] = [
+    ("alexnet", 63),
+    ("vgg11", 32),
+    ("vgg11_bn", 32),
+    ("vgg16", 32),
+    ("vgg16_bn", 32),
+    ("resnet18", 1),
+    ("resnet34", 1),
+    ("resnet50", 1),
+    ("googlenet", 31),
+    ("inception_v3", 75),
+];
+
 /// The architecture `name` (one of [`ARCHS`]) for `[3, side, side]` images and `classes`
-/// classes, initialised from `seed`. ResNets and VGGs take any side their pooling allows
-/// (32 and up); AlexNet and GoogLeNet take 224, Inception v3 299 (an error otherwise).
+/// classes, initialised from `seed`. Every architecture takes any side from its
+/// [`MIN_SIDES`] entry up (224 is ImageNet's, 299 Inception v3's); a smaller side is an
+/// error that names the smallest.
 pub fn build(name: &str, classes: usize, side: usize, seed: u64) -> Result<Sequential> {
-    let fixed = |want: usize| {
-        if side == want {
-            Ok(())
-        } else {
-            Err(Error::Invalid(format!(
-                "{name} takes {want}×{want} images, not {side}×{side}"
-            )))
-        }
-    };
+    if let Some(&(_, min)) = MIN_SIDES.iter().find(|(n, _)| *n == name)
+        && side < min
+    {
+        return Err(Error::Invalid(format!(
+            "{name} takes images of at least {min}×{min} pixels, not {side}×{side}"
+        )));
+    }
     match name {
-        "alexnet" => fixed(224).and_then(|_| alexnet(classes, seed)),
+        "alexnet" => alexnet_at(classes, side, seed),
         "vgg11" => vgg(VGG11_CONFIG, false, classes, 0.5, side, seed),
         "vgg11_bn" => vgg(VGG11_CONFIG, true, classes, 0.5, side, seed),
         "vgg16" => vgg(VGG16_CONFIG, false, classes, 0.5, side, seed),
@@ -63,8 +79,8 @@ pub fn build(name: &str, classes: usize, side: usize, seed: u64) -> Result<Seque
         "resnet18" => resnet(18, classes, side, seed),
         "resnet34" => resnet(34, classes, side, seed),
         "resnet50" => resnet(50, classes, side, seed),
-        "googlenet" => fixed(224).and_then(|_| googlenet(classes, seed)),
-        "inception_v3" => fixed(299).and_then(|_| inception_v3(classes, seed)),
+        "googlenet" => googlenet_at(classes, side, seed),
+        "inception_v3" => inception_v3_at(classes, side, seed),
         _ => Err(Error::Invalid(format!(
             "unknown architecture {name:?}: expected one of {}",
             ARCHS.join(", ")

@@ -61,7 +61,7 @@ fn bottleneck(cin: usize, planes: usize, stride: usize) -> Block {
 }
 
 /// ResNet-`depth` (18, 34 or 50) on `[3, side, side]` inputs (224 in the named
-/// functions; the adaptive average pool takes any side of at least 32).
+/// functions; the padded stem and the adaptive average pool take any side, down to 1).
 pub fn resnet(depth: usize, classes: usize, side: usize, seed: u64) -> Result<Sequential> {
     let (blocks, bottleneck_blocks) = match depth {
         18 => ([2, 2, 2, 2], false),

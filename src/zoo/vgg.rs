@@ -83,8 +83,14 @@ pub fn vgg16_bn(classes: usize, seed: u64) -> Result<Sequential> {
     vgg(VGG16_CONFIG, true, classes, 0.5, 224, seed)
 }
 
-/// torchvision's `alexnet(num_classes=classes)` (its one-tower form).
+/// torchvision's `alexnet(num_classes=classes)` (its one-tower form) on `[3, 224, 224]`.
 pub fn alexnet(classes: usize, seed: u64) -> Result<Sequential> {
+    alexnet_at(classes, 224, seed)
+}
+
+/// [`alexnet`] on `[3, side, side]` inputs: the adaptive pool makes 6×6 of any side of
+/// at least 63, as torchvision's.
+pub fn alexnet_at(classes: usize, side: usize, seed: u64) -> Result<Sequential> {
     let conv = |cin, cout, k, pad| boxed(Conv2d::new(cin, cout, k).padding(pad));
     let features = vec![
         boxed(Conv2d::new(3, 64, 11).stride(4).padding(2)),
@@ -116,5 +122,5 @@ pub fn alexnet(classes: usize, seed: u64) -> Result<Sequential> {
         ("flatten", boxed(Flatten::new())),
         ("classifier", boxed(Block::indexed(classifier))),
     ];
-    Sequential::named(&[3, 224, 224], layers, seed)
+    Sequential::named(&[3, side, side], layers, seed)
 }
