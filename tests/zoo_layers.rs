@@ -435,3 +435,45 @@ fn zoo_builds_from_its_smallest_side_and_refuses_below() {
         assert!(logits.data().iter().all(|v| v.is_finite()), "{name}");
     }
 }
+
+/// Max-pool backward runs in parallel over planes for large inputs: the same bits as on
+/// one thread (plain 2×2 and padded ceil-mode windows), and each input gradient is the
+/// output gradient at its window's winner.
+#[test]
+fn maxpool_backward_is_the_same_on_any_thread_count() {
+    let (n, c, h) = (8, 32, 30);
+    let x: Vec<f32> = (0..n * c * h * h)
+        .map(|i| ((i * 7919) % 1013) as f32)
+        .collect();
+    let x = ferroconv::Tensor::from_vec(&[n, c, h, h], x).unwrap();
+    for ceil in [false, true] {
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut layer = match ceil {
+                    false => MaxPool2d::new(2, 2),
+                    true => MaxPool2d::new(3, 2).padding(1).ceil_mode(true),
+                };
+                let y = layer.forward(&x, ferroconv::layers::Mode::Train).clone();
+                let dy = ferroconv::Tensor::from_vec(
+                    y.shape(),
+                    (0..y.len()).map(|i| 1.0 + (i % 5) as f32).collect(),
+                )
+                .unwrap();
+                let dx = layer.backward(&dy, true).clone();
+                (dy, dx)
+            })
+        };
+        let (dy, one) = run(1);
+        let (_, two) = run(2);
+        assert_eq!(one.data(), two.data(), "ceil {ceil}");
+        let (sum_dx, sum_dy): (f64, f64) = (
+            one.data().iter().map(|&v| v as f64).sum(),
+            dy.data().iter().map(|&v| v as f64).sum(),
+        );
+        assert_eq!(sum_dx, sum_dy, "every output gradient lands once");
+    }
+}

@@ -215,14 +215,22 @@ impl Layer for MaxPool2d {
         );
         let (h, w) = self.in_hw;
         self.grad_input.reshape_to(&[n, c, h, w]);
-        k::maxpool_backward(
+        let (planes, chunk, out) = (n * c, PLANES_PER_TASK, oh * ow);
+        // Each task scatters its own planes (zeroing them first): no plane is shared.
+        let task = |((dys, am), dxs): ((&[f32], &[u32]), &mut [f32])| {
+            k::maxpool_backward(dys, am, dxs.len() / (h * w), (h, w), out, dxs);
+        };
+        let (dy, am, dx) = (
             grad_out.data(),
-            &self.argmax,
-            n * c,
-            (h, w),
-            oh * ow,
+            &self.argmax[..],
             self.grad_input.data_mut(),
         );
+        if k::worth_parallel(planes / chunk, planes * h * w) {
+            let it = dy.par_chunks(chunk * out).zip(am.par_chunks(chunk * out));
+            it.zip(dx.par_chunks_mut(chunk * h * w)).for_each(task);
+        } else {
+            task(((dy, am), dx));
+        }
         &self.grad_input
     }
 }
