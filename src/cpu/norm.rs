@@ -36,35 +36,27 @@ pub fn sum_f32(x: &[f32]) -> f32 {
     chunks.remainder().iter().fold(tree8(half), |s, &v| s + v)
 }
 
-/// `Σ x` in f64 (8 lanes added in the same tree, the tail in order).
-pub fn sum_f64(x: &[f32]) -> f64 {
+/// `Σ f(x)` in f64: 8 lanes added in the same tree as [`sum_f32`]'s, the tail in order.
+#[inline(always)]
+fn lanes_f64(x: &[f32], f: impl Fn(f32) -> f64) -> f64 {
     let mut acc = [0.0f64; 8];
     let mut chunks = x.chunks_exact(8);
     for c in &mut chunks {
         for (a, &v) in acc.iter_mut().zip(c) {
-            *a += v as f64;
+            *a += f(v);
         }
     }
-    chunks
-        .remainder()
-        .iter()
-        .fold(tree8(acc), |s, &v| s + v as f64)
+    chunks.remainder().iter().fold(tree8(acc), |s, &v| s + f(v))
+}
+
+/// `Σ x` in f64 (8 lanes added in the same tree, the tail in order).
+pub fn sum_f64(x: &[f32]) -> f64 {
+    lanes_f64(x, |v| v as f64)
 }
 
 /// `Σ (x − mean)²` in f64, in [`sum_f64`]'s order.
 pub fn sum_sq_dev_f64(x: &[f32], mean: f64) -> f64 {
-    let sq = |v: f32| (v as f64 - mean) * (v as f64 - mean);
-    let mut acc = [0.0f64; 8];
-    let mut chunks = x.chunks_exact(8);
-    for c in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += sq(v);
-        }
-    }
-    chunks
-        .remainder()
-        .iter()
-        .fold(tree8(acc), |s, &v| s + sq(v))
+    lanes_f64(x, |v| (v as f64 - mean) * (v as f64 - mean))
 }
 
 /// `(Σ dy, Σ dy·x̂)` in f64 (each product rounded to f32 first), in [`sum_f64`]'s order.
