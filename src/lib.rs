@@ -49,10 +49,18 @@ pub use loss::SoftmaxCrossEntropy;
 pub use model::Sequential;
 pub use tensor::Tensor;
 
-/// Sets the number of worker threads used by the kernels (rayon's global pool).
-/// Call once, before any training; results do not depend on the count. A count of 0, or
-/// one above [`max_threads`] (spawning thousands of threads costs more than any epoch
-/// gains), is an error.
+/// Sets the number of threads used by the kernels (rayon's global pool), the calling
+/// thread being one of them. Call once, before any training, from the thread that will
+/// run the network; results do not depend on the count. A count of 0, or one above
+/// [`max_threads`] (spawning thousands of threads costs more than any epoch gains), is an
+/// error, and so is a second call.
+///
+/// The caller joins the pool so that a parallel loop it starts is split between it and
+/// the other threads, which steal from it. Left out of the pool, it would hand every loop
+/// to a worker, wake it, and sleep until the loop is done: two cross-thread wake-ups per
+/// loop, and one thread more than the cores. A batch-1 ResNet-50 pass makes hundreds of
+/// such loops, each a fraction of a millisecond (docs/benchmarks.md, session 12).
+/// Without a call, rayon's default pool (one thread per core, the caller outside) is used.
 pub fn set_threads(threads: usize) -> Result<()> {
     let max = max_threads();
     if threads == 0 || threads > max {
@@ -63,6 +71,7 @@ pub fn set_threads(threads: usize) -> Result<()> {
     }
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
+        .use_current_thread()
         .build_global()
         .map_err(|e| Error::Invalid(format!("cannot set {threads} threads: {e}")))
 }

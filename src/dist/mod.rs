@@ -205,14 +205,17 @@ pub fn from_env() -> Result<Box<dyn Comm>> {
 
 /// Under a launcher with several ranks on this machine, sets the kernels' threads to this
 /// rank's share of the cores (cores ÷ local ranks, at least 1), unless the count was set
-/// already (then it stands). Nothing otherwise.
-pub fn share_cores() {
+/// already (then it stands). Nothing otherwise. Returns whether it set the count.
+pub fn share_cores() -> bool {
     if launcher_size().is_none() {
-        return;
+        return false;
     }
-    if let Some(local) = local_size().filter(|&l| l > 1) {
-        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-        let _ = crate::set_threads((cores / local).max(1));
+    match local_size().filter(|&l| l > 1) {
+        Some(local) => {
+            let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+            crate::set_threads((cores / local).max(1)).is_ok()
+        }
+        None => false,
     }
 }
 
