@@ -45,9 +45,13 @@ use std::cell::RefCell;
 /// Most column-matrix floats in one group (512 KiB, about one core's L2): im2col writes
 /// them and the GEMM reads them back while they are still in cache.
 const GROUP_COLS_MAX: usize = 128 << 10;
-/// Most column-matrix floats of the whole batch kept from forward to backward (64 MiB);
-/// above it backward recomputes them.
-const KEEP_COLS_MAX: usize = 16 << 20;
+/// Most column-matrix floats of the whole batch kept from forward to backward (1 MiB,
+/// one core's L2); above it backward recomputes them. Kept columns that fit come back
+/// from cache; larger ones come back from memory, which costs more than making them
+/// again, group by group, from the input (a `KH·KW`-th of their size) into a scratch
+/// buffer that stays in cache: the article's network at batch 64 trains 1.16–1.40×
+/// faster so (was 64 MiB; docs/benchmarks.md, session 12).
+const KEEP_COLS_MAX: usize = 1 << 18;
 /// Multiply-adds of a layer's forward above which backward's groups are spread over
 /// [`TASKS`] tasks (each with its own share of `dW`) so that every thread gets work.
 const TASK_MIN_WORK: usize = 4 << 20;
@@ -354,7 +358,7 @@ impl Conv2d {
     }
 
     /// Caps the column-matrix floats kept from forward for backward (default
-    /// 16 Mi floats, 64 MiB); above it forward keeps a copy of its input instead and
+    /// 256 Ki floats, 1 MiB); above it forward keeps a copy of its input instead and
     /// backward recomputes the columns. Results are the same bit for bit either way.
     pub fn keep_cols_max(mut self, floats: usize) -> Self {
         self.keep_cols_max = floats;
