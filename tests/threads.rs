@@ -2,6 +2,9 @@
 //! are split with the other threads instead of handed over), and results stay those of
 //! one thread. Its own test binary: the global pool can be set once per process.
 
+mod common;
+use common::values;
+
 use ferroconv::layers::Mode;
 use ferroconv::{SoftmaxCrossEntropy, Tensor};
 
@@ -9,16 +12,11 @@ use ferroconv::{SoftmaxCrossEntropy, Tensor};
 /// TensorFlow-tutorial network on a fixed batch of 16.
 fn step() -> Vec<u32> {
     let mut model = ferroconv::models::keras_net(3).unwrap();
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let data = (0..16 * 3 * 32 * 32)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-        })
-        .collect();
-    let x = Tensor::from_vec(&[16, 3, 32, 32], data).unwrap();
+    let x = Tensor::from_vec(
+        &[16, 3, 32, 32],
+        values(0x9e37_79b9_7f4a_7c15, 16 * 3 * 32 * 32),
+    )
+    .unwrap();
     let labels: Vec<u32> = (0..16).map(|i| i % 10).collect();
     let mut out: Vec<u32> = Vec::new();
     let mut loss = SoftmaxCrossEntropy::new();

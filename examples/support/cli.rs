@@ -153,15 +153,8 @@ impl TrainFlags {
         }
         match self.threads {
             Some(t) => ferroconv::set_threads(t).map_err(|e| format!("--threads: {e}"))?,
-            // Under mpirun each rank takes its share of the cores; otherwise every core,
-            // this thread among them (see `set_threads`). Should a pool be running
-            // already, it stands: the count only changes the speed.
-            None => {
-                if !ferroconv::dist::share_cores() {
-                    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-                    let _ = ferroconv::set_threads(cores);
-                }
-            }
+            // Every core, or under mpirun this rank's share of them.
+            None => ferroconv::dist::share_cores(),
         }
         if let Some(p) = &self.plot {
             check_writable(p).map_err(|e| format!("--plot: {e}"))?;

@@ -203,20 +203,16 @@ pub fn from_env() -> Result<Box<dyn Comm>> {
     }
 }
 
-/// Under a launcher with several ranks on this machine, sets the kernels' threads to this
-/// rank's share of the cores (cores ÷ local ranks, at least 1), unless the count was set
-/// already (then it stands). Nothing otherwise. Returns whether it set the count.
-pub fn share_cores() -> bool {
-    if launcher_size().is_none() {
-        return false;
-    }
-    match local_size().filter(|&l| l > 1) {
-        Some(local) => {
-            let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-            crate::set_threads((cores / local).max(1)).is_ok()
-        }
-        None => false,
-    }
+/// Sets the kernels' threads ([`crate::set_threads`], the calling thread among them) to
+/// this process's share of the cores: under a launcher with several ranks on this machine,
+/// cores ÷ local ranks (at least 1); otherwise every core. A count set already stands
+/// (the count changes the speed only, never the results).
+pub fn share_cores() {
+    let ranks = match launcher_size() {
+        Some(_) => local_size().unwrap_or(1).max(1),
+        None => 1,
+    };
+    let _ = crate::set_threads((crate::cores() / ranks).max(1));
 }
 
 /// How a global mini-batch of `n` images is cut into `shards` contiguous shards: shard `s`
