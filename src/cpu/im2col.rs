@@ -156,9 +156,60 @@ fn copy_strided(dst: &mut [f32], src: &[f32], stride: usize) {
     }
 }
 
+/// How a build of [`im2col`] / [`col2im`] moves a run of floats along a row.
+trait Runs {
+    /// `dst[i] = src[i]` for `i < dst.len()`.
+    fn copy(dst: &mut [f32], src: &[f32]);
+}
+
+/// Runs moved by the compile target's own vectors (SSE2 on x86-64).
+struct Portable;
+
+impl Runs for Portable {
+    #[inline(always)]
+    fn copy(dst: &mut [f32], src: &[f32]) {
+        copy_short(dst, src);
+    }
+}
+
+/// Runs moved 16 floats at a time, the tail by a masked vector. Only named by the
+/// `*_avx512` builds below, which run after [`crate::cpu::avx512::available`].
+#[cfg(target_arch = "x86_64")]
+struct Avx512;
+
+#[cfg(target_arch = "x86_64")]
+impl Runs for Avx512 {
+    #[inline(always)]
+    fn copy(dst: &mut [f32], src: &[f32]) {
+        // SAFETY: `Avx512` is only used by builds reached after the AVX-512F check.
+        unsafe { crate::cpu::avx512::copy_run(dst, src) }
+    }
+}
+
 /// im2col, row by row: zero edges, then a straight copy (stride 1) or a strided gather.
-/// Writes `col[C·KH·KW][OH·OW]` with row stride `ld ≥ OH·OW`.
+/// Writes `col[C·KH·KW][OH·OW]` with row stride `ld ≥ OH·OW`. Uses AVX-512F where the
+/// CPU has it (the same values: it only copies).
 pub fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32], ld: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::cpu::avx512::available() {
+        #[target_feature(enable = "avx512f")]
+        fn build(g: &ConvGeometry, x: &[f32], col: &mut [f32], ld: usize) {
+            im2col_rows::<Avx512>(g, x, col, ld)
+        }
+        // SAFETY: this CPU has AVX-512F (checked just above).
+        return unsafe { build(g, x, col, ld) };
+    }
+    im2col_rows::<Portable>(g, x, col, ld)
+}
+
+/// [`im2col`] without AVX-512, as it runs on other CPUs (public so that the kernel tests
+/// check both builds on a CPU that has it).
+pub fn im2col_portable(g: &ConvGeometry, x: &[f32], col: &mut [f32], ld: usize) {
+    im2col_rows::<Portable>(g, x, col, ld)
+}
+
+#[inline(always)]
+fn im2col_rows<R: Runs>(g: &ConvGeometry, x: &[f32], col: &mut [f32], ld: usize) {
     let (oh_n, ow_n) = (g.out_h(), g.out_w());
     let p = oh_n * ow_n;
     assert!(x.len() >= g.input_len() && ld >= p);
@@ -175,7 +226,7 @@ pub fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32], ld: usize) {
                     let src = &plane[kh * w + kw..];
                     let row = &mut col[r * ld..r * ld + p];
                     for (oh, out) in row.chunks_exact_mut(ow_n).enumerate() {
-                        copy_short(out, &src[oh * w..]);
+                        R::copy(out, &src[oh * w..]);
                     }
                 }
             }
@@ -204,7 +255,7 @@ pub fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32], ld: usize) {
                     }
                     let iw0 = lo * g.stride + kw - g.padding;
                     if g.stride == 1 {
-                        copy_short(&mut out[lo..hi], &src[iw0..]);
+                        R::copy(&mut out[lo..hi], &src[iw0..]);
                     } else {
                         copy_strided(&mut out[lo..hi], &src[iw0..], g.stride);
                     }
@@ -314,8 +365,78 @@ pub fn col2im_naive(g: &ConvGeometry, dcol: &[f32], ld: usize, dx: &mut [f32]) {
 /// col2im, row by row, the adjoint of [`im2col`]: `dcol` has row stride `ld`. Overwrites `dx`.
 ///
 /// Sums in the same (c, kh, kw, oh, ow) order as [`col2im_naive`], so the two agree bit for
-/// bit.
+/// bit. With stride 1 on a CPU with AVX-512F it runs `col2im_stride1_avx512`, which
+/// adds each pixel's terms in that order too.
 pub fn col2im(g: &ConvGeometry, dcol: &[f32], ld: usize, dx: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if g.stride == 1 && crate::cpu::avx512::available() {
+        // SAFETY: this CPU has AVX-512F (checked just above).
+        return unsafe { col2im_stride1_avx512(g, dcol, ld, dx) };
+    }
+    col2im_rows(g, dcol, ld, dx)
+}
+
+/// [`col2im`] without AVX-512, as it runs on other CPUs (public for the kernel tests).
+pub fn col2im_portable(g: &ConvGeometry, dcol: &[f32], ld: usize, dx: &mut [f32]) {
+    col2im_rows(g, dcol, ld, dx)
+}
+
+/// col2im for stride 1, by rows of `dx`, 16 pixels at a time. A pixel `(ih, iw)` of
+/// channel `c` gets one term per tap `(kh, kw)`, from output position
+/// `(ih + P − kh, iw + P − kw)`; for one `kh` that is one output row, so the loop
+/// `c, kh, oh, [16 pixels], kw` adds each pixel's terms in the reference's `(kh, kw)`
+/// order while the 16 sums stay in a register: one load and one store per 16 pixels
+/// and output row, where adding run by run would reload each pixel `KW` times, each
+/// load waiting on the store just before it to the neighbouring pixel.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn col2im_stride1_avx512(g: &ConvGeometry, dcol: &[f32], ld: usize, dx: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (oh_n, ow_n, w, pad) = (g.out_h(), g.out_w(), g.width, g.padding);
+    assert!(g.stride == 1 && ld >= oh_n * ow_n);
+    assert!(dcol.len() >= (g.col_rows() - 1) * ld + oh_n * ow_n);
+    let first = |k: usize| ((1u32 << k) - 1) as __mmask16;
+    dx[..g.input_len()].fill(0.0);
+    for c in 0..g.channels {
+        let plane = &mut dx[c * g.height * w..(c + 1) * g.height * w];
+        for kh in 0..g.kernel_h {
+            let r0 = (c * g.kernel_h + kh) * g.kernel_w;
+            for oh in 0..oh_n {
+                let ih = (oh + kh) as isize - pad as isize;
+                if ih < 0 || ih as usize >= g.height {
+                    continue;
+                }
+                let dst = &mut plane[ih as usize * w..][..w];
+                for i0 in (0..w).step_by(16) {
+                    let lanes = (w - i0).min(16);
+                    let dm = first(lanes);
+                    // SAFETY: lanes < w − i0 of `dst` (a row of `w` floats) from i0.
+                    let mut acc = unsafe { _mm512_maskz_loadu_ps(dm, dst.as_ptr().add(i0)) };
+                    for kw in 0..g.kernel_w {
+                        // Lane l is pixel iw = i0 + l, fed by output column ow = off + l.
+                        let off = (i0 + pad) as isize - kw as isize;
+                        let lo = (-off).max(0) as usize;
+                        let hi = (ow_n as isize - off).clamp(0, lanes as isize) as usize;
+                        if lo >= hi {
+                            continue;
+                        }
+                        let m = first(hi) & !first(lo);
+                        let row = &dcol[(r0 + kw) * ld + oh * ow_n..][..ow_n];
+                        // SAFETY: only lanes lo..hi are read: row[off + lo..off + hi], inside
+                        // 0..ow_n by the choice of lo and hi; masked-off lanes never fault.
+                        let v =
+                            unsafe { _mm512_maskz_loadu_ps(m, row.as_ptr().wrapping_offset(off)) };
+                        acc = _mm512_mask_add_ps(acc, m, acc, v);
+                    }
+                    // SAFETY: as for the load of `acc`.
+                    unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i0), dm, acc) };
+                }
+            }
+        }
+    }
+}
+
+fn col2im_rows(g: &ConvGeometry, dcol: &[f32], ld: usize, dx: &mut [f32]) {
     let (oh_n, ow_n) = (g.out_h(), g.out_w());
     let p = oh_n * ow_n;
     assert!(ld >= p && dcol.len() >= (g.col_rows() - 1) * ld + p);

@@ -2,6 +2,7 @@
 //!
 //! Each kernel keeps its naive reference beside the fast variant it is tested against.
 pub mod avx2;
+pub mod avx512;
 pub mod elementwise;
 pub mod gelu;
 pub mod gemm;
