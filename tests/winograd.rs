@@ -435,3 +435,46 @@ fn fast_net_training_is_bit_identical_for_any_thread_count() {
     assert_eq!(run(2), first, "2 threads");
     assert_eq!(run(3), first, "3 threads");
 }
+
+/// Batch-1 evaluation (one block of strips, its `α²` products spread over the threads)
+/// gives the same bits on 1, 2 and 3 threads, whole-image and by strips.
+#[test]
+fn small_batch_forward_is_thread_independent() {
+    for (c, h, co, tile, n) in [
+        (16, 14, 24, Tile::F2, 1),
+        (8, 28, 16, Tile::F4, 1),
+        (5, 9, 7, Tile::F2, 3),
+    ] {
+        let s = Shape {
+            channels: c,
+            height: h,
+            width: h,
+            padding: 1,
+            out_channels: co,
+            tile,
+        };
+        let x = values(7, n * s.input_len());
+        let wt = values(8, co * c * 9);
+        let bias = values(9, co);
+        let mut u = vec![0.0; s.filter_len()];
+        filter_transform(tile, &wt, co, c, false, &mut u);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut whole = vec![f32::NAN; n * s.output_len()];
+                forward_act(&s, n, &x, (&u, None), &bias, true, &mut whole);
+                let mut strips = vec![f32::NAN; n * s.output_len()];
+                let cut = forward_strips(&s, n, &x, (&u, None), &bias, true, &mut strips);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                (bits(&whole), cut.map(|_| bits(&strips)))
+            })
+        };
+        let one = run(1);
+        for threads in [2, 3] {
+            assert_eq!(run(threads), one, "{s:?}, n = {n}, {threads} threads");
+        }
+    }
+}

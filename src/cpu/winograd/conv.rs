@@ -208,6 +208,10 @@ pub fn forward_act(
     let (cin, cout, pts) = (s.channels, s.out_channels, s.tile.points());
     let (il, ol) = (s.input_len(), s.output_len());
     assert!(x.len() >= n * il && y.len() >= n * ol && u.len() >= s.filter_len());
+    let per = p.images();
+    // Fewer blocks than threads (a small batch, or the strips of one image at
+    // evaluation): spread each block's products over the threads instead.
+    let spread_points = n.div_ceil(per) < rayon::current_num_threads();
     let block = |(xb, yb): (&[f32], &mut [f32])| {
         let imgs = xb.len() / il;
         let chunks = imgs.div_ceil(LANES);
@@ -217,27 +221,37 @@ pub fn forward_act(
                 transform_inputs(s, xb, rows, chunk_cols, v);
                 with_scratch(pts * plane(cout, cols), |mm| {
                     // M[t] = U[t] · V[t]      [Cout, C]·[C, cols]
-                    for t in 0..pts {
-                        if let Some(pa) = packed {
-                            let mt = &mut mm[t * plane(cout, cols)..];
-                            let vt = &v[t * plane(cin, cols)..];
-                            gemm_packed_a(&pa[t], cols, vt, cols, 1, mt, cols, false);
-                            continue;
+                    let v = &*v;
+                    let product = |(t, mt): (usize, &mut [f32])| {
+                        let vt = &v[t * plane(cin, cols)..];
+                        match packed {
+                            Some(pa) => gemm_packed_a(&pa[t], cols, vt, cols, 1, mt, cols, false),
+                            None => gemm(
+                                cout,
+                                cin,
+                                cols,
+                                &u[t * cout * cin..],
+                                cin,
+                                1,
+                                vt,
+                                cols,
+                                1,
+                                mt,
+                                cols,
+                                false,
+                            ),
                         }
-                        gemm(
-                            cout,
-                            cin,
-                            cols,
-                            &u[t * cout * cin..],
-                            cin,
-                            1,
-                            &v[t * plane(cin, cols)..],
-                            cols,
-                            1,
-                            &mut mm[t * plane(cout, cols)..],
-                            cols,
-                            false,
-                        );
+                    };
+                    if spread_points {
+                        // One block for all threads: the α² products in parallel (each
+                        // the same product, so the same bits, whichever thread runs it).
+                        mm.par_chunks_mut(plane(cout, cols))
+                            .take(pts)
+                            .enumerate()
+                            .for_each(product);
+                    } else {
+                        let mm_t = mm.chunks_mut(plane(cout, cols)).take(pts);
+                        mm_t.enumerate().for_each(product);
                     }
                     with_scratch(lanes::staging_len(s, rows.1 - rows.0), |ot| {
                         for (k, ys) in yb.chunks_mut(LANES * ol).enumerate() {
@@ -257,7 +271,6 @@ pub fn forward_act(
             });
         }
     };
-    let per = p.images();
     x[..n * il]
         .par_chunks(per * il)
         .zip(y[..n * ol].par_chunks_mut(per * ol))
