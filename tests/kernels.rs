@@ -367,3 +367,27 @@ proptest! {
         prop_assert_eq!(bits(&y1), bits(&y2));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The SGD update the library runs (AVX-512F where the CPU has it) gives the portable
+    /// build's bits for every combination of the rule's options.
+    #[test]
+    fn sgd_update_builds_agree(
+        n in 0usize..300, seed in any::<u64>(), momentum in prop_oneof![Just(0.0f32), Just(0.9)],
+        wd in prop_oneof![Just(0.0f32), Just(5e-4)], nesterov in any::<bool>(), first in any::<bool>(),
+    ) {
+        use ferroconv::cpu::elementwise::{sgd_update, sgd_update_portable};
+        let (w0, g, b0) = (values(seed, n), values(seed ^ 1, n), values(seed ^ 2, n));
+        let (mut w1, mut b1, mut w2, mut b2) = (w0.clone(), b0.clone(), w0.clone(), b0);
+        sgd_update(&mut w1, &g, &mut b1, 0.01, momentum, wd, nesterov, first);
+        sgd_update_portable(&mut w2, &g, &mut b2, 0.01, momentum, wd, nesterov, first);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        prop_assert_eq!(bits(&w1), bits(&w2));
+        prop_assert_eq!(bits(&b1), bits(&b2));
+        if n > 0 {
+            prop_assert_ne!(bits(&w1), bits(&w0));
+        }
+    }
+}

@@ -105,6 +105,10 @@ pub fn sum_rows(dy: &[f32], cols: usize, db: &mut [f32], accumulate: bool) {
 /// SGD with momentum and weight decay, PyTorch's rule (dampening 0):
 /// `g = grad + wd·p; buf = μ·buf + g` (`buf = g` on the first step);
 /// `p −= lr · (nesterov ? g + μ·buf : buf)`.
+///
+/// Compiled for AVX-512F too, and run so where the CPU has it: the update runs once per
+/// step over every parameter (62k floats for the article's net, at batch 4 an eighth of
+/// the step in four-float vectors). The same operations per element, so the same bits.
 #[allow(clippy::too_many_arguments)]
 pub fn sgd_update(
     p: &mut [f32],
@@ -116,6 +120,45 @@ pub fn sgd_update(
     nesterov: bool,
     first_step: bool,
 ) {
+    let hyper = (lr, momentum, weight_decay, nesterov, first_step);
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        #[target_feature(enable = "avx512f")]
+        fn build(p: &mut [f32], grad: &[f32], buf: &mut [f32], hyper: SgdHyper) {
+            sgd_body(p, grad, buf, hyper)
+        }
+        // SAFETY: this CPU has AVX-512F (checked just above).
+        return unsafe { build(p, grad, buf, hyper) };
+    }
+    sgd_body(p, grad, buf, hyper)
+}
+
+/// [`sgd_update`] as it runs on CPUs without AVX-512F (public for the kernel tests).
+#[allow(clippy::too_many_arguments)]
+pub fn sgd_update_portable(
+    p: &mut [f32],
+    grad: &[f32],
+    buf: &mut [f32],
+    lr: f32,
+    momentum: f32,
+    weight_decay: f32,
+    nesterov: bool,
+    first_step: bool,
+) {
+    sgd_body(
+        p,
+        grad,
+        buf,
+        (lr, momentum, weight_decay, nesterov, first_step),
+    )
+}
+
+/// `(lr, momentum, weight_decay, nesterov, first_step)` of [`sgd_update`].
+type SgdHyper = (f32, f32, f32, bool, bool);
+
+#[inline(always)]
+fn sgd_body(p: &mut [f32], grad: &[f32], buf: &mut [f32], hyper: SgdHyper) {
+    let (lr, momentum, weight_decay, nesterov, first_step) = hyper;
     for ((w, &g0), b) in p.iter_mut().zip(grad).zip(buf.iter_mut()) {
         let g = if weight_decay != 0.0 {
             g0 + weight_decay * *w
