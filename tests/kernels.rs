@@ -224,11 +224,7 @@ fn conv2d_grouped_paths_match_reference_and_each_other() {
     let x = values(1, n * c * h * w);
     let dy = values(2, n * co * h * w);
     let run = |threads: usize, keep_max: usize| -> [Vec<f32>; 4] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        common::on_threads(threads, || {
             let mut layer = Conv2d::new(c, co, k).padding(pad).keep_cols_max(keep_max);
             layer
                 .init(&mut <rand::rngs::Xoshiro256PlusPlus as rand::SeedableRng>::seed_from_u64(0))
@@ -368,21 +364,48 @@ proptest! {
     }
 }
 
+/// Says which builds of the data-movement kernels the tests above ran: im2col and col2im
+/// run both theirs wherever the CPU has AVX-512F, the SGD update the CPU's own.
+#[test]
+fn prints_the_builds_tested() {
+    let wide = ferroconv::cpu::avx512::available();
+    eprintln!(
+        "im2col/col2im builds tested: {}; sgd_update build tested: {}",
+        if wide {
+            "avx512f, portable"
+        } else {
+            "portable (no AVX-512F here)"
+        },
+        if wide { "avx512f" } else { "portable" },
+    );
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(wide, std::arch::is_x86_feature_detected!("avx512f"));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// The SGD update the library runs (AVX-512F where the CPU has it) gives the portable
-    /// build's bits for every combination of the rule's options.
+    /// The SGD update the library runs (AVX-512F where the CPU has it) gives the bits of
+    /// PyTorch's rule written out one element at a time, for every combination of options.
     #[test]
-    fn sgd_update_builds_agree(
+    fn sgd_update_matches_the_scalar_rule(
         n in 0usize..300, seed in any::<u64>(), momentum in prop_oneof![Just(0.0f32), Just(0.9)],
         wd in prop_oneof![Just(0.0f32), Just(5e-4)], nesterov in any::<bool>(), first in any::<bool>(),
     ) {
-        use ferroconv::cpu::elementwise::{sgd_update, sgd_update_portable};
+        use ferroconv::cpu::elementwise::sgd_update;
         let (w0, g, b0) = (values(seed, n), values(seed ^ 1, n), values(seed ^ 2, n));
         let (mut w1, mut b1, mut w2, mut b2) = (w0.clone(), b0.clone(), w0.clone(), b0);
         sgd_update(&mut w1, &g, &mut b1, 0.01, momentum, wd, nesterov, first);
-        sgd_update_portable(&mut w2, &g, &mut b2, 0.01, momentum, wd, nesterov, first);
+        for ((w, &gi), b) in w2.iter_mut().zip(&g).zip(b2.iter_mut()) {
+            let gi = if wd != 0.0 { gi + wd * *w } else { gi };
+            let step = if momentum == 0.0 {
+                gi
+            } else {
+                *b = if first { gi } else { momentum * *b + gi };
+                if nesterov { gi + momentum * *b } else { *b }
+            };
+            *w -= 0.01 * step;
+        }
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         prop_assert_eq!(bits(&w1), bits(&w2));
         prop_assert_eq!(bits(&b1), bits(&b2));

@@ -52,11 +52,7 @@ fn training_is_bit_identical_for_any_thread_count() {
     let mut data = Cifar10::load(&dir, Split::Test).unwrap();
     data.truncate(1_000);
     let run = |threads: usize, batch: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        common::on_threads(threads, || {
             let mut model = ferroconv::models::seed_net(7).unwrap();
             let mut loss = SoftmaxCrossEntropy::new();
             let mut opt = Sgd::new(0.01, 0.9).weight_decay(5e-4);

@@ -229,11 +229,7 @@ fn run_layer(
     bias: bool,
     seed: u64,
 ) -> [Vec<f32>; 4] {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap();
-    pool.install(|| {
+    common::on_threads(threads, || {
         let mut layer = Conv2d::new(c, co, 3)
             .padding(pad)
             .bias(bias)
@@ -412,11 +408,7 @@ fn fast_net_training_is_bit_identical_for_any_thread_count() {
     let x = Tensor::from_vec(&[n, 3, 32, 32], values(5, n * 3 * 32 * 32)).unwrap();
     let labels: Vec<u32> = (0..n as u32).map(|i| i % 10).collect();
     let run = |threads: usize| -> Vec<u32> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        common::on_threads(threads, || {
             let mut model: Sequential = ferroconv::models::fast_net(3).unwrap();
             let mut loss = SoftmaxCrossEntropy::new();
             let mut opt = Sgd::new(0.05, 0.9);
@@ -459,11 +451,7 @@ fn small_batch_forward_is_thread_independent() {
         let mut u = vec![0.0; s.filter_len()];
         filter_transform(tile, &wt, co, c, false, &mut u);
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            common::on_threads(threads, || {
                 let mut whole = vec![f32::NAN; n * s.output_len()];
                 forward_act(&s, n, &x, (&u, None), &bias, true, &mut whole);
                 let mut strips = vec![f32::NAN; n * s.output_len()];

@@ -448,11 +448,7 @@ fn maxpool_backward_is_the_same_on_any_thread_count() {
     let x = ferroconv::Tensor::from_vec(&[n, c, h, h], x).unwrap();
     for ceil in [false, true] {
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            common::on_threads(threads, || {
                 let mut layer = match ceil {
                     false => MaxPool2d::new(2, 2),
                     true => MaxPool2d::new(3, 2).padding(1).ceil_mode(true),

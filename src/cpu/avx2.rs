@@ -3,13 +3,7 @@
 
 /// Whether this CPU has AVX2 (checked once; false off x86-64).
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx2"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    detected_once!("avx2")
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -5,13 +5,7 @@
 
 /// Whether this CPU has AVX-512F (checked once; false off x86-64).
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    detected_once!("avx512f")
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -134,26 +134,6 @@ pub fn sgd_update(
     sgd_body(p, grad, buf, hyper)
 }
 
-/// [`sgd_update`] as it runs on CPUs without AVX-512F (public for the kernel tests).
-#[allow(clippy::too_many_arguments)]
-pub fn sgd_update_portable(
-    p: &mut [f32],
-    grad: &[f32],
-    buf: &mut [f32],
-    lr: f32,
-    momentum: f32,
-    weight_decay: f32,
-    nesterov: bool,
-    first_step: bool,
-) {
-    sgd_body(
-        p,
-        grad,
-        buf,
-        (lr, momentum, weight_decay, nesterov, first_step),
-    )
-}
-
 /// `(lr, momentum, weight_decay, nesterov, first_step)` of [`sgd_update`].
 type SgdHyper = (f32, f32, f32, bool, bool);
 

@@ -1,6 +1,21 @@
 //! CPU kernels. They know nothing of layers: plain slices and shapes in, slices out.
 //!
 //! Each kernel keeps its naive reference beside the fast variant it is tested against.
+
+/// Whether this CPU has the x86-64 feature `$feature` (a string literal), checked once per
+/// call site; false off x86-64.
+macro_rules! detected_once {
+    ($feature:tt) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            *HAS.get_or_init(|| std::arch::is_x86_feature_detected!($feature))
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }};
+}
+
 pub mod avx2;
 pub mod avx512;
 pub mod elementwise;

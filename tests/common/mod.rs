@@ -60,3 +60,13 @@ mod values;
 #[allow(unused_imports)] // not every test binary uses it
 pub use values::values;
 pub mod gradcheck;
+
+/// Runs `f` on a fresh rayon pool of `threads` threads (for thread-count independence
+/// checks).
+pub fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a rayon pool")
+        .install(f)
+}
