@@ -173,7 +173,7 @@ impl Runs for Portable {
 }
 
 /// Runs moved 16 floats at a time, the tail by a masked vector. Only named by the
-/// `*_avx512` builds below, which run after [`crate::cpu::avx512::available`].
+/// AVX-512F build inside [`im2col`], which runs after [`crate::cpu::avx512::available`].
 #[cfg(target_arch = "x86_64")]
 struct Avx512;
 
@@ -395,7 +395,7 @@ fn col2im_stride1_avx512(g: &ConvGeometry, dcol: &[f32], ld: usize, dx: &mut [f3
     let (oh_n, ow_n, w, pad) = (g.out_h(), g.out_w(), g.width, g.padding);
     assert!(g.stride == 1 && ld >= oh_n * ow_n);
     assert!(dcol.len() >= (g.col_rows() - 1) * ld + oh_n * ow_n);
-    let first = |k: usize| ((1u32 << k) - 1) as __mmask16;
+    use crate::cpu::avx512::first_lanes as first;
     dx[..g.input_len()].fill(0.0);
     for c in 0..g.channels {
         let plane = &mut dx[c * g.height * w..(c + 1) * g.height * w];

@@ -208,10 +208,7 @@ pub fn from_env() -> Result<Box<dyn Comm>> {
 /// cores ÷ local ranks (at least 1); otherwise every core. A count set already stands
 /// (the count changes the speed only, never the results).
 pub fn share_cores() {
-    let ranks = match launcher_size() {
-        Some(_) => local_size().unwrap_or(1).max(1),
-        None => 1,
-    };
+    let ranks = launcher_size().and(local_size()).unwrap_or(1).max(1);
     let _ = crate::set_threads((crate::cores() / ranks).max(1));
 }
 

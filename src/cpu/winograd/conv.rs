@@ -250,8 +250,10 @@ pub fn forward_act(
                             .enumerate()
                             .for_each(product);
                     } else {
-                        let mm_t = mm.chunks_mut(plane(cout, cols)).take(pts);
-                        mm_t.enumerate().for_each(product);
+                        mm.chunks_mut(plane(cout, cols))
+                            .take(pts)
+                            .enumerate()
+                            .for_each(product);
                     }
                     with_scratch(lanes::staging_len(s, rows.1 - rows.0), |ot| {
                         for (k, ys) in yb.chunks_mut(LANES * ol).enumerate() {
