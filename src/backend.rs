@@ -5,7 +5,7 @@
 //! providing the same functions, and the layers do not change.
 
 pub use crate::cpu::elementwise::{
-    AdamStep, adam_update, add, add_bias_cols, add_bias_rows, add_relu, bias_act_rows,
+    AdamStep, adam_update, add, add_bias_cols, add_bias_rows, add_relu, bias_act_rows, relu,
     relu_backward, relu_forward, sgd_update, sum_cols, sum_rows,
 };
 pub use crate::cpu::gelu::{gelu_backward, gelu_forward};

@@ -3,7 +3,9 @@
 use crate::checkpoint;
 use crate::data::Normalize;
 use crate::error::{Error, Result};
-use crate::layers::{BufferVisitor, Layer, Mode, Param, ParamVisitor, Spec, ValueVisitor};
+use crate::layers::{
+    BufferVisitor, Layer, LayerKind, Mode, Param, ParamVisitor, Spec, ValueVisitor,
+};
 use crate::tensor::Tensor;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
@@ -42,6 +44,9 @@ pub struct Sequential {
     lr_factors: Vec<f32>,
     /// Backward runs down to this layer only: the layers before it train nothing.
     first_trainable: usize,
+    /// Per layer: a ReLU whose work the layer before it does ([`Layer::fuse_next_relu`]),
+    /// skipped by forward and backward.
+    skipped: Vec<bool>,
 }
 
 impl Sequential {
@@ -117,8 +122,10 @@ impl Sequential {
             frozen: Vec::new(),
             lr_factors: Vec::new(),
             first_trainable: 0,
+            skipped: Vec::new(),
         };
         model.reinit(seed)?;
+        model.fuse_relus();
         Ok(model)
     }
 
@@ -224,7 +231,29 @@ impl Sequential {
         self.fold(false) + self.fold(true)
     }
 
+    /// Lets every layer that can ([`Layer::fuse_next_relu`]: a convolution) apply the
+    /// ReLU layer right after it, in training too, and marks those ReLUs to be skipped:
+    /// one pass over the activations fewer each way, and no copy of them kept. The
+    /// layers, names and specs stay as built, and the results are the same bits (both
+    /// apply [`crate::cpu::elementwise::relu`], and backward masks `dy` by `y > 0`
+    /// either way). The GPU path reads the layers themselves and runs every ReLU.
+    fn fuse_relus(&mut self) {
+        self.skipped = vec![false; self.layers.len()];
+        for i in 0..self.layers.len() {
+            let next_is_relu = self
+                .layers
+                .get(i + 1)
+                .is_some_and(|l| l.kind() == LayerKind::ReLU);
+            if self.layers[i].fuse_next_relu(next_is_relu) {
+                self.skipped[i + 1] = true;
+            }
+        }
+    }
+
     fn fold(&mut self, relu: bool) -> usize {
+        for layer in &mut self.layers {
+            layer.fuse_next_relu(false);
+        }
         let names = std::mem::take(&mut self.names);
         let layers = std::mem::take(&mut self.layers);
         let mut named: Vec<crate::layers::Child> = names.into_iter().zip(layers).collect();
@@ -238,6 +267,7 @@ impl Sequential {
                 .expect("folding keeps every layer's input shape");
             self.shapes.push(shape.clone());
         }
+        self.fuse_relus();
         removed
     }
 
@@ -309,7 +339,8 @@ impl Sequential {
     }
 
     /// One line per layer: index, name, description, output shape, parameters; then the
-    /// total.
+    /// total. A ReLU that the convolution before it applies reads `ReLU (done by the
+    /// layer above)`.
     pub fn summary(&self) -> String {
         let row = |i: &str, n: &str, d: &str, s: &str, p: &str| {
             format!("{i:>3}  {n:<10} {d:<38} {s:<16} {p:>9}\n")
@@ -323,7 +354,10 @@ impl Sequential {
             .zip(&self.names)
             .enumerate()
         {
-            let (d, p) = (layer.describe(), layer.num_params().to_string());
+            let (mut d, p) = (layer.describe(), layer.num_params().to_string());
+            if self.skipped[i] {
+                d += " (done by the layer above)";
+            }
             s += &row(&i.to_string(), name, &d, &fmt(shape), &p);
         }
         s + &format!("     total parameters: {}\n", self.num_params())
@@ -353,8 +387,10 @@ impl Sequential {
         self.last_mode = Some(mode);
         let (first, rest) = self.layers.split_first_mut().expect("at least one layer");
         let mut cur = first.forward(x, mode);
-        for layer in rest {
-            cur = layer.forward(cur, mode);
+        for (layer, &skip) in rest.iter_mut().zip(&self.skipped[1..]) {
+            if !skip {
+                cur = layer.forward(cur, mode);
+            }
         }
         Ok(cur)
     }
@@ -389,7 +425,9 @@ impl Sequential {
             if i < start {
                 break;
             }
-            g = layer.backward(g, i > start);
+            if !self.skipped[i] {
+                g = layer.backward(g, i > start);
+            }
         }
         Ok(())
     }

@@ -4,12 +4,19 @@
 //! hand-written SIMD buys nothing here. The SGD update alone is also compiled for
 //! AVX-512F (the same loop, sixteen lanes): it runs over every parameter once a step.
 
+/// `max(v, 0)`, the one ReLU every kernel applies, so that a ReLU layer and a ReLU
+/// fused into a convolution give the same bits. `v < 0` is false for NaN, so NaN passes
+/// through as in PyTorch (a diverged run stays visible), and `-0.0` stays `-0.0`.
+#[inline(always)]
+pub fn relu(v: f32) -> f32 {
+    if v < 0.0 { 0.0 } else { v }
+}
+
 /// `y = max(x, 0)`.
 pub fn relu_forward(x: &[f32], y: &mut [f32]) {
     super::for_each_chunk(y, CHUNK, |i, y| {
         for (o, &v) in y.iter_mut().zip(&x[i * CHUNK..]) {
-            // `v < 0` is false for NaN, so NaN passes through as in PyTorch.
-            *o = if v < 0.0 { 0.0 } else { v };
+            *o = relu(v);
         }
     });
 }
@@ -57,7 +64,7 @@ pub fn add_bias_rows(y: &mut [f32], bias: &[f32], cols: usize) {
     }
 }
 
-/// `y[r][·] = max(y[r][·] + bias[r], 0)` with `relu`, else `y[r][·] += bias[r]`, in one
+/// `y[r][·] = max(y[r][·] + bias[r], 0)` ([`relu`]) with `relu`, else `y[r][·] += bias[r]`, in one
 /// pass over `y[rows][cols]` (`bias` may be empty: then only the ReLU, if any).
 pub fn bias_act_rows(y: &mut [f32], bias: &[f32], cols: usize, relu: bool) {
     if !relu && bias.is_empty() {
@@ -66,7 +73,7 @@ pub fn bias_act_rows(y: &mut [f32], bias: &[f32], cols: usize, relu: bool) {
     for (r, row) in y.chunks_exact_mut(cols.max(1)).enumerate() {
         let b = bias.get(r).copied().unwrap_or(0.0);
         if relu {
-            row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+            row.iter_mut().for_each(|v| *v = self::relu(*v + b));
         } else {
             row.iter_mut().for_each(|v| *v += b);
         }

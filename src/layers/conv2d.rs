@@ -190,7 +190,11 @@ pub struct Conv2d {
     /// Whether the layer applies a ReLU to its output (a ReLU layer folded in for
     /// inference: [`Layer::absorb_relu`]); the bias and the ReLU then go in one pass.
     relu: bool,
-    /// `[N, Cout, OH, OW]`: `dy · [y > 0]` when `relu`.
+    /// Whether the layer also applies the ReLU layer that follows it in a
+    /// [`crate::Sequential`], which then skips that layer ([`Layer::fuse_next_relu`]):
+    /// the same as `relu` at run time, but not part of the spec or the kind.
+    fused_relu: bool,
+    /// `[N, Cout, OH, OW]`: `dy · [y > 0]` when `relu` or `fused_relu`.
     grad_masked: Tensor,
     /// Whether the last im2col forward was an evaluation pass (which keeps nothing).
     last_eval: bool,
@@ -238,6 +242,7 @@ impl Conv2d {
             grad_cropped: Tensor::default(),
             has_bias: true,
             relu: false,
+            fused_relu: false,
             grad_masked: Tensor::default(),
             last_eval: false,
             packed: None,
@@ -640,8 +645,8 @@ impl Layer for Conv2d {
         if let Some(tile) = tile.filter(|_| !self.rectangular()) {
             self.plan = None;
             let (wt, b, out) = (&self.weight, &self.bias, &mut self.output);
-            self.wino
-                .forward(tile, dims, x, (wt, b, self.relu), mode, out);
+            let relu = self.relu || self.fused_relu;
+            self.wino.forward(tile, dims, x, (wt, b, relu), mode, out);
             return &self.output;
         }
         self.wino.clear();
@@ -668,7 +673,8 @@ impl Layer for Conv2d {
             self.packed = Some(k::PackedA::new(cout, rows, &self.weight, rows, 1));
         }
         let packed = if eval { self.packed.as_ref() } else { None };
-        let (weight, bias, gsz, relu) = (&self.weight, &self.bias, plan.group, self.relu);
+        let relu = self.relu || self.fused_relu;
+        let (weight, bias, gsz) = (&self.weight, &self.bias, plan.group);
         // Whether evaluation makes a group's columns as the GEMM packs them: when the
         // matrix is large enough that storing it costs trips to memory.
         let made = |gs: usize| {
@@ -720,7 +726,7 @@ impl Layer for Conv2d {
                             true => yrow
                                 .iter_mut()
                                 .zip(src)
-                                .for_each(|(d, s)| *d = (s + b).max(0.0)),
+                                .for_each(|(d, s)| *d = k::relu(s + b)),
                             false => yrow.iter_mut().zip(src).for_each(|(d, s)| *d = s + b),
                         }
                     }
@@ -761,10 +767,10 @@ impl Layer for Conv2d {
     }
 
     fn backward(&mut self, grad_out: &Tensor, need_input_grad: bool) -> &Tensor {
-        if !self.relu {
+        if !self.relu && !self.fused_relu {
             return self.backward_linear(grad_out, need_input_grad);
         }
-        // A folded ReLU: dy · [y > 0], then the convolution's backward.
+        // A folded or fused ReLU: dy · [y > 0], then the convolution's backward.
         let mut masked = std::mem::take(&mut self.grad_masked);
         masked.reshape_to(grad_out.shape());
         k::relu_backward(self.output.data(), grad_out.data(), masked.data_mut());
@@ -793,7 +799,12 @@ impl Layer for Conv2d {
 
     fn absorb_affine(&mut self, scale: &[f32], shift: &[f32]) -> bool {
         let cout = self.out_channels;
-        if self.relu || scale.len() != cout || shift.len() != cout || self.weight.is_empty() {
+        if self.relu
+            || self.fused_relu
+            || scale.len() != cout
+            || shift.len() != cout
+            || self.weight.is_empty()
+        {
             return false;
         }
         if !self.has_bias {
@@ -812,7 +823,13 @@ impl Layer for Conv2d {
     }
 
     fn absorb_relu(&mut self) -> bool {
+        self.fused_relu = false;
         !std::mem::replace(&mut self.relu, true)
+    }
+
+    fn fuse_next_relu(&mut self, on: bool) -> bool {
+        self.fused_relu = on && !self.relu;
+        self.fused_relu
     }
 
     fn visit_values(&self, prefix: &mut String, f: &mut ValueVisitor<'_>) {

@@ -330,6 +330,16 @@ pub trait Layer: Send {
         false
     }
 
+    /// Makes this layer also apply the [`ReLU`] layer that directly follows it (`on`), in
+    /// training as in evaluation, or stop doing so (`!on`). Returns whether it now does:
+    /// then [`crate::Sequential`] skips that ReLU, saving a pass over the activations
+    /// and their copy. Unlike [`Layer::absorb_relu`], the model's layers, spec and
+    /// [`Layer::kind`] stay as they are; only the work moves. `false` (and nothing
+    /// changed) for every layer but [`Conv2d`].
+    fn fuse_next_relu(&mut self, _on: bool) -> bool {
+        false
+    }
+
     /// Composites: folds every batch norm that follows a convolution among the
     /// children, recursively, and (with `relu`) a ReLU after a convolution too (see
     /// [`crate::Sequential::fuse_for_inference`]). Returns how many layers were removed.

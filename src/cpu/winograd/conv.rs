@@ -364,13 +364,13 @@ pub fn forward_strips(
     Some(())
 }
 
-/// `ys[gs][Cout][OH][OW] = max(ys, 0)` on the output rows of tile rows `rows.0..rows.1`.
+/// `ys[gs][Cout][OH][OW] = max(ys, 0)` ([`crate::cpu::elementwise::relu`]) on the output rows of tile rows `rows.0..rows.1`.
 fn relu_rows(s: &Shape, rows: (usize, usize), ys: &mut [f32]) {
     let (m, oh, ow) = (s.tile.m(), s.out_h(), s.out_w());
     let (r0, r1) = (rows.0 * m, (rows.1 * m).min(oh));
     for plane in ys.chunks_exact_mut(oh * ow) {
         for v in &mut plane[r0 * ow..r1 * ow] {
-            *v = v.max(0.0);
+            *v = crate::cpu::elementwise::relu(*v);
         }
     }
 }
