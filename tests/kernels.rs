@@ -283,7 +283,7 @@ fn conv2d_grouped_paths_match_reference_and_each_other() {
 /// `Conv2d` on im2col in evaluation mode — the weights packed once, the columns stored or
 /// (large ones) made by the GEMM's packing, a 1×1 window reading its input as it is — gives training mode's
 /// output bit for bit: one image per group and several, 1×1 at stride 1 and 2, the
-/// 7×7 stride-2 stem's shape, few output channels (the GEMM's dot path) and many, a
+/// 7×7 stride-2 stem's shape (at 224×224 too), few output channels (the GEMM's dot path) and many, a
 /// folded ReLU, one and two threads.
 #[test]
 fn conv2d_evaluation_matches_training_bit_for_bit() {
@@ -303,6 +303,8 @@ fn conv2d_evaluation_matches_training_bit_for_bit() {
         (1, 16, 40, 40, 3, 1, 1),
         (3, 16, 40, 40, 3, 1, 1),
         (2, 3, 64, 16, 7, 2, 3),
+        // resnet50's stem on one 224×224 image: a made B of 147×12544 floats.
+        (1, 3, 224, 64, 7, 2, 3),
     ];
     for (threads, relu) in [(1, false), (2, true)] {
         let pool = rayon::ThreadPoolBuilder::new()
