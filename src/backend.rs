@@ -4,6 +4,10 @@
 //! re-exports the CPU kernels; a second backend (the `wgpu` path) slots in here by
 //! providing the same functions, and the layers do not change.
 
+pub use crate::cpu::direct::{
+    Q_ALIGN as DIRECT_Q_ALIGN, shifted_gemm as direct_shifted_gemm,
+    shifted_gemm_bt as direct_shifted_gemm_bt,
+};
 pub use crate::cpu::elementwise::{
     AdamStep, adam_update, add, add_bias_cols, add_bias_rows, add_relu, bias_act_rows, relu,
     relu_backward, relu_forward, sgd_update, sum_cols, sum_rows,

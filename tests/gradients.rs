@@ -94,6 +94,23 @@ proptest! {
         });
     }
 
+    /// The same checks with the stride-1 layer forced onto the direct path (kernels up
+    /// to 5×5, padding 0–2, with and without bias).
+    #[test]
+    fn conv2d_direct_gradients(
+        n in 1usize..3, c in 1usize..4, cout in 1usize..6, k in 1usize..6, pad in 0usize..3,
+        extra_h in 0usize..4, extra_w in 0usize..4, bias in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let (h, w) = (k + extra_h, k + extra_w);
+        let layer = Conv2d::new(c, cout, k).padding(pad).bias(bias);
+        let mut layer = built(layer.algorithm(ConvAlgo::Direct));
+        check_layer(&mut layer, &[n, c, h, w], seed, &|x, p| {
+            let zeros = vec![0.0; cout];
+            let b = if bias { &p[1] } else { &zeros };
+            conv_ref(x, &p[0], b, (n, c, h, w), cout, k, 1, pad)
+        });
+    }
+
     #[test]
     fn maxpool2d_gradients(
         n in 1usize..3, c in 1usize..4, k in 1usize..4, stride in 1usize..4,

@@ -18,6 +18,7 @@ macro_rules! detected_once {
 
 pub mod avx2;
 pub mod avx512;
+pub mod direct;
 pub mod elementwise;
 pub mod gelu;
 pub mod gemm;

@@ -20,8 +20,10 @@
 //! otherwise forward keeps a copy of its input and backward recomputes each group's
 //! columns in a per-thread scratch buffer (bounded by [`GROUP_COLS_MAX`]).
 //!
-//! 3×3 stride-1 layers may run by Winograd instead (see [`Conv2d::algorithm`] and
-//! `conv2d_algo.rs`); im2col + GEMM stays the reference.
+//! 3×3 stride-1 layers may run by Winograd instead, and stride-1 layers with few output
+//! channels by the direct path, which reads the column matrix from the input in place
+//! (see [`Conv2d::algorithm`], `conv2d_algo.rs` and `conv2d_direct.rs`); im2col + GEMM
+//! stays the reference.
 //!
 //! Kernels may be rectangular (`KH×KW`, see [`Conv2d::rect`]) and the padding may differ
 //! per axis ([`Conv2d::padding2`]). im2col pads both axes alike, so a layer with uneven
@@ -29,7 +31,8 @@
 //! convolves that without padding; backward crops the input gradient back to `[N, C, H, W]`
 //! (see `pad_input` and `crop_grad`).
 
-use super::conv2d_algo::{ConvAlgo, ConvDims, Winograd, choose_for};
+use super::conv2d_algo::{ConvAlgo, ConvDims, Winograd, choose_direct, choose_for};
+use super::conv2d_direct::Direct;
 use super::{
     Layer, Mode, ParamKind, ParamVisitor, Role, Spec, ValueVisitor, Weights, checked_product,
     emit_value, emit_weight_bias, init_uniform, try_zeros,
@@ -86,7 +89,7 @@ thread_local! {
 
 /// Runs `f` on a scratch slice of `len` floats from this thread's stack of vectors. The
 /// vectors only grow, so a steady stream of steps allocates nothing. Contents are stale.
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+pub(super) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     let mut v = SCRATCH.with(|s| s.borrow_mut().pop()).unwrap_or_default();
     if v.len() < len {
         v.resize(len, 0.0);
@@ -224,6 +227,8 @@ pub struct Conv2d {
     algo: ConvAlgo,
     /// Winograd's buffers, and whether the last forward used it.
     wino: Winograd,
+    /// The direct path's buffers, and whether the last forward used it.
+    direct: Direct,
 }
 
 impl Conv2d {
@@ -259,6 +264,7 @@ impl Conv2d {
             grad_input: Tensor::default(),
             algo: ConvAlgo::Auto,
             wino: Winograd::default(),
+            direct: Direct::default(),
         }
     }
 
@@ -430,6 +436,13 @@ impl Conv2d {
             self.wino
                 .backward(grad_out, &self.weight, gw, gb, need_input_grad, gi);
             return &self.grad_input;
+        }
+        if self.direct.active() {
+            let grads = (&mut self.grad_weight[..], &mut self.grad_bias[..]);
+            let gi = &mut self.grad_input;
+            self.direct
+                .backward(grad_out, &self.weight, grads, need_input_grad, gi);
+            return self.crop_grad(need_input_grad);
         }
         let plan = self.plan.expect("Conv2d::backward called before forward");
         assert!(
@@ -641,16 +654,27 @@ impl Layer for Conv2d {
         let (n, h, w) = (x.shape()[0], x.shape()[2], x.shape()[3]);
         // Winograd runs square kernels with the same padding both ways.
         let dims = self.dims(h, w);
+        let geom = self.geometry(h, w);
+        let relu = self.relu || self.fused_relu;
+        if choose_direct(self.algo, &geom, self.out_channels) {
+            self.plan = None;
+            self.wino.clear();
+            let (wt, b, out) = (&self.weight, &self.bias, &mut self.output);
+            self.direct.forward(geom, x, (wt, b, relu), mode, out);
+            if let Some(p) = padded {
+                self.padded = p;
+            }
+            return &self.output;
+        }
+        self.direct.clear();
         let tile = choose_for(self.algo, dims, n, mode);
         if let Some(tile) = tile.filter(|_| !self.rectangular()) {
             self.plan = None;
             let (wt, b, out) = (&self.weight, &self.bias, &mut self.output);
-            let relu = self.relu || self.fused_relu;
             self.wino.forward(tile, dims, x, (wt, b, relu), mode, out);
             return &self.output;
         }
         self.wino.clear();
-        let geom = self.geometry(h, w);
         let cout = self.out_channels;
         let (rows, p, len) = (geom.col_rows(), geom.col_cols(), geom.input_len());
         // An evaluation pass keeps nothing for backward (no columns, no input copy).
@@ -673,7 +697,6 @@ impl Layer for Conv2d {
             self.packed = Some(k::PackedA::new(cout, rows, &self.weight, rows, 1));
         }
         let packed = if eval { self.packed.as_ref() } else { None };
-        let relu = self.relu || self.fused_relu;
         let (weight, bias, gsz) = (&self.weight, &self.bias, plan.group);
         // Whether evaluation makes a group's columns as the GEMM packs them: when the
         // matrix is large enough that storing it costs trips to memory.

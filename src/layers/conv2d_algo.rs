@@ -1,4 +1,5 @@
-//! How a [`Conv2d`](super::Conv2d) computes: im2col + GEMM or Winograd, chosen per layer.
+//! How a [`Conv2d`](super::Conv2d) computes: im2col + GEMM, Winograd or the direct path,
+//! chosen per layer.
 //!
 //! Winograd (`crate::cpu::winograd`) covers 3×3, stride-1 convolutions with padding ≤ 2.
 //! [`ConvAlgo::Auto`] picks by the cost model in [`choose`], a function of the shapes only,
@@ -6,8 +7,10 @@
 //! variable `FERROCONV_CONV_ALGO` (`im2col`, `winograd2`, `winograd4`, `auto`) sets the
 //! algorithm of every layer left at `Auto`, for benchmarks and tests.
 
+use super::conv2d_direct as direct;
 use crate::backend as k;
 use crate::backend::{WINO_LANES as LANES, WinoShape, WinoTile};
+use crate::cpu::im2col::ConvGeometry;
 use crate::layers::Mode;
 use crate::tensor::Tensor;
 use std::sync::OnceLock;
@@ -24,16 +27,21 @@ pub enum ConvAlgo {
     Winograd2,
     /// Winograd `F(4×4, 3×3)` where it applies, im2col elsewhere.
     Winograd4,
+    /// Direct convolution (an implicit GEMM over shifted views of the input, no column
+    /// matrix: `crate::cpu::direct`) for stride-1 layers, im2col elsewhere.
+    Direct,
 }
 
 impl ConvAlgo {
-    /// Parses `auto`, `im2col`, `winograd2` or `winograd4` (as in `FERROCONV_CONV_ALGO`).
+    /// Parses `auto`, `im2col`, `winograd2`, `winograd4` or `direct` (as in
+    /// `FERROCONV_CONV_ALGO`).
     pub fn parse(s: &str) -> Option<ConvAlgo> {
         match s.trim().to_ascii_lowercase().as_str() {
             "auto" => Some(ConvAlgo::Auto),
             "im2col" => Some(ConvAlgo::Im2col),
             "winograd2" | "f2" => Some(ConvAlgo::Winograd2),
             "winograd4" | "f4" => Some(ConvAlgo::Winograd4),
+            "direct" => Some(ConvAlgo::Direct),
             _ => None,
         }
     }
@@ -45,7 +53,7 @@ fn from_env() -> ConvAlgo {
     *ENV.get_or_init(|| match std::env::var("FERROCONV_CONV_ALGO") {
         Ok(v) => ConvAlgo::parse(&v).unwrap_or_else(|| {
             eprintln!(
-                "FERROCONV_CONV_ALGO={v:?} is not auto, im2col, winograd2 or winograd4: ignored"
+                "FERROCONV_CONV_ALGO={v:?} is not auto, im2col, winograd2, winograd4 or direct: ignored"
             );
             ConvAlgo::Auto
         }),
@@ -107,10 +115,27 @@ pub(crate) fn choose(algo: ConvAlgo, d: ConvDims) -> Option<WinoTile> {
         algo
     };
     match algo {
-        ConvAlgo::Im2col => None,
+        ConvAlgo::Im2col | ConvAlgo::Direct => None,
         ConvAlgo::Winograd2 => Some(WinoTile::F2),
         ConvAlgo::Winograd4 => Some(WinoTile::F4),
         ConvAlgo::Auto => cost_model(d),
+    }
+}
+
+/// Whether layer `g` with `cout` output channels runs by the direct path
+/// (`conv2d_direct.rs`): where it applies when asked for (by the layer or, under `Auto`,
+/// the environment), and under `Auto` for stride-1 layers with at most 16 output channels.
+/// A function of the shapes only, like [`choose`], and asked before it.
+pub(crate) fn choose_direct(algo: ConvAlgo, g: &ConvGeometry, cout: usize) -> bool {
+    let algo = if algo == ConvAlgo::Auto {
+        from_env()
+    } else {
+        algo
+    };
+    match algo {
+        ConvAlgo::Direct => direct::applies(g),
+        ConvAlgo::Auto => direct::prefers_direct(g, cout),
+        _ => false,
     }
 }
 

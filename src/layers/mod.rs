@@ -15,6 +15,7 @@ mod block;
 mod concat;
 mod conv2d;
 mod conv2d_algo;
+mod conv2d_direct;
 mod dense;
 mod dropout;
 mod flatten;

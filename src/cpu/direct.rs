@@ -1,0 +1,798 @@
+//! Direct convolution: a GEMM whose right matrix is read from the image in place.
+//!
+//! Take a stride-1 convolution of `x[C][H][W]` by a `KH×KW` kernel (callers pad first).
+//! Lay each output row out at the input's width `W`: the *wide* output `yw[co][q]`,
+//! `q = oy·W + ox` for `oy < OH` and `ox < W`, where the first `OW = W − KW + 1` columns
+//! of a row are the convolution and the other `KW − 1` are junk. Then every kernel tap
+//! `r = (c, ky, kx)` reads one contiguous run of `x`:
+//!
+//! ```text
+//! yw[co][q] = Σ_r W[co][r] · x[off(r) + q]          off(c, ky, kx) = c·H·W + ky·W + kx
+//! ```
+//!
+//! a GEMM whose right matrix `B[r][q] = x[off(r) + q]` is im2col's column matrix (widened
+//! by the junk columns) read where it lies instead of written out. [`shifted_gemm`]
+//! computes that product for any table of offsets, so it also runs the input gradient, a
+//! "full" correlation of the zero-padded output gradient with the transposed, flipped
+//! kernel; [`shifted_gemm_bt`] computes `G · Bᵀ`, the weight gradient
+//! `dW[co][r] = Σ_n Σ_q dyw[n][co][q] · x[n][off(r) + q]` (with `dyw` zero in the junk
+//! columns, so they add nothing).
+//!
+//! Against im2col + GEMM this never writes the `C·KH·KW × OH·OW` matrix (25 times the
+//! image for a 5×5 kernel) nor packs it, and pays `W/OW` more multiply-adds on the junk
+//! columns. It wins for layers with few channels (the article's network), whose GEMMs are
+//! thin and whose time went into building that matrix.
+//!
+//! Both kernels work on vectors of [`Q_ALIGN`] positions: a row of `q` positions is
+//! computed up to `q.next_multiple_of(Q_ALIGN)`, so the sources need that much (plus the
+//! largest offset) readable. The per-element arithmetic does not depend on how the work
+//! is blocked or split, so the results are the same bit for bit whatever the thread count;
+//! the AVX-512 build (16 lanes, fused multiply-adds), the AVX2 build (8 lanes, fused) and
+//! the portable one (8 lanes, `a·b + c`) round differently from each other.
+
+/// Positions per vector of work: the rows [`shifted_gemm`] writes and [`shifted_gemm_bt`]
+/// reads are computed in runs of this many (the widest build's lanes), whatever the CPU.
+pub const Q_ALIGN: usize = 16;
+
+/// Floats a source must have readable past `offs.max() + q` for `q` positions:
+/// the last vector's overhang.
+pub fn overhang(q: usize) -> usize {
+    q.next_multiple_of(Q_ALIGN) - q
+}
+
+/// Reference: `out[m][q] = Σ_r wt[r][m] · src[offs[r] + q]` for `q < q_len`, one element
+/// at a time in `f64`-free plain `f32` (the tests compare the fast builds against it).
+pub fn shifted_gemm_naive(
+    wt: &[f32],
+    offs: &[usize],
+    src: &[f32],
+    q_len: usize,
+    out: &mut [f32],
+    ld: usize,
+) {
+    let m = wt.len() / offs.len().max(1);
+    for mi in 0..m {
+        for q in 0..q_len {
+            let mut s = 0.0f32;
+            for (r, &off) in offs.iter().enumerate() {
+                s += wt[r * m + mi] * src[off + q];
+            }
+            out[mi * ld + q] = s;
+        }
+    }
+}
+
+/// `out[m][q] = Σ_r wt[r][m] · src[offs[r] + q]` for `m < M = wt.len() / offs.len()` and
+/// `q < q_len.next_multiple_of(Q_ALIGN)` (rows `ld ≥` that apart): a GEMM of `A = wtᵀ`
+/// (`M×R`, given transposed) by the `R×Q` matrix of shifted runs of `src`.
+///
+/// # Panics
+/// If `src` ends before `max(offs) + q_len.next_multiple_of(Q_ALIGN)`, `out` is shorter than
+/// `M` rows, `ld` is too small, or `wt` is not `R·M` floats.
+pub fn shifted_gemm(
+    wt: &[f32],
+    offs: &[usize],
+    src: &[f32],
+    q_len: usize,
+    out: &mut [f32],
+    ld: usize,
+) {
+    shifted_gemm_with(Build::best(), wt, offs, src, q_len, out, ld)
+}
+
+/// The instruction-set builds of the kernels: the widest this CPU has is used; the tests
+/// run every one the CPU has through the same checks ([`Build::available`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Build {
+    /// AVX-512F + FMA, 16 lanes.
+    Avx512,
+    /// AVX2 + FMA, 8 lanes.
+    Avx2,
+    /// Plain Rust, 8 lanes, unfused.
+    Portable,
+}
+
+impl Build {
+    /// Every build this CPU can run, widest first.
+    pub fn available() -> Vec<Build> {
+        let mut v = Vec::new();
+        if super::avx512::available() && fma_available() {
+            v.push(Build::Avx512);
+        }
+        if super::avx2::available() && fma_available() {
+            v.push(Build::Avx2);
+        }
+        v.push(Build::Portable);
+        v
+    }
+
+    /// The widest build this CPU can run.
+    pub fn best() -> Build {
+        static BEST: std::sync::OnceLock<Build> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| Build::available()[0])
+    }
+}
+
+/// [`shifted_gemm`] by the given build.
+///
+/// # Panics
+/// As [`shifted_gemm`], and if this CPU cannot run `build`.
+pub fn shifted_gemm_with(
+    build: Build,
+    wt: &[f32],
+    offs: &[usize],
+    src: &[f32],
+    q_len: usize,
+    out: &mut [f32],
+    ld: usize,
+) {
+    let r_len = offs.len();
+    if r_len == 0 || q_len == 0 {
+        return;
+    }
+    let m = wt.len() / r_len;
+    let qp = q_len.next_multiple_of(Q_ALIGN);
+    assert_eq!(wt.len(), r_len * m, "shifted_gemm: wt is not R·M floats");
+    assert!(ld >= qp, "shifted_gemm: ld {ld} < {qp}");
+    assert!(
+        out.len() >= (m.max(1) - 1) * ld + qp,
+        "shifted_gemm: out too short"
+    );
+    let top = offs.iter().max().copied().unwrap_or(0);
+    assert!(
+        src.len() >= top + qp,
+        "shifted_gemm: src ends before its last run"
+    );
+    assert!(
+        Build::available().contains(&build),
+        "{build:?} asked for on a CPU without it"
+    );
+    let job = Job {
+        wt,
+        offs,
+        src,
+        m,
+        vectors: qp,
+    };
+    match build {
+        #[cfg(target_arch = "x86_64")]
+        Build::Avx512 => {
+            #[target_feature(enable = "avx512f,fma")]
+            unsafe fn fast(job: &Job<'_>, out: &mut [f32], ld: usize) {
+                // SAFETY: passed on from the caller (the CPU check and the bounds checks).
+                unsafe { forward_rows::<Avx512>(job, out, ld) }
+            }
+            // SAFETY: this CPU has AVX-512F and FMA (checked above).
+            unsafe { fast(&job, out, ld) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Build::Avx2 => {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn fast(job: &Job<'_>, out: &mut [f32], ld: usize) {
+                // SAFETY: passed on from the caller (the CPU check and the bounds checks).
+                unsafe { forward_rows::<Avx2>(job, out, ld) }
+            }
+            // SAFETY: this CPU has AVX2 and FMA (checked above).
+            unsafe { fast(&job, out, ld) }
+        }
+        // SAFETY: the portable build needs no CPU feature; the bounds were checked above.
+        _ => unsafe { forward_rows::<Portable>(&job, out, ld) },
+    }
+}
+
+/// Whether this CPU has FMA (checked once; false off x86-64).
+fn fma_available() -> bool {
+    detected_once!("fma")
+}
+
+/// The operands of one [`shifted_gemm`] call.
+struct Job<'a> {
+    /// `[R][M]`
+    wt: &'a [f32],
+    offs: &'a [usize],
+    src: &'a [f32],
+    m: usize,
+    /// Positions computed per row, a multiple of [`Q_ALIGN`].
+    vectors: usize,
+}
+
+/// One instruction set's vector of `L` floats and the few operations the kernels need.
+///
+/// The methods are `unsafe` and `#[inline(always)]`: they are only called from bodies
+/// inlined into an entry point compiled with `#[target_feature]` for that instruction set
+/// (after the run-time check), and they read and write through raw pointers that the
+/// entry points' bounds checks cover.
+trait Lanes {
+    /// Floats per vector.
+    const L: usize;
+    type V: Copy;
+    unsafe fn zero() -> Self::V;
+    unsafe fn load(p: *const f32) -> Self::V;
+    unsafe fn splat(x: f32) -> Self::V;
+    /// `c + a·b` (fused where the instruction set has FMA).
+    unsafe fn madd(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    unsafe fn store(p: *mut f32, v: Self::V);
+    /// The lanes' sum, in a fixed tree.
+    unsafe fn sum(v: Self::V) -> f32;
+}
+
+/// AVX-512F + FMA: 16 lanes in a `zmm` register.
+#[cfg(target_arch = "x86_64")]
+struct Avx512;
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for Avx512 {
+    const L: usize = 16;
+    type V = std::arch::x86_64::__m512;
+    #[inline(always)]
+    unsafe fn zero() -> Self::V {
+        // SAFETY: only reached from code compiled for AVX-512F (trait docs).
+        unsafe { std::arch::x86_64::_mm512_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self::V {
+        // SAFETY: AVX-512F as above; the caller's bounds checks cover 16 floats at `p`.
+        unsafe { std::arch::x86_64::_mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self::V {
+        // SAFETY: AVX-512F as above.
+        unsafe { std::arch::x86_64::_mm512_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn madd(a: Self::V, b: Self::V, c: Self::V) -> Self::V {
+        // SAFETY: AVX-512F as above.
+        unsafe { std::arch::x86_64::_mm512_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: Self::V) {
+        // SAFETY: AVX-512F as above; the caller's bounds checks cover 16 floats at `p`.
+        unsafe { std::arch::x86_64::_mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn sum(v: Self::V) -> f32 {
+        use std::arch::x86_64::*;
+        // SAFETY: AVX-512F as above. Halves added pairwise: 256, 128, then 64, 32 bits.
+        unsafe {
+            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+            let h = _mm256_add_ps(_mm512_castps512_ps256(v), hi);
+            Avx2::sum(h)
+        }
+    }
+}
+
+/// AVX2 + FMA: 8 lanes in a `ymm` register.
+#[cfg(target_arch = "x86_64")]
+struct Avx2;
+
+#[cfg(target_arch = "x86_64")]
+impl Lanes for Avx2 {
+    const L: usize = 8;
+    type V = std::arch::x86_64::__m256;
+    #[inline(always)]
+    unsafe fn zero() -> Self::V {
+        // SAFETY: only reached from code compiled for AVX2 + FMA (trait docs).
+        unsafe { std::arch::x86_64::_mm256_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self::V {
+        // SAFETY: AVX2 as above; the caller's bounds checks cover 8 floats at `p`.
+        unsafe { std::arch::x86_64::_mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self::V {
+        // SAFETY: AVX2 as above.
+        unsafe { std::arch::x86_64::_mm256_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn madd(a: Self::V, b: Self::V, c: Self::V) -> Self::V {
+        // SAFETY: FMA as above.
+        unsafe { std::arch::x86_64::_mm256_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: Self::V) {
+        // SAFETY: AVX2 as above; the caller's bounds checks cover 8 floats at `p`.
+        unsafe { std::arch::x86_64::_mm256_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn sum(v: Self::V) -> f32 {
+        use std::arch::x86_64::*;
+        // SAFETY: AVX2 as above. Halves added pairwise: 128, 64, then 32 bits.
+        unsafe {
+            let h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            let h = _mm_add_ss(h, _mm_movehdup_ps(h));
+            _mm_cvtss_f32(h)
+        }
+    }
+}
+
+/// Any CPU: 8 floats in an array, `a·b + c` unfused.
+struct Portable;
+
+impl Lanes for Portable {
+    const L: usize = 8;
+    type V = [f32; 8];
+    #[inline(always)]
+    unsafe fn zero() -> Self::V {
+        [0.0; 8]
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self::V {
+        // SAFETY: the caller's bounds checks cover 8 floats at `p`.
+        unsafe { p.cast::<[f32; 8]>().read_unaligned() }
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self::V {
+        [x; 8]
+    }
+    #[inline(always)]
+    unsafe fn madd(a: Self::V, b: Self::V, mut c: Self::V) -> Self::V {
+        for l in 0..8 {
+            c[l] += a[l] * b[l];
+        }
+        c
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: Self::V) {
+        // SAFETY: the caller's bounds checks cover 8 floats at `p`.
+        unsafe { p.cast::<[f32; 8]>().write_unaligned(v) }
+    }
+    #[inline(always)]
+    unsafe fn sum(v: Self::V) -> f32 {
+        let a = [v[0] + v[4], v[1] + v[5], v[2] + v[6], v[3] + v[7]];
+        let b = [a[0] + a[2], a[1] + a[3]];
+        b[0] + b[1]
+    }
+}
+
+/// Rows of `A` per register block and the most vectors beside them: about 24
+/// accumulators in 32 AVX-512 registers, 8 in 16 AVX2 ones.
+const fn row_blocks(l: usize) -> [(usize, usize); 4] {
+    if l == 16 {
+        [(8, 3), (4, 5), (2, 8), (1, 8)]
+    } else {
+        [(8, 1), (4, 2), (2, 4), (1, 4)]
+    }
+}
+
+/// All of [`shifted_gemm`]: rows of `A` in blocks of 8, 4, 2, 1.
+///
+/// # Safety
+/// The CPU has `S`'s instruction set; [`shifted_gemm`]'s bounds checks passed.
+#[inline(always)]
+unsafe fn forward_rows<S: Lanes>(job: &Job<'_>, out: &mut [f32], ld: usize) {
+    let mut m0 = 0;
+    let blocks = row_blocks(S::L);
+    while m0 < job.m {
+        let left = job.m - m0;
+        let (mb, _) = blocks
+            .into_iter()
+            .find(|&(mb, _)| mb <= left)
+            .unwrap_or((1, 1));
+        let out = &mut out[m0 * ld..];
+        // SAFETY: passed on from the caller.
+        unsafe {
+            match mb {
+                8 => forward_q::<S, 8>(job, m0, out, ld),
+                4 => forward_q::<S, 4>(job, m0, out, ld),
+                2 => forward_q::<S, 2>(job, m0, out, ld),
+                _ => forward_q::<S, 1>(job, m0, out, ld),
+            }
+        }
+        m0 += mb;
+    }
+}
+
+/// One block of `MB` rows across the row's vectors: full runs of the block's width, then
+/// one narrower run for what is left.
+///
+/// # Safety
+/// As for [`forward_rows`].
+#[inline(always)]
+unsafe fn forward_q<S: Lanes, const MB: usize>(
+    job: &Job<'_>,
+    m0: usize,
+    out: &mut [f32],
+    ld: usize,
+) {
+    let qb = row_blocks(S::L)
+        .into_iter()
+        .find(|&(mb, _)| mb == MB)
+        .map_or(1, |(_, qb)| qb);
+    let vectors = job.vectors / S::L;
+    let mut v0 = 0;
+    while v0 < vectors {
+        let n = (vectors - v0).min(qb);
+        let q0 = v0 * S::L;
+        // SAFETY: passed on from the caller.
+        unsafe {
+            match n {
+                8 => forward_block::<S, MB, 8>(job, m0, q0, out, ld),
+                7 => forward_block::<S, MB, 7>(job, m0, q0, out, ld),
+                6 => forward_block::<S, MB, 6>(job, m0, q0, out, ld),
+                5 => forward_block::<S, MB, 5>(job, m0, q0, out, ld),
+                4 => forward_block::<S, MB, 4>(job, m0, q0, out, ld),
+                3 => forward_block::<S, MB, 3>(job, m0, q0, out, ld),
+                2 => forward_block::<S, MB, 2>(job, m0, q0, out, ld),
+                _ => forward_block::<S, MB, 1>(job, m0, q0, out, ld),
+            }
+        }
+        v0 += n;
+    }
+}
+
+/// The register block: `out[m0 + b][q0 + j·L + l]` for `b < MB`, `j < QB`, `l < L`,
+/// summed over every tap `r` in order (one multiply-add per tap).
+///
+/// # Safety
+/// As for [`forward_rows`].
+#[inline(always)]
+unsafe fn forward_block<S: Lanes, const MB: usize, const QB: usize>(
+    job: &Job<'_>,
+    m0: usize,
+    q0: usize,
+    out: &mut [f32],
+    ld: usize,
+) {
+    // SAFETY: the CPU has `S`'s instruction set, and [`shifted_gemm`] checked that
+    // `src` holds `max(offs) + vectors` floats, `wt` `R·M`, `out` `M` rows of `ld ≥ vectors`
+    // (so `q0 + QB·L ≤ vectors` stays inside every row).
+    unsafe {
+        let mut acc = [[S::zero(); QB]; MB];
+        let (wt, src) = (job.wt.as_ptr(), job.src.as_ptr());
+        for (r, &off) in job.offs.iter().enumerate() {
+            let w = wt.add(r * job.m + m0);
+            let x = src.add(off + q0);
+            let mut xv = [S::zero(); QB];
+            for (j, v) in xv.iter_mut().enumerate() {
+                *v = S::load(x.add(j * S::L));
+            }
+            for (b, row) in acc.iter_mut().enumerate() {
+                let wb = S::splat(*w.add(b));
+                for (a, &v) in row.iter_mut().zip(&xv) {
+                    *a = S::madd(wb, v, *a);
+                }
+            }
+        }
+        let o = out.as_mut_ptr();
+        for (b, row) in acc.iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                S::store(o.add(b * ld + q0 + j * S::L), v);
+            }
+        }
+    }
+}
+
+/// Reference for [`shifted_gemm_bt`]: `dw[m][r] (+)= Σ_i Σ_q g[i][m][q] · src[i][offs[r] + q]`,
+/// one element at a time.
+#[allow(clippy::too_many_arguments)]
+pub fn shifted_gemm_bt_naive(
+    g: &[f32],
+    (g_ld, g_image): (usize, usize),
+    src: &[f32],
+    src_image: usize,
+    images: usize,
+    offs: &[usize],
+    q_len: usize,
+    dw: &mut [f32],
+    accumulate: bool,
+) {
+    let r_len = offs.len();
+    let m = dw.len() / r_len.max(1);
+    for mi in 0..m {
+        for (r, &off) in offs.iter().enumerate() {
+            let mut s = 0.0f32;
+            for i in 0..images {
+                for q in 0..q_len {
+                    s += g[i * g_image + mi * g_ld + q] * src[i * src_image + off + q];
+                }
+            }
+            let d = &mut dw[mi * r_len + r];
+            *d = if accumulate { *d + s } else { s };
+        }
+    }
+}
+
+/// `dw[m][r] (=|+=) Σ_i Σ_q g[i][m][q] · src[i][offs[r] + q]` over `images` images, `m < M =
+/// dw.len() / R`, `q < q_len.next_multiple_of(Q_ALIGN)`: the product `G · Bᵀ` of the
+/// gradient rows `G` (`M×Q` per image, row `m` of image `i` at `g[i·g_image + m·g_ld]`)
+/// by the shifted runs of [`shifted_gemm`] (image `i` at `src[i·src_image]`), summed over
+/// the images. The rows of `g` must be zero from `q_len` to the vector's end (and wherever
+/// a position is junk), and `src` finite there.
+///
+/// Each sum runs over the images and positions in vectors of lanes, then adds the lanes in
+/// a fixed tree: the same bits however the caller splits `dw`'s rows or columns.
+///
+/// # Panics
+/// If a slice is too short for the shapes given.
+#[allow(clippy::too_many_arguments)]
+pub fn shifted_gemm_bt(
+    g: &[f32],
+    (g_ld, g_image): (usize, usize),
+    src: &[f32],
+    src_image: usize,
+    images: usize,
+    offs: &[usize],
+    q_len: usize,
+    dw: &mut [f32],
+    accumulate: bool,
+) {
+    let build = Build::best();
+    let args = (src, src_image, images, offs, q_len);
+    shifted_gemm_bt_with(build, g, (g_ld, g_image), args, dw, accumulate)
+}
+
+/// The source operands of [`shifted_gemm_bt`]: `(src, src_image, images, offs, q_len)`.
+pub type Sources<'a> = (&'a [f32], usize, usize, &'a [usize], usize);
+
+/// [`shifted_gemm_bt`] by the given build.
+///
+/// # Panics
+/// As [`shifted_gemm_bt`], and if this CPU cannot run `build`.
+pub fn shifted_gemm_bt_with(
+    build: Build,
+    g: &[f32],
+    (g_ld, g_image): (usize, usize),
+    (src, src_image, images, offs, q_len): Sources<'_>,
+    dw: &mut [f32],
+    accumulate: bool,
+) {
+    let r_len = offs.len();
+    if r_len == 0 {
+        return;
+    }
+    let m = dw.len() / r_len;
+    let qp = q_len.next_multiple_of(Q_ALIGN);
+    assert_eq!(dw.len(), m * r_len, "shifted_gemm_bt: dw is not M·R floats");
+    if images == 0 || m == 0 {
+        if !accumulate {
+            dw.fill(0.0);
+        }
+        return;
+    }
+    let top = offs.iter().max().copied().unwrap_or(0);
+    assert!(
+        g.len() >= (images - 1) * g_image + (m - 1) * g_ld + qp,
+        "shifted_gemm_bt: g too short"
+    );
+    assert!(
+        src.len() >= (images - 1) * src_image + top + qp,
+        "shifted_gemm_bt: src too short"
+    );
+    assert!(
+        Build::available().contains(&build),
+        "{build:?} asked for on a CPU without it"
+    );
+    let job = GradJob {
+        g,
+        g_ld,
+        g_image,
+        src,
+        src_image,
+        images,
+        offs,
+        vectors: qp,
+        m,
+        accumulate,
+    };
+    match build {
+        #[cfg(target_arch = "x86_64")]
+        Build::Avx512 => {
+            #[target_feature(enable = "avx512f,fma")]
+            unsafe fn fast(job: &GradJob<'_>, dw: &mut [f32]) {
+                // SAFETY: passed on from the caller (the CPU check and the bounds checks).
+                unsafe { grad_rows::<Avx512, 5, 8>(job, dw) }
+            }
+            // SAFETY: this CPU has AVX-512F and FMA (checked above).
+            unsafe { fast(&job, dw) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Build::Avx2 => {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn fast(job: &GradJob<'_>, dw: &mut [f32]) {
+                // SAFETY: passed on from the caller (the CPU check and the bounds checks).
+                unsafe { grad_rows::<Avx2, 2, 4>(job, dw) }
+            }
+            // SAFETY: this CPU has AVX2 and FMA (checked above).
+            unsafe { fast(&job, dw) }
+        }
+        // SAFETY: the portable build needs no CPU feature; the bounds were checked above.
+        _ => unsafe { grad_rows::<Portable, 2, 4>(&job, dw) },
+    }
+}
+
+/// The operands of one [`shifted_gemm_bt`] call.
+struct GradJob<'a> {
+    g: &'a [f32],
+    g_ld: usize,
+    g_image: usize,
+    src: &'a [f32],
+    src_image: usize,
+    images: usize,
+    offs: &'a [usize],
+    /// Positions summed per row, a multiple of [`Q_ALIGN`].
+    vectors: usize,
+    m: usize,
+    accumulate: bool,
+}
+
+/// All of [`shifted_gemm_bt`]: rows in blocks of 4, 2, 1; taps in blocks of `R4` beside 4
+/// rows and `R2` beside fewer (20 accumulators of 32 AVX-512 registers with `R4 = 5`, 8 of
+/// 16 AVX2 ones with `R4 = 2`; more made the compiler spill them), the last block of taps
+/// padded with repeats of its first tap (computed, not stored).
+///
+/// # Safety
+/// The CPU has `S`'s instruction set; [`shifted_gemm_bt`]'s bounds checks passed.
+#[inline(always)]
+unsafe fn grad_rows<S: Lanes, const R4: usize, const R2: usize>(job: &GradJob<'_>, dw: &mut [f32]) {
+    let mut m0 = 0;
+    while m0 < job.m {
+        let mb = match job.m - m0 {
+            4.. => 4,
+            2 | 3 => 2,
+            _ => 1,
+        };
+        // SAFETY: passed on from the caller.
+        unsafe {
+            match mb {
+                4 => grad_taps::<S, 4, R4>(job, m0, dw),
+                2 => grad_taps::<S, 2, R2>(job, m0, dw),
+                _ => grad_taps::<S, 1, R2>(job, m0, dw),
+            }
+        }
+        m0 += mb;
+    }
+}
+
+/// One block of `MB` rows across all taps, `RB` at a time.
+///
+/// # Safety
+/// As for [`grad_rows`].
+#[inline(always)]
+unsafe fn grad_taps<S: Lanes, const MB: usize, const RB: usize>(
+    job: &GradJob<'_>,
+    m0: usize,
+    dw: &mut [f32],
+) {
+    let r_len = job.offs.len();
+    let mut r0 = 0;
+    while r0 < r_len {
+        let n = (r_len - r0).min(RB);
+        let mut offs = [job.offs[r0]; RB];
+        offs[..n].copy_from_slice(&job.offs[r0..r0 + n]);
+        // SAFETY: passed on from the caller; the padded taps repeat a checked one.
+        let sums = unsafe { grad_block::<S, MB, RB>(job, m0, &offs) };
+        for (b, row) in sums.iter().enumerate() {
+            let d = &mut dw[(m0 + b) * r_len + r0..][..n];
+            for (d, &s) in d.iter_mut().zip(row) {
+                *d = if job.accumulate { *d + s } else { s };
+            }
+        }
+        r0 += n;
+    }
+}
+
+/// The register block: for `b < MB`, `k < RB`, the sum over images and positions of
+/// `g[i][m0 + b][q] · src[i][offs[k] + q]`, lanes added last in a fixed tree.
+///
+/// # Safety
+/// As for [`grad_rows`].
+#[inline(always)]
+unsafe fn grad_block<S: Lanes, const MB: usize, const RB: usize>(
+    job: &GradJob<'_>,
+    m0: usize,
+    offs: &[usize; RB],
+) -> [[f32; RB]; MB] {
+    // SAFETY: the CPU has `S`'s instruction set, and [`shifted_gemm_bt`] checked that `g`
+    // holds every image's `M` rows of `vectors` floats and `src` every image's
+    // `max(offs) + vectors` floats; `q + L ≤ vectors` below.
+    unsafe {
+        // acc[k][b]: tap k of the block, row b.
+        let mut acc = [[S::zero(); MB]; RB];
+        let (ld, steps) = (job.g_ld, job.vectors / S::L);
+        // One loop over (image, vector) pairs, not two nested ones: the accumulators then
+        // stay in registers (nested loops made the compiler spill them).
+        let mut g = job.g.as_ptr().add(m0 * ld);
+        let mut src = job.src.as_ptr();
+        let mut q = 0;
+        for _ in 0..job.images * steps {
+            let mut gv = [S::zero(); MB];
+            for (b, v) in gv.iter_mut().enumerate() {
+                *v = S::load(g.add(b * ld + q));
+            }
+            for (row, &off) in acc.iter_mut().zip(offs) {
+                let xv = S::load(src.add(off + q));
+                for (a, &gb) in row.iter_mut().zip(&gv) {
+                    *a = S::madd(gb, xv, *a);
+                }
+            }
+            q += S::L;
+            if q == job.vectors {
+                q = 0;
+                g = g.add(job.g_image);
+                src = src.add(job.src_image);
+            }
+        }
+        let mut sums = [[0.0f32; RB]; MB];
+        for (k, arow) in acc.iter().enumerate() {
+            for (srow, &v) in sums.iter_mut().zip(arow) {
+                srow[k] = S::sum(v);
+            }
+        }
+        sums
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32)
+            .map(|v| (v / (1u32 << 24) as f32) - 0.5)
+            .collect()
+    }
+
+    #[test]
+    fn every_build_runs_here() {
+        let builds = Build::available();
+        println!("direct convolution builds on this CPU: {builds:?}");
+        assert_eq!(builds.last(), Some(&Build::Portable));
+        assert_eq!(Build::best(), builds[0]);
+    }
+
+    #[test]
+    fn forward_matches_reference_for_every_block_shape() {
+        for m in [1, 2, 3, 5, 6, 7, 8, 9, 16, 17] {
+            for q_len in [1usize, 16, 40, 100, 140, 200] {
+                let offs = [0usize, 3, 7, 20, 21, 50, 51];
+                let wt = fill(offs.len() * m, 1);
+                let src = fill(51 + q_len.next_multiple_of(Q_ALIGN), 2);
+                let ld = q_len.next_multiple_of(Q_ALIGN) + 16;
+                let mut slow = vec![f32::NAN; m * ld];
+                shifted_gemm_naive(&wt, &offs, &src, q_len, &mut slow, ld);
+                for build in Build::available() {
+                    let mut fast = vec![f32::NAN; m * ld];
+                    shifted_gemm_with(build, &wt, &offs, &src, q_len, &mut fast, ld);
+                    for mi in 0..m {
+                        for q in 0..q_len {
+                            let (a, b) = (fast[mi * ld + q], slow[mi * ld + q]);
+                            let at = format!("{build:?} m {m} q_len {q_len} at [{mi}][{q}]");
+                            assert!((a - b).abs() <= 1e-5, "{at}: {a} vs {b}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn weight_grad_matches_reference_for_every_block_shape() {
+        for m in [1, 2, 3, 4, 5, 6, 9, 16] {
+            for r in [1, 5, 6, 11, 25] {
+                let q_len = 48;
+                let offs: Vec<usize> = (0..r).map(|i| (i * 7) % 40).collect();
+                let (g_ld, g_image) = (64, 64 * m + 8);
+                let g = fill(3 * g_image, 3);
+                let src_image = 100;
+                let src = fill(3 * src_image + 40, 4);
+                let mut slow = fill(m * r, 5);
+                let args = (&src[..], src_image, 3, &offs[..], q_len);
+                let at = (g_ld, g_image);
+                shifted_gemm_bt_naive(&g, at, &src, src_image, 3, &offs, q_len, &mut slow, true);
+                for build in Build::available() {
+                    let mut fast = fill(m * r, 5);
+                    shifted_gemm_bt_with(build, &g, at, args, &mut fast, true);
+                    for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
+                        assert!(
+                            (a - b).abs() <= 1e-4,
+                            "{build:?} m {m} r {r} at {i}: {a} vs {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

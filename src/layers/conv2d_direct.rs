@@ -1,0 +1,285 @@
+//! The direct path of [`Conv2d`](super::Conv2d): stride-1 convolutions with few output
+//! channels, by the implicit GEMM of `crate::cpu::direct` (no column matrix).
+//!
+//! With the input padded to `Hp×Wp` (`Hp = H + 2P`), `OH = Hp − KH + 1`, the wide rows
+//! `Q = OH·Wp` and `R = C·KH·KW`:
+//! - forward:  `xp[n] = pad(x[n])` kept for backward              `[N][C][Hp·Wp]` + slack
+//!   `Yw = W · B(xp[n])`, `B[r][q] = xp[n][off(r) + q]`          `[Cout, R]·[R, Q]`
+//!   `y[n][co][oy][ox] = Yw[co][oy·Wp + ox] + b[co]`             (junk columns dropped)
+//! - backward: `dyp[n][co] = [0 … 0 | dy[n][co] widened, junk columns 0 | 0 …]`
+//!   `dW = Σ_n dyw[n] · B(xp[n])ᵀ`                               `[Cout, Q]·[Q, R]`
+//!   `dxp[n] = Wᶠ · B'(dyp[n])`, `B'[(co,ky,kx)][i] = dyp[n][co][F + i − ky·Wp − kx]`
+//!   `dx[n] = crop(dxp[n])`                                      `[C, Cout·KH·KW]·[…, Hp·Wp]`
+//!
+//! where `F = (KH−1)·Wp + KW − 1` zeros sit in front of each `dyp` row, so that every
+//! tap of the full correlation that falls outside `dy` reads a zero. Images are
+//! independent in forward and in the input gradient (they run in parallel when worth
+//! it); `dW` sums over all images inside one kernel call per block of rows, so the
+//! result does not depend on the thread count.
+
+use super::Mode;
+use super::conv2d::with_scratch;
+use crate::backend as k;
+use crate::cpu::im2col::ConvGeometry;
+use crate::tensor::Tensor;
+use rayon::prelude::*;
+
+/// Whether a layer of this geometry and output channel count should run directly (the
+/// `Auto` choice): stride 1, a window larger than one pixel, and at most
+/// [`DIRECT_MAX_COUT`] output channels. There the GEMM of im2col has too few rows to run
+/// at speed while building its column matrix costs as much as the product (the article's
+/// network: `docs/benchmarks.md`).
+pub(crate) fn prefers_direct(g: &ConvGeometry, cout: usize) -> bool {
+    applies(g) && cout <= DIRECT_MAX_COUT && g.kernel_h * g.kernel_w > 1
+}
+
+/// Whether the direct path can run this geometry at all (stride 1).
+pub(crate) fn applies(g: &ConvGeometry) -> bool {
+    g.stride == 1 && g.out_h() > 0 && g.out_w() > 0
+}
+
+/// Most output channels for which `Auto` picks the direct path.
+const DIRECT_MAX_COUT: usize = 16;
+
+/// Shapes of one direct forward.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    g: ConvGeometry,
+    n: usize,
+    cout: usize,
+}
+
+impl Shape {
+    fn hp(&self) -> usize {
+        self.g.height + 2 * self.g.padding
+    }
+    fn wp(&self) -> usize {
+        self.g.width + 2 * self.g.padding
+    }
+    /// Floats of one padded image, `C·Hp·Wp`.
+    fn frame(&self) -> usize {
+        self.g.channels * self.hp() * self.wp()
+    }
+    /// Wide output positions `Q = OH·Wp`.
+    fn q(&self) -> usize {
+        self.g.out_h() * self.wp()
+    }
+    /// Zeros in front of each `dyp` row: `F = (KH−1)·Wp + KW − 1`.
+    fn front(&self) -> usize {
+        (self.g.kernel_h - 1) * self.wp() + self.g.kernel_w - 1
+    }
+    /// Padded input positions per channel, rounded up to whole vectors.
+    fn plane(&self) -> usize {
+        (self.hp() * self.wp()).next_multiple_of(k::DIRECT_Q_ALIGN)
+    }
+    /// Floats of one `dyp` row: `F` zeros, then room for the input gradient's reads.
+    fn dy_row(&self) -> usize {
+        self.front() + self.plane()
+    }
+    /// Offsets of the taps `(c, ky, kx)` in a padded image.
+    fn taps(&self) -> impl Iterator<Item = usize> + '_ {
+        let (hp, wp) = (self.hp(), self.wp());
+        (0..self.g.channels).flat_map(move |c| {
+            (0..self.g.kernel_h)
+                .flat_map(move |ky| (0..self.g.kernel_w).map(move |kx| c * hp * wp + ky * wp + kx))
+        })
+    }
+}
+
+/// The direct path's state: forward's padded input and the buffers of backward.
+#[derive(Default)]
+pub(crate) struct Direct {
+    /// The shapes of the last forward, when it ran directly.
+    active: Option<Shape>,
+    /// Whether the last forward was a training one (it kept `input`).
+    trained: bool,
+    /// `[N][C][Hp·Wp]` and a zero tail: the padded input.
+    input: Vec<f32>,
+    /// `[R][Cout]`: the weights transposed.
+    wt: Vec<f32>,
+    /// Offsets of the `R` taps in a padded image.
+    offs: Vec<usize>,
+    /// `[N][Cout][F + plane]`: the widened, zero-framed output gradient.
+    dyp: Vec<f32>,
+    /// `[Cout·KH·KW][C]`: the weights as the input gradient's matrix.
+    wt_dx: Vec<f32>,
+    /// Offsets of the input gradient's taps `(co, ky, kx)` in one image's `dyp`.
+    offs_dx: Vec<usize>,
+}
+
+impl Direct {
+    /// Whether the last forward ran directly (so backward must too).
+    pub fn active(&self) -> bool {
+        self.active.is_some()
+    }
+
+    /// Marks the last forward as another path's.
+    pub fn clear(&mut self) {
+        self.active = None;
+    }
+
+    /// `out[N, Cout, OH, OW] = conv(x) + bias`, then `max(·, 0)` with `relu`, for `x` of
+    /// geometry `g` (its padding applied here).
+    pub fn forward(
+        &mut self,
+        g: ConvGeometry,
+        x: &Tensor,
+        (weight, bias, relu): (&[f32], &[f32], bool),
+        mode: Mode,
+        out: &mut Tensor,
+    ) {
+        let cout = weight.len() / g.col_rows().max(1);
+        let s = Shape {
+            g,
+            n: x.shape()[0],
+            cout,
+        };
+        self.active = Some(s);
+        self.trained = mode == Mode::Train;
+        let (oh, ow, wp, frame) = (g.out_h(), g.out_w(), s.wp(), s.frame());
+        out.reshape_to(&[s.n, cout, oh, ow]);
+        // The padded images, then a zero tail for the last image's junk columns and
+        // the last vector's overhang.
+        let tail = g.kernel_w + k::DIRECT_Q_ALIGN;
+        self.input.clear();
+        self.input.resize(s.n * frame + tail, 0.0);
+        let (h, w, p) = (g.height, g.width, g.padding);
+        for (src, dst) in x.data().chunks_exact(w).zip(
+            self.input[..s.n * frame]
+                .chunks_exact_mut(s.hp() * wp)
+                .flat_map(|plane| plane.chunks_exact_mut(wp).skip(p).take(h)),
+        ) {
+            dst[p..p + w].copy_from_slice(src);
+        }
+        let r_len = g.col_rows();
+        self.wt.resize(r_len * cout, 0.0);
+        for (co, row) in weight.chunks_exact(r_len).enumerate() {
+            for (r, &v) in row.iter().enumerate() {
+                self.wt[r * cout + co] = v;
+            }
+        }
+        self.offs.clear();
+        self.offs.extend(s.taps());
+        let (q, ld) = (s.q(), s.q().next_multiple_of(k::DIRECT_Q_ALIGN));
+        let (wt, offs, input) = (&self.wt, &self.offs, &self.input);
+        // One image: Yw = W·B(xp[n]) in scratch, then its valid columns + bias (+ ReLU).
+        let image = |i: usize, y: &mut [f32]| {
+            with_scratch(cout * ld, |yw| {
+                k::direct_shifted_gemm(wt, offs, &input[i * frame..], q, yw, ld);
+                for (co, (yc, ywc)) in y.chunks_exact_mut(oh * ow).zip(yw.chunks(ld)).enumerate() {
+                    let b = bias.get(co).copied().unwrap_or(0.0);
+                    for (yr, ywr) in yc.chunks_exact_mut(ow).zip(ywc.chunks(wp)) {
+                        for (d, &v) in yr.iter_mut().zip(ywr) {
+                            *d = if relu { k::relu(v + b) } else { v + b };
+                        }
+                    }
+                }
+            })
+        };
+        let per = cout * oh * ow;
+        let ys = out.data_mut().par_chunks_mut(per).enumerate();
+        if parallel(s.n, s.n * cout * r_len * q) {
+            ys.for_each(|(i, y)| image(i, y));
+        } else {
+            ys.with_min_len(usize::MAX).for_each(|(i, y)| image(i, y));
+        }
+    }
+
+    /// Sets `grad_weight`, `grad_bias` (when not empty) and, with `need_input_grad`,
+    /// `grad_input[N, C, H, W]` (of the unpadded input) from `dy[N, Cout, OH, OW]`.
+    pub fn backward(
+        &mut self,
+        dy: &Tensor,
+        weight: &[f32],
+        (grad_weight, grad_bias): (&mut [f32], &mut [f32]),
+        need_input_grad: bool,
+        grad_input: &mut Tensor,
+    ) {
+        let s = self.active.expect("Conv2d::backward called before forward");
+        assert!(
+            self.trained,
+            "Conv2d::backward after an evaluation-mode forward (which keeps nothing)"
+        );
+        let (g, n, cout) = (s.g, s.n, s.cout);
+        let (oh, ow, wp) = (g.out_h(), g.out_w(), s.wp());
+        let (front, row) = (s.front(), s.dy_row());
+        let dy = dy.data();
+        // db = Σ_n rowsums(dy[n]), in image order.
+        if !grad_bias.is_empty() {
+            for (i, dyi) in dy.chunks(cout * oh * ow).enumerate() {
+                k::sum_rows(dyi, oh * ow, grad_bias, i > 0);
+            }
+        }
+        // dyp: each row of dy at width Wp after F zeros; zeros everywhere else.
+        self.dyp.clear();
+        self.dyp.resize(n * cout * row, 0.0);
+        for (src, dst) in dy.chunks_exact(oh * ow).zip(self.dyp.chunks_exact_mut(row)) {
+            for (sr, dr) in src.chunks_exact(ow).zip(dst[front..].chunks_mut(wp)) {
+                dr[..ow].copy_from_slice(sr);
+            }
+        }
+        // dW = Σ_n dyw[n]·B(xp[n])ᵀ over the valid columns (dyw's junk columns are 0).
+        k::direct_shifted_gemm_bt(
+            &self.dyp[front..],
+            (row, cout * row),
+            &self.input,
+            s.frame(),
+            n,
+            &self.offs,
+            s.q(),
+            grad_weight,
+            false,
+        );
+        if !need_input_grad {
+            return;
+        }
+        // dxp[n][c][i] = Σ_(co,ky,kx) W[co][c][ky][kx] · dyp[n][co][F + i − ky·Wp − kx].
+        let (c_in, kh, kw) = (g.channels, g.kernel_h, g.kernel_w);
+        self.wt_dx.resize(cout * kh * kw * c_in, 0.0);
+        self.offs_dx.clear();
+        for co in 0..cout {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let r = (co * kh + ky) * kw + kx;
+                    for c in 0..c_in {
+                        self.wt_dx[r * c_in + c] = weight[((co * c_in + c) * kh + ky) * kw + kx];
+                    }
+                    self.offs_dx.push(co * row + front - ky * wp - kx);
+                }
+            }
+        }
+        let (h, w, p) = (g.height, g.width, g.padding);
+        grad_input.reshape_to(&[n, c_in, h, w]);
+        let plane = s.plane();
+        let (wt_dx, offs_dx, dyp) = (&self.wt_dx, &self.offs_dx, &self.dyp);
+        let image = |i: usize, dx: &mut [f32]| {
+            with_scratch(c_in * plane, |dxp| {
+                let src = &dyp[i * cout * row..][..cout * row];
+                k::direct_shifted_gemm(wt_dx, offs_dx, src, s.hp() * wp, dxp, plane);
+                for (dc, pc) in dx.chunks_exact_mut(h * w).zip(dxp.chunks(plane)) {
+                    for (dr, pr) in dc.chunks_exact_mut(w).zip(pc[p * wp..].chunks(wp)) {
+                        dr.copy_from_slice(&pr[p..p + w]);
+                    }
+                }
+            })
+        };
+        let per = c_in * h * w;
+        let dxs = grad_input.data_mut().par_chunks_mut(per).enumerate();
+        if parallel(n, n * c_in * cout * kh * kw * s.hp() * wp) {
+            dxs.for_each(|(i, dx)| image(i, dx));
+        } else {
+            dxs.with_min_len(usize::MAX)
+                .for_each(|(i, dx)| image(i, dx));
+        }
+    }
+}
+
+/// Whether `items` images of `work` multiply-adds in all are spread over the threads:
+/// only from [`PARALLEL_MIN_WORK`] (handing small steps to another thread, which may be
+/// asleep, cost more than they saved: at batch 4 the article's network ran 1.6× slower).
+fn parallel(items: usize, work: usize) -> bool {
+    items > 1 && work >= PARALLEL_MIN_WORK && rayon::current_num_threads() > 1
+}
+
+/// Multiply-adds of a pass from which [`parallel`] spreads its images.
+const PARALLEL_MIN_WORK: usize = 4 << 20;
