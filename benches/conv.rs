@@ -12,7 +12,9 @@
 //!
 //! Every layer runs on im2col + GEMM (`conv/<isa>/<name>/…`); 3×3 stride-1 layers also by
 //! Winograd `F(2,3)` and `F(4,3)` (`…/<name>/f2/…`, `…/<name>/f4/…`), their GFLOP/s counted
-//! with the direct convolution's FLOPs (so they can exceed the machine's FMA peak). `air_*`
+//! with the direct convolution's FLOPs (so they can exceed the machine's FMA peak), and
+//! layers with at most 64 output channels also by the direct path (`…/<name>/direct/…`,
+//! `ConvAlgo::Direct`, which `Auto` picks up to 16). `air_*`
 //! are the `airbench@512` (`models::fast_net`) layers.
 //!
 //! Then `resnet50`'s convolutions at batch 1 in evaluation mode, as `infer_bench --batch 1`
@@ -86,18 +88,17 @@ fn main() {
         ferroconv::cpu::gemm::best_kernel_name()
     );
     let runs = cases.iter().flat_map(|case| {
-        let algos: &[(&str, ConvAlgo)] = if case.k == 3 {
-            &[
-                ("", ConvAlgo::Im2col),
-                ("/f2", ConvAlgo::Winograd2),
-                ("/f4", ConvAlgo::Winograd4),
-            ]
-        } else {
-            &[("", ConvAlgo::Im2col)]
-        };
+        let mut algos = vec![("", ConvAlgo::Im2col)];
+        if case.k == 3 {
+            algos.push(("/f2", ConvAlgo::Winograd2));
+            algos.push(("/f4", ConvAlgo::Winograd4));
+        }
+        if case.cout <= 64 {
+            algos.push(("/direct", ConvAlgo::Direct));
+        }
         algos
-            .iter()
-            .map(move |&(suffix, algo)| (case, suffix, algo))
+            .into_iter()
+            .map(move |(suffix, algo)| (case, suffix, algo))
     });
     for (case, suffix, algo) in runs {
         let tag = format!("conv/{isa}/{}{suffix}", case.name);

@@ -348,15 +348,15 @@ impl Lanes for Portable {
 
 /// Rows of `A` per register block and the most vectors beside them: about 24
 /// accumulators in 32 AVX-512 registers, 8 in 16 AVX2 ones.
-const fn row_blocks(l: usize) -> [(usize, usize); 4] {
+const fn row_blocks(l: usize) -> [(usize, usize); 5] {
     if l == 16 {
-        [(8, 3), (4, 5), (2, 8), (1, 8)]
+        [(8, 3), (6, 4), (4, 5), (2, 8), (1, 8)]
     } else {
-        [(8, 1), (4, 2), (2, 4), (1, 4)]
+        [(8, 1), (6, 1), (4, 2), (2, 4), (1, 4)]
     }
 }
 
-/// All of [`shifted_gemm`]: rows of `A` in blocks of 8, 4, 2, 1.
+/// All of [`shifted_gemm`]: rows of `A` in blocks of 8, 6, 4, 2, 1.
 ///
 /// # Safety
 /// The CPU has `S`'s instruction set; [`shifted_gemm`]'s bounds checks passed.
@@ -375,6 +375,7 @@ unsafe fn forward_rows<S: Lanes>(job: &Job<'_>, out: &mut [f32], ld: usize) {
         unsafe {
             match mb {
                 8 => forward_q::<S, 8>(job, m0, out, ld),
+                6 => forward_q::<S, 6>(job, m0, out, ld),
                 4 => forward_q::<S, 4>(job, m0, out, ld),
                 2 => forward_q::<S, 2>(job, m0, out, ld),
                 _ => forward_q::<S, 1>(job, m0, out, ld),
@@ -724,6 +725,218 @@ unsafe fn grad_block<S: Lanes, const MB: usize, const RB: usize>(
     }
 }
 
+/// Reference for [`shifted_gemm_bt_lanes`]: `dw[m][r] (+)= Σ_i Σ_t gt[i][t][m] ·
+/// src[i][pos[t] + offs[r]]`, one element at a time.
+pub fn shifted_gemm_bt_lanes_naive(
+    gt: &[f32],
+    mp: usize,
+    (src, src_image, images, offs, pos): Positions<'_>,
+    dw: &mut [f32],
+    accumulate: bool,
+) {
+    let r_len = offs.len();
+    let m = dw.len() / r_len.max(1);
+    for mi in 0..m {
+        for (r, &off) in offs.iter().enumerate() {
+            let mut s = 0.0f32;
+            for i in 0..images {
+                for (t, &p) in pos.iter().enumerate() {
+                    s += gt[(i * pos.len() + t) * mp + mi] * src[i * src_image + p + off];
+                }
+            }
+            let d = &mut dw[mi * r_len + r];
+            *d = if accumulate { *d + s } else { s };
+        }
+    }
+}
+
+/// The source operands of [`shifted_gemm_bt_lanes`]: `(src, src_image, images, offs, pos)`.
+pub type Positions<'a> = (&'a [f32], usize, usize, &'a [usize], &'a [usize]);
+
+/// The weight gradient of [`shifted_gemm_bt`] with the output channels in the lanes
+/// instead of the positions: `dw[m][r] (=|+=) Σ_i Σ_t gt[i][t][m] · src[i][pos[t] + offs[r]]`
+/// for `m < M = dw.len() / R`, where `gt` holds each image's gradient transposed, one row
+/// of `mp` floats (a multiple of [`Q_ALIGN`], zero from `M` on) per output position `t`,
+/// and `pos[t]` is that position's place in the source (`oy·Wp + ox`: junk columns are
+/// simply not listed).
+///
+/// Each step broadcasts one source value per tap against a vector of channels, so no
+/// multiply-add goes to junk columns and no lanes are added at the end: better than
+/// [`shifted_gemm_bt`] when `M` fills the lanes (the 16 channels of the article's second
+/// convolution), worse when it does not. Each sum runs over images and positions in
+/// order: the same bits however the caller splits `dw`.
+///
+/// # Panics
+/// If a slice is too short for the shapes given, `mp` is not a multiple of [`Q_ALIGN`] or
+/// is below `M`.
+pub fn shifted_gemm_bt_lanes(
+    gt: &[f32],
+    mp: usize,
+    sources: Positions<'_>,
+    dw: &mut [f32],
+    accumulate: bool,
+) {
+    shifted_gemm_bt_lanes_with(Build::best(), gt, mp, sources, dw, accumulate)
+}
+
+/// [`shifted_gemm_bt_lanes`] by the given build.
+///
+/// # Panics
+/// As [`shifted_gemm_bt_lanes`], and if this CPU cannot run `build`.
+pub fn shifted_gemm_bt_lanes_with(
+    build: Build,
+    gt: &[f32],
+    mp: usize,
+    (src, src_image, images, offs, pos): Positions<'_>,
+    dw: &mut [f32],
+    accumulate: bool,
+) {
+    let r_len = offs.len();
+    if r_len == 0 {
+        return;
+    }
+    let m = dw.len() / r_len;
+    assert_eq!(
+        dw.len(),
+        m * r_len,
+        "shifted_gemm_bt_lanes: dw is not M·R floats"
+    );
+    assert!(
+        mp.is_multiple_of(Q_ALIGN) && mp >= m,
+        "shifted_gemm_bt_lanes: mp {mp} for {m} rows"
+    );
+    if images == 0 || m == 0 || pos.is_empty() {
+        if !accumulate {
+            dw.fill(0.0);
+        }
+        return;
+    }
+    assert!(
+        gt.len() >= images * pos.len() * mp,
+        "shifted_gemm_bt_lanes: gt too short"
+    );
+    let top = offs.iter().max().copied().unwrap_or(0) + pos.iter().max().copied().unwrap_or(0);
+    assert!(
+        src.len() > (images - 1) * src_image + top,
+        "shifted_gemm_bt_lanes: src too short"
+    );
+    assert!(
+        Build::available().contains(&build),
+        "{build:?} asked for on a CPU without it"
+    );
+    let job = LaneJob {
+        gt,
+        mp,
+        src,
+        src_image,
+        images,
+        offs,
+        pos,
+        m,
+        accumulate,
+    };
+    match build {
+        #[cfg(target_arch = "x86_64")]
+        Build::Avx512 => {
+            #[target_feature(enable = "avx512f,fma")]
+            unsafe fn fast(job: &LaneJob<'_>, dw: &mut [f32]) {
+                // SAFETY: passed on from the caller (the CPU check and the bounds checks).
+                unsafe { lane_taps::<Avx512, 16>(job, dw) }
+            }
+            // SAFETY: this CPU has AVX-512F and FMA (checked above).
+            unsafe { fast(&job, dw) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Build::Avx2 => {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn fast(job: &LaneJob<'_>, dw: &mut [f32]) {
+                // SAFETY: passed on from the caller (the CPU check and the bounds checks).
+                unsafe { lane_taps::<Avx2, 8>(job, dw) }
+            }
+            // SAFETY: this CPU has AVX2 and FMA (checked above).
+            unsafe { fast(&job, dw) }
+        }
+        // SAFETY: the portable build needs no CPU feature; the bounds were checked above.
+        _ => unsafe { lane_taps::<Portable, 8>(&job, dw) },
+    }
+}
+
+/// The operands of one [`shifted_gemm_bt_lanes`] call.
+struct LaneJob<'a> {
+    gt: &'a [f32],
+    mp: usize,
+    src: &'a [f32],
+    src_image: usize,
+    images: usize,
+    offs: &'a [usize],
+    pos: &'a [usize],
+    m: usize,
+    accumulate: bool,
+}
+
+/// All of [`shifted_gemm_bt_lanes`]: each vector of channels, taps `RB` at a time (the
+/// last block padded with repeats of its first tap, computed and not stored).
+///
+/// # Safety
+/// The CPU has `S`'s instruction set; [`shifted_gemm_bt_lanes`]'s bounds checks passed.
+#[inline(always)]
+unsafe fn lane_taps<S: Lanes, const RB: usize>(job: &LaneJob<'_>, dw: &mut [f32]) {
+    let r_len = job.offs.len();
+    for v0 in (0..job.m).step_by(S::L) {
+        let mut r0 = 0;
+        while r0 < r_len {
+            let n = (r_len - r0).min(RB);
+            let mut offs = [job.offs[r0]; RB];
+            offs[..n].copy_from_slice(&job.offs[r0..r0 + n]);
+            // SAFETY: passed on from the caller; the padded taps repeat a checked one.
+            let sums = unsafe { lane_block::<S, RB>(job, v0, &offs) };
+            for (k, lanes) in sums.iter().enumerate().take(n) {
+                for (l, &s) in lanes.iter().enumerate().take(job.m - v0) {
+                    let d = &mut dw[(v0 + l) * r_len + r0 + k];
+                    *d = if job.accumulate { *d + s } else { s };
+                }
+            }
+            r0 += n;
+        }
+    }
+}
+
+/// The register block: for tap `k < RB` and lane `l`, the sum over images and positions
+/// of `gt[i][t][v0 + l] · src[i][pos[t] + offs[k]]`.
+///
+/// # Safety
+/// As for [`lane_taps`].
+#[inline(always)]
+unsafe fn lane_block<S: Lanes, const RB: usize>(
+    job: &LaneJob<'_>,
+    v0: usize,
+    offs: &[usize; RB],
+) -> [[f32; 16]; RB] {
+    // SAFETY: the CPU has `S`'s instruction set, and [`shifted_gemm_bt_lanes`] checked
+    // that `gt` holds `images·P` rows of `mp ≥ v0 + L` floats and `src` every image's
+    // `max(pos) + max(offs)`.
+    unsafe {
+        let mut acc = [S::zero(); RB];
+        let mut g = job.gt.as_ptr().add(v0);
+        for i in 0..job.images {
+            let base = job.src.as_ptr().add(i * job.src_image);
+            for &p in job.pos {
+                let x = base.add(p);
+                let gv = S::load(g);
+                for (a, &off) in acc.iter_mut().zip(offs) {
+                    *a = S::madd(S::splat(*x.add(off)), gv, *a);
+                }
+                g = g.add(job.mp);
+            }
+        }
+        let mut out = [[0.0f32; 16]; RB];
+        for (o, &a) in out.iter_mut().zip(&acc) {
+            S::store(o.as_mut_ptr(), a);
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -733,6 +946,38 @@ mod tests {
             .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32)
             .map(|v| (v / (1u32 << 24) as f32) - 0.5)
             .collect()
+    }
+
+    #[test]
+    fn lane_weight_grad_matches_reference() {
+        for m in [1usize, 6, 16, 17, 33] {
+            for r in [1, 7, 25, 30] {
+                let mp = m.next_multiple_of(Q_ALIGN);
+                let pos: Vec<usize> = (0..5)
+                    .flat_map(|y| (0..4).map(move |x| y * 9 + x))
+                    .collect();
+                let offs: Vec<usize> = (0..r).map(|i| (i * 5) % 23).collect();
+                let src_image = 70;
+                let src = fill(2 * src_image + 10, 6);
+                let mut gt = fill(2 * pos.len() * mp, 7);
+                for row in gt.chunks_mut(mp) {
+                    row[m..].fill(0.0);
+                }
+                let mut slow = fill(m * r, 8);
+                let args = (&src[..], src_image, 2, &offs[..], &pos[..]);
+                shifted_gemm_bt_lanes_naive(&gt, mp, args, &mut slow, true);
+                for build in Build::available() {
+                    let mut fast = fill(m * r, 8);
+                    shifted_gemm_bt_lanes_with(build, &gt, mp, args, &mut fast, true);
+                    for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
+                        assert!(
+                            (a - b).abs() <= 1e-4,
+                            "{build:?} m {m} r {r} at {i}: {a} vs {b}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

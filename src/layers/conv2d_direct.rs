@@ -41,6 +41,12 @@ pub(crate) fn applies(g: &ConvGeometry) -> bool {
 /// Most output channels for which `Auto` picks the direct path.
 const DIRECT_MAX_COUT: usize = 16;
 
+/// Fewest output channels for which the weight gradient puts the channels in the lanes
+/// (`shifted_gemm_bt_lanes`: no junk columns, no lane sums, but lanes beyond the
+/// channel count idle) instead of the positions. A shape rule, so the same bits on any
+/// thread count. At 16 channels (the article's conv2, batch 4): 13 µs against 21 µs.
+const LANES_MIN_COUT: usize = 12;
+
 /// Shapes of one direct forward.
 #[derive(Clone, Copy, Debug)]
 struct Shape {
@@ -64,9 +70,11 @@ impl Shape {
     fn q(&self) -> usize {
         self.g.out_h() * self.wp()
     }
-    /// Zeros in front of each `dyp` row: `F = (KH−1)·Wp + KW − 1`.
+    /// Zeros in front of each `dyp` row: at least `F = (KH−1)·Wp + KW − 1`, rounded up to
+    /// whole vectors so that the rows of `dy` start on a 64-byte boundary.
     fn front(&self) -> usize {
-        (self.g.kernel_h - 1) * self.wp() + self.g.kernel_w - 1
+        ((self.g.kernel_h - 1) * self.wp() + self.g.kernel_w - 1)
+            .next_multiple_of(k::DIRECT_Q_ALIGN)
     }
     /// Padded input positions per channel, rounded up to whole vectors.
     fn plane(&self) -> usize {
@@ -105,6 +113,11 @@ pub(crate) struct Direct {
     wt_dx: Vec<f32>,
     /// Offsets of the input gradient's taps `(co, ky, kx)` in one image's `dyp`.
     offs_dx: Vec<usize>,
+    /// `[N][OH·OW][Cout rounded up]`: the output gradient transposed, for the weight
+    /// gradient with many channels.
+    gt: Vec<f32>,
+    /// Places `oy·Wp + ox` of the valid output positions in a wide row.
+    pos: Vec<usize>,
 }
 
 impl Direct {
@@ -142,15 +155,20 @@ impl Direct {
         // the last vector's overhang.
         let tail = g.kernel_w + k::DIRECT_Q_ALIGN;
         self.input.clear();
-        self.input.resize(s.n * frame + tail, 0.0);
         let (h, w, p) = (g.height, g.width, g.padding);
-        for (src, dst) in x.data().chunks_exact(w).zip(
-            self.input[..s.n * frame]
-                .chunks_exact_mut(s.hp() * wp)
-                .flat_map(|plane| plane.chunks_exact_mut(wp).skip(p).take(h)),
-        ) {
-            dst[p..p + w].copy_from_slice(src);
+        if p == 0 {
+            self.input.extend_from_slice(x.data());
+        } else {
+            self.input.resize(s.n * frame, 0.0);
+            for (src, dst) in x.data().chunks_exact(w).zip(
+                self.input
+                    .chunks_exact_mut(s.hp() * wp)
+                    .flat_map(|plane| plane.chunks_exact_mut(wp).skip(p).take(h)),
+            ) {
+                dst[p..p + w].copy_from_slice(src);
+            }
         }
+        self.input.resize(s.n * frame + tail, 0.0);
         let r_len = g.col_rows();
         self.wt.resize(r_len * cout, 0.0);
         for (co, row) in weight.chunks_exact(r_len).enumerate() {
@@ -202,7 +220,12 @@ impl Direct {
         );
         let (g, n, cout) = (s.g, s.n, s.cout);
         let (oh, ow, wp) = (g.out_h(), g.out_w(), s.wp());
-        let (front, row) = (s.front(), s.dy_row());
+        // Without the input gradient, dyp needs no zeros in front, only the wide rows.
+        let (front, row) = if need_input_grad {
+            (s.front(), s.dy_row())
+        } else {
+            (0, s.q().next_multiple_of(k::DIRECT_Q_ALIGN))
+        };
         let dy = dy.data();
         // db = Σ_n rowsums(dy[n]), in image order.
         if !grad_bias.is_empty() {
@@ -210,26 +233,85 @@ impl Direct {
                 k::sum_rows(dyi, oh * ow, grad_bias, i > 0);
             }
         }
-        // dyp: each row of dy at width Wp after F zeros; zeros everywhere else.
-        self.dyp.clear();
-        self.dyp.resize(n * cout * row, 0.0);
-        for (src, dst) in dy.chunks_exact(oh * ow).zip(self.dyp.chunks_exact_mut(row)) {
-            for (sr, dr) in src.chunks_exact(ow).zip(dst[front..].chunks_mut(wp)) {
-                dr[..ow].copy_from_slice(sr);
+        // dyp: each row of dy at width Wp after F zeros; zeros everywhere else (for the
+        // input gradient, and for the weight gradient with few channels).
+        if need_input_grad || cout < LANES_MIN_COUT {
+            self.dyp.clear();
+            self.dyp.resize(n * cout * row + k::DIRECT_Q_ALIGN, 0.0);
+            let dyp = aligned(&mut self.dyp);
+            for (src, dst) in dy.chunks_exact(oh * ow).zip(dyp.chunks_exact_mut(row)) {
+                for (sr, dr) in src.chunks_exact(ow).zip(dst[front..].chunks_mut(wp)) {
+                    dr[..ow].copy_from_slice(sr);
+                }
             }
         }
-        // dW = Σ_n dyw[n]·B(xp[n])ᵀ over the valid columns (dyw's junk columns are 0).
-        k::direct_shifted_gemm_bt(
-            &self.dyp[front..],
-            (row, cout * row),
-            &self.input,
-            s.frame(),
-            n,
-            &self.offs,
-            s.q(),
-            grad_weight,
-            false,
-        );
+        let lanes = cout >= LANES_MIN_COUT;
+        let mp = cout.next_multiple_of(k::DIRECT_Q_ALIGN);
+        if lanes {
+            // dW with the channels in the lanes: dy transposed to [N][P][Cout rounded up],
+            // the valid positions listed (no junk columns).
+            let p = oh * ow;
+            self.gt.clear();
+            self.gt.resize(n * p * mp, 0.0);
+            for (dyi, gti) in dy
+                .chunks_exact(cout * p)
+                .zip(self.gt.chunks_exact_mut(p * mp))
+            {
+                for (co, row) in dyi.chunks_exact(p).enumerate() {
+                    for (t, &v) in row.iter().enumerate() {
+                        gti[t * mp + co] = v;
+                    }
+                }
+            }
+            self.pos.clear();
+            self.pos
+                .extend((0..oh).flat_map(|oy| (0..ow).map(move |ox| oy * wp + ox)));
+        }
+        let (gt, pos, input, frame) = (&self.gt, &self.pos, &self.input, s.frame());
+        let dyp: &[f32] = aligned(&mut self.dyp);
+        // dW[·][taps] for some of the taps, images CHUNK_FLOATS at a time (each chunk's
+        // sums added to the last: the chunks depend on the shapes only). Every element is
+        // summed the same way whatever the split of the taps, so the tasks below give the
+        // same bits as one call.
+        let per_image = frame + if lanes { oh * ow * mp } else { cout * row };
+        let chunk_images = (CHUNK_FLOATS / per_image).max(1);
+        let dw_of = |offs: &[usize], dw: &mut [f32]| {
+            for i0 in (0..n).step_by(chunk_images) {
+                let images = chunk_images.min(n - i0);
+                let (acc, xs) = (i0 > 0, &input[i0 * frame..]);
+                if lanes {
+                    let sources = (xs, frame, images, offs, &pos[..]);
+                    k::direct_shifted_gemm_bt_lanes(&gt[i0 * oh * ow * mp..], mp, sources, dw, acc);
+                } else {
+                    // dW += Σ_n dyw[n]·B(xp[n])ᵀ over the valid columns (junk columns are 0).
+                    let g = &dyp[front + i0 * cout * row..];
+                    let args = (row, cout * row);
+                    k::direct_shifted_gemm_bt(g, args, xs, frame, images, offs, s.q(), dw, acc);
+                }
+            }
+        };
+        let r_len = self.offs.len();
+        if parallel(r_len, n * cout * r_len * s.q()) {
+            // Large batches: the taps in DW_TASKS shares, one per task, then gathered.
+            let chunk = r_len.div_ceil(DW_TASKS);
+            let parts: Vec<Vec<f32>> = self
+                .offs
+                .par_chunks(chunk)
+                .map(|offs| {
+                    let mut part = vec![0.0; cout * offs.len()];
+                    dw_of(offs, &mut part);
+                    part
+                })
+                .collect();
+            for (t, part) in parts.iter().enumerate() {
+                let len = part.len() / cout;
+                for (co, src) in part.chunks_exact(len).enumerate() {
+                    grad_weight[co * r_len + t * chunk..][..len].copy_from_slice(src);
+                }
+            }
+        } else {
+            dw_of(&self.offs, grad_weight);
+        }
         if !need_input_grad {
             return;
         }
@@ -251,7 +333,7 @@ impl Direct {
         let (h, w, p) = (g.height, g.width, g.padding);
         grad_input.reshape_to(&[n, c_in, h, w]);
         let plane = s.plane();
-        let (wt_dx, offs_dx, dyp) = (&self.wt_dx, &self.offs_dx, &self.dyp);
+        let (wt_dx, offs_dx, dyp) = (&self.wt_dx, &self.offs_dx, aligned(&mut self.dyp));
         let image = |i: usize, dx: &mut [f32]| {
             with_scratch(c_in * plane, |dxp| {
                 let src = &dyp[i * cout * row..][..cout * row];
@@ -274,12 +356,26 @@ impl Direct {
     }
 }
 
+/// `v` from its first 64-byte boundary on (at most 15 floats in): aligned rows of the
+/// output gradient spare the weight gradient's loads from straddling cache lines.
+fn aligned(v: &mut [f32]) -> &mut [f32] {
+    let skip = v.as_ptr().align_offset(64).min(v.len());
+    &mut v[skip..]
+}
+
 /// Whether `items` images of `work` multiply-adds in all are spread over the threads:
 /// only from [`PARALLEL_MIN_WORK`] (handing small steps to another thread, which may be
 /// asleep, cost more than they saved: at batch 4 the article's network ran 1.6× slower).
 fn parallel(items: usize, work: usize) -> bool {
     items > 1 && work >= PARALLEL_MIN_WORK && rayon::current_num_threads() > 1
 }
+
+/// Floats of output gradient and input per chunk of images of the weight gradient (1 MiB,
+/// about one core's L2): each block of taps sweeps a chunk while it is in cache.
+const CHUNK_FLOATS: usize = 256 << 10;
+
+/// Shares of the taps the weight gradient is cut into when [`parallel`].
+const DW_TASKS: usize = 4;
 
 /// Multiply-adds of a pass from which [`parallel`] spreads its images.
 const PARALLEL_MIN_WORK: usize = 4 << 20;
