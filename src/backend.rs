@@ -22,6 +22,7 @@ pub use crate::cpu::pool::{
     maxpool_backward, maxpool_eval, maxpool_forward, maxpool_forward_padded, pooled, pooled_padded,
 };
 pub use crate::cpu::softmax::softmax_xent;
+pub use crate::cpu::spin::hot as hot_pool;
 pub use crate::cpu::winograd::conv::{
     Shape as WinoShape, forward_act as wino_forward, forward_strips as wino_forward_strips,
     input_grad as wino_input_grad, strip_plan as wino_strip_plan, weight_grad as wino_weight_grad,

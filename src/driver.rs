@@ -168,7 +168,7 @@ pub fn run(
     config: &RunConfig,
     train: &dyn Dataset,
     test: &dyn Dataset,
-    on: &mut dyn FnMut(Event<'_>),
+    on: &mut (dyn FnMut(Event<'_>) + Send),
 ) -> Result<RunReport> {
     run_on(config, &Single, train, test, on)
 }
@@ -187,7 +187,7 @@ pub fn run_on(
     comm: &dyn Comm,
     train: &dyn Dataset,
     test: &dyn Dataset,
-    on: &mut dyn FnMut(Event<'_>),
+    on: &mut (dyn FnMut(Event<'_>) + Send),
 ) -> Result<RunReport> {
     let result = run_ranked(config, comm, train, test, on);
     if let Err(e) = &result
@@ -203,7 +203,7 @@ fn run_ranked(
     comm: &dyn Comm,
     train: &dyn Dataset,
     test: &dyn Dataset,
-    on: &mut dyn FnMut(Event<'_>),
+    on: &mut (dyn FnMut(Event<'_>) + Send),
 ) -> Result<RunReport> {
     let r = &config.recipe;
     r.check()?;
@@ -248,7 +248,7 @@ fn run_ranked(
             on(event)
         }
     };
-    let on: &mut dyn FnMut(Event<'_>) = &mut only_root;
+    let on: &mut (dyn FnMut(Event<'_>) + Send) = &mut only_root;
     let classes = train.classes().len();
     let mut model = config
         .fine_tune
@@ -419,7 +419,7 @@ impl Output<'_> {
         epoch: u64,
         stats: EpochStats,
         eval: Evaluation,
-        on: &mut dyn FnMut(Event<'_>),
+        on: &mut (dyn FnMut(Event<'_>) + Send),
     ) -> Result<()> {
         let report = EpochReport {
             epoch,

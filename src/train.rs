@@ -105,7 +105,11 @@ pub struct StepReport {
 }
 
 /// Progress after each mini-batch.
-pub type Progress<'a> = &'a mut dyn FnMut(&StepReport);
+pub type Progress<'a> = &'a mut (dyn FnMut(&StepReport) + Send);
+
+/// Largest mini-batch for which an epoch keeps the pool's workers polling for jobs (and
+/// so lets small convolutions split): beyond it the steps are long enough to wake them.
+const HOT_MAX_BATCH: usize = 16;
 
 /// Batches kept in flight between the loader thread and the training loop.
 const PREFETCH: usize = 3;
@@ -127,31 +131,40 @@ pub fn train_epoch(
     plan.check(data, epoch)?;
     let start = Instant::now();
     let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-    for_each_batch(data, plan, epoch, &mut |batch| {
-        opt.set_lr_scale(plan.lr_scale_at(opt.steps()));
-        model.set_step(opt.steps());
-        let logits = model.forward(&batch.images, Mode::Train)?;
-        let stats = loss.forward(logits, &batch.labels)?;
-        // A diverged step stops the run before the update, so the weights (and any
-        // checkpoint written from them) stay finite.
-        check_loss(stats.loss, epoch, opt.steps() + 1)?;
-        model.backward(loss.grad())?;
-        opt.step(model);
-        let n = batch.labels.len();
-        loss_sum += stats.loss * n as f64;
-        correct += stats.correct;
-        seen += n;
-        progress(&StepReport {
-            epoch,
-            step: opt.steps(),
-            images: seen,
-            epoch_images: data.len(),
-            loss: stats.loss,
-            mean_loss: loss_sum / seen as f64,
-            lr: opt.current_lr(),
-        });
-        Ok(())
-    })?;
+    let mut epoch_loop = || {
+        for_each_batch(data, plan, epoch, &mut |batch| {
+            opt.set_lr_scale(plan.lr_scale_at(opt.steps()));
+            model.set_step(opt.steps());
+            let logits = model.forward(&batch.images, Mode::Train)?;
+            let stats = loss.forward(logits, &batch.labels)?;
+            // A diverged step stops the run before the update, so the weights (and any
+            // checkpoint written from them) stay finite.
+            check_loss(stats.loss, epoch, opt.steps() + 1)?;
+            model.backward(loss.grad())?;
+            opt.step(model);
+            let n = batch.labels.len();
+            loss_sum += stats.loss * n as f64;
+            correct += stats.correct;
+            seen += n;
+            progress(&StepReport {
+                epoch,
+                step: opt.steps(),
+                images: seen,
+                epoch_images: data.len(),
+                loss: stats.loss,
+                mean_loss: loss_sum / seen as f64,
+                lr: opt.current_lr(),
+            });
+            Ok(())
+        })
+    };
+    // Small steps read from memory: keep the pool's other workers polling for jobs, so
+    // that the convolutions can split even 4 images between cores (`cpu::spin`).
+    if plan.batch_size <= HOT_MAX_BATCH && plan.augment.is_identity() && data.fills_from_memory() {
+        crate::cpu::spin::with_hot_pool(epoch_loop)?;
+    } else {
+        epoch_loop()?;
+    }
     Ok(EpochStats::new(
         loss_sum,
         correct,

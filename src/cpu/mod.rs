@@ -26,6 +26,7 @@ pub mod im2col;
 pub mod norm;
 pub mod pool;
 pub mod softmax;
+pub mod spin;
 pub mod winograd;
 
 /// Work (in multiply-adds) below which a kernel stays on the calling thread: handing a

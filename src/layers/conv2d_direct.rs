@@ -363,11 +363,13 @@ fn aligned(v: &mut [f32]) -> &mut [f32] {
     &mut v[skip..]
 }
 
-/// Whether `items` images of `work` multiply-adds in all are spread over the threads:
-/// only from [`PARALLEL_MIN_WORK`] (handing small steps to another thread, which may be
-/// asleep, cost more than they saved: at batch 4 the article's network ran 1.6× slower).
+/// Whether `items` images (or shares of taps) of `work` multiply-adds in all are spread
+/// over the threads: from [`PARALLEL_MIN_WORK`], or whatever the size while the pool's
+/// workers poll for jobs (`crate::cpu::spin`). Handing small steps to a worker that may be
+/// asleep cost more than it saved: at batch 4 the article's network ran 1.6× slower.
 fn parallel(items: usize, work: usize) -> bool {
-    items > 1 && work >= PARALLEL_MIN_WORK && rayon::current_num_threads() > 1
+    let big = work >= PARALLEL_MIN_WORK || k::hot_pool();
+    items > 1 && big && rayon::current_num_threads() > 1
 }
 
 /// Floats of output gradient and input per chunk of images of the weight gradient (1 MiB,
