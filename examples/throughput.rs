@@ -86,14 +86,23 @@ fn measure(config: &str, repeats: usize) -> Result<Result1, String> {
     train_step(&mut model)?;
     let per_step = t.elapsed().as_secs_f64() / 2.0;
     let steps = ((0.3 / per_step) as usize).max(1);
-    let mut train = Vec::new();
-    for _ in 0..repeats {
-        let t = Instant::now();
-        for _ in 0..steps {
-            train_step(&mut model)?;
+    let mut timed = || -> Result<Vec<f64>, String> {
+        let mut train = Vec::new();
+        for _ in 0..repeats {
+            let t = Instant::now();
+            for _ in 0..steps {
+                train_step(&mut model)?;
+            }
+            train.push((steps * batch) as f64 / t.elapsed().as_secs_f64());
         }
-        train.push((steps * batch) as f64 / t.elapsed().as_secs_f64());
-    }
+        Ok(train)
+    };
+    // As `train_epoch` does for such batches: the pool's workers poll for jobs.
+    let train = if batch <= ferroconv::train::HOT_MAX_BATCH {
+        ferroconv::cpu::spin::with_hot_pool(timed)?
+    } else {
+        timed()?
+    };
     let mut infer = Vec::new();
     model.forward(&x, Mode::Eval).map_err(|e| e.to_string())?;
     for _ in 0..repeats {

@@ -107,9 +107,10 @@ pub struct StepReport {
 /// Progress after each mini-batch.
 pub type Progress<'a> = &'a mut (dyn FnMut(&StepReport) + Send);
 
-/// Largest mini-batch for which an epoch keeps the pool's workers polling for jobs (and
-/// so lets small convolutions split): beyond it the steps are long enough to wake them.
-const HOT_MAX_BATCH: usize = 16;
+/// Largest mini-batch for which [`train_epoch`] keeps the pool's workers polling for jobs
+/// (`crate::cpu::spin`), when it reads unaugmented images from memory: then even small
+/// convolutions split between cores. Larger steps are long enough to wake a worker.
+pub const HOT_MAX_BATCH: usize = 16;
 
 /// Batches kept in flight between the loader thread and the training loop.
 const PREFETCH: usize = 3;
