@@ -113,6 +113,40 @@ impl Build {
     }
 }
 
+/// Calls `$f::<generics>(args)` compiled for `$build`'s instruction set: inside a function
+/// with `#[target_feature]` for AVX-512F + FMA or AVX2 + FMA, or plainly for the portable
+/// build. The caller has checked that this CPU has `$build` ([`Build::available`]) and the
+/// bounds `$f` relies on.
+macro_rules! on_build {
+    ($build:expr, $f:ident($($arg:ident: $ty:ty),*),
+     avx512: <$($g1:tt),*>, avx2: <$($g2:tt),*>, portable: <$($g3:tt),*>) => {
+        match $build {
+            #[cfg(target_arch = "x86_64")]
+            Build::Avx512 => {
+                #[target_feature(enable = "avx512f,fma")]
+                unsafe fn fast($($arg: $ty),*) {
+                    // SAFETY: passed on from the caller (the CPU check and the bounds checks).
+                    unsafe { $f::<$($g1),*>($($arg),*) }
+                }
+                // SAFETY: this CPU has AVX-512F and FMA (checked by the caller).
+                unsafe { fast($($arg),*) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Build::Avx2 => {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn fast($($arg: $ty),*) {
+                    // SAFETY: passed on from the caller (the CPU check and the bounds checks).
+                    unsafe { $f::<$($g2),*>($($arg),*) }
+                }
+                // SAFETY: this CPU has AVX2 and FMA (checked by the caller).
+                unsafe { fast($($arg),*) }
+            }
+            // SAFETY: the portable build needs no CPU feature; the caller checked the bounds.
+            _ => unsafe { $f::<$($g3),*>($($arg),*) },
+        }
+    };
+}
+
 /// [`shifted_gemm`] by the given build.
 ///
 /// # Panics
@@ -154,30 +188,14 @@ pub fn shifted_gemm_with(
         m,
         vectors: qp,
     };
-    match build {
-        #[cfg(target_arch = "x86_64")]
-        Build::Avx512 => {
-            #[target_feature(enable = "avx512f,fma")]
-            unsafe fn fast(job: &Job<'_>, out: &mut [f32], ld: usize) {
-                // SAFETY: passed on from the caller (the CPU check and the bounds checks).
-                unsafe { forward_rows::<Avx512>(job, out, ld) }
-            }
-            // SAFETY: this CPU has AVX-512F and FMA (checked above).
-            unsafe { fast(&job, out, ld) }
-        }
-        #[cfg(target_arch = "x86_64")]
-        Build::Avx2 => {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn fast(job: &Job<'_>, out: &mut [f32], ld: usize) {
-                // SAFETY: passed on from the caller (the CPU check and the bounds checks).
-                unsafe { forward_rows::<Avx2>(job, out, ld) }
-            }
-            // SAFETY: this CPU has AVX2 and FMA (checked above).
-            unsafe { fast(&job, out, ld) }
-        }
-        // SAFETY: the portable build needs no CPU feature; the bounds were checked above.
-        _ => unsafe { forward_rows::<Portable>(&job, out, ld) },
-    }
+    let job = &job;
+    on_build!(
+        build,
+        forward_rows(job: &Job<'_>, out: &mut [f32], ld: usize),
+        avx512: <Avx512>,
+        avx2: <Avx2>,
+        portable: <Portable>
+    )
 }
 
 /// Whether this CPU has FMA (checked once; false off x86-64).
@@ -577,30 +595,14 @@ pub fn shifted_gemm_bt_with(
         m,
         accumulate,
     };
-    match build {
-        #[cfg(target_arch = "x86_64")]
-        Build::Avx512 => {
-            #[target_feature(enable = "avx512f,fma")]
-            unsafe fn fast(job: &GradJob<'_>, dw: &mut [f32]) {
-                // SAFETY: passed on from the caller (the CPU check and the bounds checks).
-                unsafe { grad_rows::<Avx512, 5, 8>(job, dw) }
-            }
-            // SAFETY: this CPU has AVX-512F and FMA (checked above).
-            unsafe { fast(&job, dw) }
-        }
-        #[cfg(target_arch = "x86_64")]
-        Build::Avx2 => {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn fast(job: &GradJob<'_>, dw: &mut [f32]) {
-                // SAFETY: passed on from the caller (the CPU check and the bounds checks).
-                unsafe { grad_rows::<Avx2, 2, 4>(job, dw) }
-            }
-            // SAFETY: this CPU has AVX2 and FMA (checked above).
-            unsafe { fast(&job, dw) }
-        }
-        // SAFETY: the portable build needs no CPU feature; the bounds were checked above.
-        _ => unsafe { grad_rows::<Portable, 2, 4>(&job, dw) },
-    }
+    let job = &job;
+    on_build!(
+        build,
+        grad_rows(job: &GradJob<'_>, dw: &mut [f32]),
+        avx512: <Avx512, 5, 8>,
+        avx2: <Avx2, 2, 4>,
+        portable: <Portable, 2, 4>
+    )
 }
 
 /// The operands of one [`shifted_gemm_bt`] call.
@@ -835,30 +837,14 @@ pub fn shifted_gemm_bt_lanes_with(
         m,
         accumulate,
     };
-    match build {
-        #[cfg(target_arch = "x86_64")]
-        Build::Avx512 => {
-            #[target_feature(enable = "avx512f,fma")]
-            unsafe fn fast(job: &LaneJob<'_>, dw: &mut [f32]) {
-                // SAFETY: passed on from the caller (the CPU check and the bounds checks).
-                unsafe { lane_taps::<Avx512, 16>(job, dw) }
-            }
-            // SAFETY: this CPU has AVX-512F and FMA (checked above).
-            unsafe { fast(&job, dw) }
-        }
-        #[cfg(target_arch = "x86_64")]
-        Build::Avx2 => {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn fast(job: &LaneJob<'_>, dw: &mut [f32]) {
-                // SAFETY: passed on from the caller (the CPU check and the bounds checks).
-                unsafe { lane_taps::<Avx2, 8>(job, dw) }
-            }
-            // SAFETY: this CPU has AVX2 and FMA (checked above).
-            unsafe { fast(&job, dw) }
-        }
-        // SAFETY: the portable build needs no CPU feature; the bounds were checked above.
-        _ => unsafe { lane_taps::<Portable, 8>(&job, dw) },
-    }
+    let job = &job;
+    on_build!(
+        build,
+        lane_taps(job: &LaneJob<'_>, dw: &mut [f32]),
+        avx512: <Avx512, 16>,
+        avx2: <Avx2, 8>,
+        portable: <Portable, 8>
+    )
 }
 
 /// The operands of one [`shifted_gemm_bt_lanes`] call.
