@@ -118,6 +118,8 @@ pub(crate) struct Direct {
     gt: Vec<f32>,
     /// Places `oy·Wp + ox` of the valid output positions in a wide row.
     pos: Vec<usize>,
+    /// The weight gradient's shares of the taps when split over tasks, `[share][Cout][taps]`.
+    parts: Vec<f32>,
 }
 
 impl Direct {
@@ -292,18 +294,16 @@ impl Direct {
         };
         let r_len = self.offs.len();
         if parallel(r_len, n * cout * r_len * s.q()) {
-            // Large batches: the taps in DW_TASKS shares, one per task, then gathered.
+            // The taps in DW_TASKS shares, one per task, each into its own `[Cout][share]`
+            // block of `parts`, then gathered into dW's rows.
             let chunk = r_len.div_ceil(DW_TASKS);
-            let parts: Vec<Vec<f32>> = self
-                .offs
+            let parts = &mut self.parts;
+            parts.resize(cout * r_len, 0.0);
+            self.offs
                 .par_chunks(chunk)
-                .map(|offs| {
-                    let mut part = vec![0.0; cout * offs.len()];
-                    dw_of(offs, &mut part);
-                    part
-                })
-                .collect();
-            for (t, part) in parts.iter().enumerate() {
+                .zip(parts.par_chunks_mut(cout * chunk))
+                .for_each(|(offs, part)| dw_of(offs, part));
+            for (t, part) in parts.chunks(cout * chunk).enumerate() {
                 let len = part.len() / cout;
                 for (co, src) in part.chunks_exact(len).enumerate() {
                     grad_weight[co * r_len + t * chunk..][..len].copy_from_slice(src);
