@@ -141,6 +141,13 @@ pub(crate) fn pack_b_panel<K: MicroKernel>(
                 out[p * nr + j] = b[off + j * csb + p];
             }
         }
+    } else if csb == 1 {
+        // Row-major B, ragged panel: `cols` floats of each row, then zeros.
+        for (p, d) in out.chunks_exact_mut(nr).enumerate() {
+            let (head, pad) = d.split_at_mut(cols);
+            head.copy_from_slice(&b[off + p * rsb..][..cols]);
+            pad.fill(0.0);
+        }
     } else {
         for (p, d) in out.chunks_exact_mut(nr).enumerate() {
             for (j, v) in d.iter_mut().enumerate() {
