@@ -267,8 +267,10 @@ unsafe fn block_avx2<const RR: usize, const CC: usize>(
 }
 
 /// AVX-512F blocks (16 lanes); only [`Avx512Dot::detect`] makes one. Each element's sum:
-/// lane sums over k rounded down to a multiple of 16, in increasing k; lane `l` and
-/// `l + 8` added, then the 8 lanes in [`lane_sum`]'s tree; the `k mod 16` tail in order.
+/// lane sums over k in increasing k, the last `k mod 16` values in one masked vector
+/// (zeros in the lanes past k); then the 16 lanes added pairwise in four rounds, lane
+/// `2l` + lane `2l + 1` each round ([`reduce16`], which sums the whole block's 16
+/// accumulators at once).
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy, Debug)]
 pub struct Avx512Dot {
@@ -311,27 +313,70 @@ unsafe fn block_avx512<const RR: usize, const CC: usize>(
     cols: &[&[f32]; CC],
 ) -> [[f32; CC]; RR] {
     use std::arch::x86_64::*;
-    let k16 = k / 16 * 16;
+    const { assert!(RR * CC <= 16) };
     let mut acc = [[_mm512_setzero_ps(); CC]; RR];
-    for p in (0..k16).step_by(16) {
-        // SAFETY: p + 16 ≤ k16 ≤ k ≤ every slice's length.
-        let av: [__m512; RR] =
-            std::array::from_fn(|i| unsafe { _mm512_loadu_ps(rows[i].as_ptr().add(p)) });
-        for j in 0..CC {
-            // SAFETY: as above.
-            let bv = unsafe { _mm512_loadu_ps(cols[j].as_ptr().add(p)) };
-            for i in 0..RR {
-                acc[i][j] = _mm512_fmadd_ps(av[i], bv, acc[i][j]);
+    // One step over 16 values of k from `p`, of which the lanes in `mask` are read (the
+    // others are zero and add 0·0).
+    macro_rules! step {
+        ($p:expr, $mask:expr) => {{
+            let (p, mask): (usize, __mmask16) = ($p, $mask);
+            // SAFETY: the masked lanes are p + l < k ≤ every slice's length; masked-off
+            // lanes are not read.
+            let av: [__m512; RR] = std::array::from_fn(|i| unsafe {
+                _mm512_maskz_loadu_ps(mask, rows[i].as_ptr().wrapping_add(p))
+            });
+            for j in 0..CC {
+                // SAFETY: as above.
+                let bv = unsafe { _mm512_maskz_loadu_ps(mask, cols[j].as_ptr().wrapping_add(p)) };
+                for i in 0..RR {
+                    acc[i][j] = _mm512_fmadd_ps(av[i], bv, acc[i][j]);
+                }
             }
+        }};
+    }
+    let k16 = k / 16 * 16;
+    for p in (0..k16).step_by(16) {
+        step!(p, 0xffff);
+    }
+    if k > k16 {
+        step!(k16, ((1u32 << (k - k16)) - 1) as __mmask16);
+    }
+    let mut all = [_mm512_setzero_ps(); 16];
+    for i in 0..RR {
+        for j in 0..CC {
+            all[i * CC + j] = acc[i][j];
         }
     }
-    std::array::from_fn(|i| {
-        std::array::from_fn(|j| {
-            let mut lanes = [0.0f32; 16];
-            // SAFETY: `lanes` holds 16 floats.
-            unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), acc[i][j]) };
-            let half: [f32; 8] = std::array::from_fn(|l| lanes[l] + lanes[l + 8]);
-            tail(rows[i], cols[j], k16, lane_sum(half))
-        })
-    })
+    let mut sums = [0.0f32; 16];
+    // SAFETY: AVX-512F is enabled here (this function's target feature); `sums` holds 16.
+    unsafe { _mm512_storeu_ps(sums.as_mut_ptr(), reduce16(all)) };
+    std::array::from_fn(|i| std::array::from_fn(|j| sums[i * CC + j]))
+}
+
+/// The lane sums of 16 vectors at once: lane `e` of the result is the sum of vector `e`'s
+/// lanes. Four rounds each halve the lanes per vector, `x[2l] + x[2l + 1]`, with two
+/// vectors' halves packed side by side into one (15 additions for the 16 sums).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn reduce16(v: [std::arch::x86_64::__m512; 16]) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    // Lanes 0..8 take the even (odd) lanes of the first vector, lanes 8..16 those of the
+    // second (index 16 + l is the second vector's lane l).
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let pair = |a: __m512, b: __m512| {
+        _mm512_add_ps(
+            _mm512_permutex2var_ps(a, even, b),
+            _mm512_permutex2var_ps(a, odd, b),
+        )
+    };
+    // Round r leaves 16 >> r partial sums per source vector, in runs of that length in
+    // source order, so after four rounds lane e holds vector e's sum.
+    let r1: [__m512; 8] = std::array::from_fn(|i| pair(v[2 * i], v[2 * i + 1]));
+    let r2: [__m512; 4] = std::array::from_fn(|i| pair(r1[2 * i], r1[2 * i + 1]));
+    let r3: [__m512; 2] = std::array::from_fn(|i| pair(r2[2 * i], r2[2 * i + 1]));
+    pair(r3[0], r3[1])
 }

@@ -12,7 +12,7 @@
 //!
 //! The shape is generic ([`Avx512Tile`]`<MR, NV, KC>`) so other tiles can be benchmarked
 //! (`GEMM_BENCH_TILES=1 cargo bench --bench gemm`); the library uses [`Avx512F`], and
-//! [`Avx512FLow`] for products with at most 6 rows.
+//! [`Avx512FLow`] for products with at most 6 rows, [`Avx512FLow4`] for at most 4.
 //!
 //! Edge tiles are computed in place with masked loads and stores
 //! (`_mm512_maskz_loadu_ps` / `_mm512_mask_storeu_ps`): only the valid `rows × cols`
@@ -51,6 +51,13 @@ pub type Avx512F = Avx512Tile<8, 3, 192>;
 /// (`m ≤ 6`: the 6 output channels of the first convolution of the article's net, where
 /// 8 rows would waste a quarter of the FMAs): 6 × 64, also 24 accumulators.
 pub type Avx512FLow = Avx512Tile<6, 4, 192>;
+
+/// The tile for products with at most 4 rows (a dense layer's input gradient at batch 4,
+/// `dx[4×400] = dy·W`): 4 × 80, 20 accumulators. Per k-step 5 loads of B and 4
+/// broadcasts feed 20 FMAs, where the 6-row tile would spend a third of its FMAs on
+/// missing rows; 80 columns divide the article's 400-wide layer into whole tiles. At
+/// `4×120·120×400` on Zen 5: 1.9 µs against 2.9 µs with the 6 × 64 tile.
+pub type Avx512FLow4 = Avx512Tile<4, 5, 192>;
 
 impl<const MR: usize, const NV: usize, const KC: usize> Avx512Tile<MR, NV, KC> {
     /// The same capability for another tile shape (the CPU check is the same).

@@ -22,7 +22,7 @@
 //!
 //! | kernel        | tile | needs                    | file                   |
 //! |---------------|------|--------------------------|------------------------|
-//! | [`Avx512F`]   | 8×48 (6×64 when `m ≤ 6`: [`Avx512FLow`]) | AVX-512F (+ AVX2, FMA) | `kernel_avx512.rs` |
+//! | [`Avx512F`]   | 8×48 (6×64 when `m ≤ 6`: [`Avx512FLow`]; 4×80 when `m ≤ 4`: [`Avx512FLow4`]) | AVX-512F (+ AVX2, FMA) | `kernel_avx512.rs` |
 //! | [`Avx2Fma`]   | 6×16 | AVX2, FMA                | `kernel_avx2.rs`       |
 //! | [`Portable`]  | 4×8 (6×16 with AVX at compile time) | any CPU | `kernel_portable.rs` |
 //!
@@ -84,7 +84,7 @@ pub use kernel::MicroKernel;
 #[cfg(target_arch = "x86_64")]
 pub use kernel_avx2::Avx2Fma;
 #[cfg(target_arch = "x86_64")]
-pub use kernel_avx512::{Avx512F, Avx512FLow, Avx512Tile};
+pub use kernel_avx512::{Avx512F, Avx512FLow, Avx512FLow4, Avx512Tile};
 pub use kernel_portable::Portable;
 pub use select::{Kernel, best_kernel_name};
 
@@ -229,7 +229,16 @@ fn packed_with(
     accumulate: bool,
 ) {
     match kern {
-        // A 6-row tile for at most 6 rows (a choice by shape only, never by threads).
+        // A 4-row tile for at most 4 rows, a 6-row tile for at most 6 (choices by shape
+        // only, never by threads).
+        #[cfg(target_arch = "x86_64")]
+        Best::Avx512(kern) if m <= 4 => {
+            debug_assert!(ready.a.is_none(), "PackedA never packs for the 4-row tile");
+            let low: Avx512FLow4 = kern.retile();
+            packed_driver(
+                low, threads, ready, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc, accumulate,
+            )
+        }
         #[cfg(target_arch = "x86_64")]
         Best::Avx512(kern) if m <= 6 => {
             debug_assert!(ready.a.is_none(), "PackedA never packs for the 6-row tile");

@@ -12,8 +12,8 @@ use std::sync::OnceLock;
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
-    /// [`Avx512F`]: AVX-512F, 8×48 tile, 6×64 ([`Avx512FLow`]) when `m ≤ 6` (x86-64 with
-    /// AVX-512F, AVX2 and FMA).
+    /// [`Avx512F`]: AVX-512F, 8×48 tile, 6×64 ([`Avx512FLow`]) when `m ≤ 6`, 4×80
+    /// ([`Avx512FLow4`]) when `m ≤ 4` (x86-64 with AVX-512F, AVX2 and FMA).
     Avx512,
     /// [`Avx2Fma`]: AVX2 + FMA, 6×16 tile (x86-64 with AVX2 and FMA).
     Avx2,
