@@ -5,11 +5,13 @@
 //! element of C is the dot product of two contiguous runs. With few rows of C, packing B
 //! (a transpose of all of it) costs as much as the product itself; here nothing is packed.
 //!
-//! Each block of C (up to `DotKernel::ROWS` rows × [`C`] columns) keeps one 8-lane accumulator per
-//! element: per 8 values of k, `rows + cols` loads and `rows·cols` multiply-adds. Each
-//! element's sum is: lane sums over k rounded down to a multiple of 8, in increasing k;
-//! the 8 lanes added in a fixed tree; the remaining `k mod 8` terms added in order; then
-//! `C = C + sum` (or `C = sum`). Nothing depends on threads.
+//! Each block of C (up to `DotKernel::ROWS` rows × [`C`] columns) keeps one vector
+//! accumulator per element: per vector of k, `rows + cols` loads and `rows·cols`
+//! multiply-adds. On 8 lanes (AVX2, portable) each element's sum is: lane sums over k
+//! rounded down to a multiple of 8, in increasing k; the 8 lanes added in a fixed tree;
+//! the remaining `k mod 8` terms added in order. On 16 lanes (AVX-512) the tail is one
+//! masked vector and the lanes are added pairwise ([`Avx512Dot`]). Then `C = C + sum` (or
+//! `C = sum`). Nothing depends on threads.
 
 /// Most rows of C for which [`super::gemm`] takes this path whatever `n`. Measured (`cargo
 /// bench --bench gemm`): at 4 and 6 rows dot products run 2–4× faster than packing, at 16
