@@ -233,10 +233,16 @@ fn for_each_part(
         crate::dist::shard_start(b, shards, first)..crate::dist::shard_start(b, shards, end)
     };
     if plan.augment.is_identity() && data.fills_from_memory() {
-        // Assembling a batch is a table look-up per pixel: do it inline.
+        // Assembling a batch is a table look-up per pixel: do it inline, the next batch's
+        // images pulled towards the cache while this one trains (shuffled images are
+        // scattered over the whole set: each would otherwise start with cache misses).
         let mut batch = Batch::default();
-        for indices in Batches::new(&order, plan.batch_size) {
+        let mut batches = Batches::new(&order, plan.batch_size).peekable();
+        while let Some(indices) = batches.next() {
             data.fill_batch(&indices[part(indices.len())], View::Plain, &mut batch)?;
+            if let Some(next) = batches.peek() {
+                data.prefetch(&next[part(next.len())]);
+            }
             step(&batch, indices.len())?;
         }
         return Ok(());

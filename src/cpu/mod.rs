@@ -39,6 +39,20 @@ pub fn worth_parallel(items: usize, work: usize) -> bool {
     items > 1 && work >= PARALLEL_MIN_WORK && rayon::current_num_threads() > 1
 }
 
+/// Asks the CPU to start loading `bytes` into its caches (one prefetch per 64-byte line;
+/// nothing off x86-64). A hint only: it reads nothing and cannot fault.
+pub fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in bytes.chunks(64) {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: SSE is part of the x86-64 baseline; a prefetch dereferences nothing and
+        // never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
 /// Elements from which an element-wise pass is spread over the rayon pool.
 pub const PARALLEL_MIN_ELEMENTS: usize = 1 << 17;
 

@@ -267,6 +267,14 @@ impl Dataset for Cifar10 {
         Normalize::half()
     }
 
+    fn prefetch(&self, indices: &[usize]) {
+        for &i in indices {
+            if let Some(image) = self.images.get(i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES) {
+                crate::cpu::prefetch(image);
+            }
+        }
+    }
+
     fn fill_batch(&self, indices: &[usize], view: View<'_>, batch: &mut Batch) -> Result<()> {
         let mut scratch = [0u8; IMAGE_BYTES];
         match view {

@@ -60,6 +60,13 @@ pub trait Dataset: Sync {
     /// that prediction prepares images the same way).
     fn normalization(&self) -> Normalize;
 
+    /// A hint that images `indices` come next: a source in memory may start pulling their
+    /// bytes into cache while the current step computes (the default does nothing).
+    /// Indices out of range are ignored; [`Dataset::fill_batch`] reports them.
+    fn prefetch(&self, indices: &[usize]) {
+        let _ = indices;
+    }
+
     /// Writes images `indices` into `batch.images` as `[n, C, H, W]` normalised floats and
     /// their labels into `batch.labels`, presented as `view` says. An index out of range,
     /// or an image that can no longer be read, is an error naming it.
