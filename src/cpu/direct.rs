@@ -648,7 +648,13 @@ unsafe fn grad_rows<S: Lanes, const R4: usize, const R2: usize>(job: &GradJob<'_
     }
 }
 
-/// One block of `MB` rows across all taps, `RB` at a time.
+/// One block of `MB` rows across all taps, `RB` at a time. The positions are swept in
+/// chunks of [`GRAD_CHUNK`] vectors, each chunk through every block of taps (at most
+/// [`GRAD_GROUP`] blocks at once, their accumulators kept in memory between chunks): a
+/// chunk's rows of `g` and runs of `src` stay in L1 while the blocks reuse them, where a
+/// sweep of all positions per block streamed them from L2 once per block. Each
+/// accumulator still sees the positions in the same order, so the bits are those of one
+/// sweep.
 ///
 /// # Safety
 /// As for [`grad_rows`].
@@ -659,25 +665,54 @@ unsafe fn grad_taps<S: Lanes, const MB: usize, const RB: usize>(
     dw: &mut [f32],
 ) {
     let r_len = job.offs.len();
-    let mut r0 = 0;
-    while r0 < r_len {
-        let n = (r_len - r0).min(RB);
-        let mut offs = [job.offs[r0]; RB];
-        offs[..n].copy_from_slice(&job.offs[r0..r0 + n]);
-        // SAFETY: passed on from the caller; the padded taps repeat a checked one.
-        let sums = unsafe { grad_block::<S, MB, RB>(job, m0, &offs) };
-        for (b, row) in sums.iter().enumerate() {
-            let d = &mut dw[(m0 + b) * r_len + r0..][..n];
-            for (d, &s) in d.iter_mut().zip(row) {
-                *d = if job.accumulate { *d + s } else { s };
+    let total = job.images * (job.vectors / S::L);
+    let mut g0 = 0;
+    while g0 < r_len {
+        // Taps g0..g1 in blocks of RB (the last padded with repeats of its first tap).
+        let g1 = (g0 + GRAD_GROUP * RB).min(r_len);
+        let blocks = (g1 - g0).div_ceil(RB);
+        // SAFETY: `zero` only needs the instruction set, which the caller vouched for.
+        let mut accs = [[[unsafe { S::zero() }; MB]; RB]; GRAD_GROUP];
+        let offs: [[usize; RB]; GRAD_GROUP] = std::array::from_fn(|b| {
+            let r0 = (g0 + b * RB).min(g1 - 1);
+            let mut o = [job.offs[r0]; RB];
+            let n = (g1 - r0).min(RB);
+            o[..n].copy_from_slice(&job.offs[r0..r0 + n]);
+            o
+        });
+        for s0 in (0..total).step_by(GRAD_CHUNK) {
+            let steps = s0..(s0 + GRAD_CHUNK).min(total);
+            for (acc, offs) in accs.iter_mut().zip(&offs).take(blocks) {
+                // SAFETY: passed on from the caller; the padded taps repeat a checked one.
+                unsafe { grad_block::<S, MB, RB>(job, m0, offs, steps.clone(), acc) };
             }
         }
-        r0 += n;
+        for (b, acc) in accs.iter().enumerate().take(blocks) {
+            let r0 = g0 + b * RB;
+            let n = (g1 - r0).min(RB);
+            for (k, arow) in acc.iter().enumerate().take(n) {
+                for (i, &v) in arow.iter().enumerate() {
+                    // SAFETY: as for `zero`.
+                    let s = unsafe { S::sum(v) };
+                    let d = &mut dw[(m0 + i) * r_len + r0 + k];
+                    *d = if job.accumulate { *d + s } else { s };
+                }
+            }
+        }
+        g0 = g1;
     }
 }
 
-/// The register block: for `b < MB`, `k < RB`, the sum over images and positions of
-/// `g[i][m0 + b][q] · src[i][offs[k] + q]`, lanes added last in a fixed tree.
+/// Vectors of positions (over the images, in order) per chunk of [`grad_taps`]: 32 × 16
+/// positions is 8 KiB of four gradient rows and about as much of a 3-channel image.
+const GRAD_CHUNK: usize = 32;
+
+/// Most blocks of taps whose accumulators [`grad_taps`] keeps between chunks (16 blocks
+/// of 4 × 5 AVX-512 vectors: 20 KiB).
+const GRAD_GROUP: usize = 16;
+
+/// The register block over the (image, vector) steps `steps`: for `b < MB`, `k < RB`,
+/// `acc[k][b] += Σ g[i][m0 + b][q] · src[i][offs[k] + q]`, one vector of lanes per sum.
 ///
 /// # Safety
 /// As for [`grad_rows`].
@@ -686,20 +721,22 @@ unsafe fn grad_block<S: Lanes, const MB: usize, const RB: usize>(
     job: &GradJob<'_>,
     m0: usize,
     offs: &[usize; RB],
-) -> [[f32; RB]; MB] {
+    steps: std::ops::Range<usize>,
+    acc_out: &mut [[S::V; MB]; RB],
+) {
     // SAFETY: the CPU has `S`'s instruction set, and [`shifted_gemm_bt`] checked that `g`
     // holds every image's `M` rows of `vectors` floats and `src` every image's
     // `max(offs) + vectors` floats; `q + L ≤ vectors` below.
     unsafe {
         // acc[k][b]: tap k of the block, row b.
-        let mut acc = [[S::zero(); MB]; RB];
-        let (ld, steps) = (job.g_ld, job.vectors / S::L);
+        let mut acc = *acc_out;
+        let (ld, per) = (job.g_ld, job.vectors / S::L);
+        let (image, mut q) = (steps.start / per, steps.start % per * S::L);
         // One loop over (image, vector) pairs, not two nested ones: the accumulators then
         // stay in registers (nested loops made the compiler spill them).
-        let mut g = job.g.as_ptr().add(m0 * ld);
-        let mut src = job.src.as_ptr();
-        let mut q = 0;
-        for _ in 0..job.images * steps {
+        let mut g = job.g.as_ptr().add(m0 * ld + image * job.g_image);
+        let mut src = job.src.as_ptr().add(image * job.src_image);
+        for _ in steps {
             let mut gv = [S::zero(); MB];
             for (b, v) in gv.iter_mut().enumerate() {
                 *v = S::load(g.add(b * ld + q));
@@ -717,13 +754,7 @@ unsafe fn grad_block<S: Lanes, const MB: usize, const RB: usize>(
                 src = src.add(job.src_image);
             }
         }
-        let mut sums = [[0.0f32; RB]; MB];
-        for (k, arow) in acc.iter().enumerate() {
-            for (srow, &v) in sums.iter_mut().zip(arow) {
-                srow[k] = S::sum(v);
-            }
-        }
-        sums
+        *acc_out = acc;
     }
 }
 
