@@ -28,9 +28,13 @@ const COLS_TARGET: usize = 256;
 /// Most floats of a block's `V` (or `M`), 4 Mi floats = 16 MiB, above which blocks are
 /// narrower than [`COLS_TARGET`].
 const BLOCK_FLOATS: usize = 4 << 20;
-/// Floats added between the points' planes of `V` and `M`: with 2ᵏ channels and columns the
-/// planes would be 2ᵏ floats apart, and the transforms, which touch all `α²` planes per tile,
-/// would hit one cache set over and over. One cache line of offset spreads them.
+/// Floats added between the points' planes of `V`, `M` and the weight gradient's `dU`: with
+/// 2ᵏ channels and columns the planes would be 2ᵏ floats apart (`dU` at 128×128 channels:
+/// 64 KiB), and the transforms, which touch all `α²` planes per tile (per filter, for the
+/// adjoint filter transform of `dU`), would hit one cache set over and over: `α² = 36`
+/// streams in one set of a 12-way L1 and a 16-way L2 evict each other before a line's
+/// other floats are read. One cache line (16 floats) of offset per plane puts plane `t` `t`
+/// sets further on, and the planes stay 64-byte aligned. The offset changes no arithmetic.
 const PLANE_PAD: usize = 16;
 /// Weight-gradient tasks (each with its own share of `dW`): fixed, so that the summation
 /// order does not depend on the thread count.
@@ -141,7 +145,7 @@ thread_local! {
 }
 
 /// Runs `f` on a scratch slice of `len` floats from this thread's stack (contents stale).
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+pub(super) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     let mut v = SCRATCH.with(|s| s.borrow_mut().pop()).unwrap_or_default();
     if v.len() < len {
         v.resize(len, 0.0);
@@ -162,7 +166,8 @@ fn row_blocks(s: &Shape, p: &Plan) -> impl Iterator<Item = ((usize, usize), usiz
     })
 }
 
-/// Floats between the points' planes of a `[α²][rows, cols]` buffer.
+/// Floats between the points' planes of a `[α²][rows, cols]` buffer: `rows·cols` plus
+/// [`PLANE_PAD`].
 fn plane(rows: usize, cols: usize) -> usize {
     rows * cols + PLANE_PAD
 }
@@ -383,6 +388,10 @@ pub fn input_grad(s: &Shape, n: usize, dy: &[f32], uf: &[f32], dx: &mut [f32]) {
 
 /// Weight gradient: `dw[Cout][C][3][3] = Σ_n x[n] ⋆ dy[n]`, through `dU[t] = Σ dM[t]·V[t]ᵀ`
 /// and the adjoint filter transform. `partials` holds each task's share (reused).
+///
+/// Each task accumulates its `dU[α²][Cout][C]` in a scratch whose planes are
+/// `plane(Cout, C)` floats apart, padded by `PLANE_PAD` so that the adjoint filter
+/// transform's `α²` simultaneous streams do not share a cache set.
 pub fn weight_grad(
     s: &Shape,
     n: usize,
@@ -405,7 +414,8 @@ pub fn weight_grad(
         .par_chunks_mut(wlen)
         .enumerate()
         .for_each(|(ti, part)| {
-            with_scratch(pts * cout * cin, |du| {
+            // du[α²][Cout][C], planes `plane(cout, cin)` apart (see PLANE_PAD).
+            with_scratch(pts * plane(cout, cin), |du| {
                 let mut first = true;
                 for b in ti * per_task..((ti + 1) * per_task).min(blocks) {
                     let (i0, i1) = (b * per, ((b + 1) * per).min(n));
@@ -440,7 +450,7 @@ pub fn weight_grad(
                                         &v[t * plane(cin, cols)..],
                                         1,
                                         cols,
-                                        &mut du[t * cout * cin..],
+                                        &mut du[t * plane(cout, cin)..],
                                         cin,
                                         !first,
                                     );
@@ -450,7 +460,7 @@ pub fn weight_grad(
                         first = false;
                     }
                 }
-                super::filter_adjoint(s.tile, du, cout, cin, part);
+                super::filter_adjoint(s.tile, du, plane(cout, cin), cout, cin, part);
             });
         });
     // dW = share_0 + share_1 + …, in task order.

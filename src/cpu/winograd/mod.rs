@@ -203,54 +203,226 @@ fn filter_coefs(tile: Tile) -> Vec<[f32; 9]> {
         .collect()
 }
 
+/// Filter pairs `(co, ci)` the layer-wide filter transforms handle together, one per lane of
+/// an 8-float vector (as the images of [`lanes`]).
+const PAIR_LANES: usize = 8;
+/// Floats added between the tap planes of [`filter_transform`]'s tap-major scratch (one
+/// cache line), for the reason of `conv`'s `PLANE_PAD`: with `2ᵏ` filter pairs the 9 planes
+/// would map to one cache set.
+const TAP_PAD: usize = 16;
+
 /// Filter transform of a whole layer: `u[t][co][ci] = (G w[co][ci] Gᵀ)[t]` for
 /// `w[Cout][Cin][3][3]`, `u[α²][Cout][Cin]`. With `flip`, the filter of the input gradient
 /// instead: `u[t][ci][co] = (G rot180(w[co][ci]) Gᵀ)[t]` (`u[α²][Cin][Cout]`).
 ///
-/// Each point is a 9-term sum in tap order; points are independent, so they are spread over
-/// the rayon pool without changing any result.
+/// Each output is a 9-term sum `Σ_ab coef[t][ab] · tap[ab]` in tap order (multiply, then
+/// add: no fused multiply-add, so the AVX2 and portable builds agree bit for bit, and with
+/// the one-pair-at-a-time loop this replaced).
+///
+/// Layout and why: `w` holds a pair's 9 taps together, and with `flip` the destination's
+/// consecutive pairs are `Cin·9` floats apart in `w`. So the taps are first copied, once,
+/// into a tap-major scratch `wt[9][pairs]` (planes `pairs + TAP_PAD` apart) in the
+/// destination's pair order, rotated when flipped. Then 8 consecutive pairs are one vector
+/// per tap, and each of their 9 tap vectors, loaded once, serves a whole row of `α` points
+/// (`t = i·α + j`, `j < α`): reading all of `wt` once per point instead would stream it
+/// from L2 `α²` times. The rows of points are independent, so they are spread over the
+/// rayon pool without changing any result.
 pub fn filter_transform(tile: Tile, w: &[f32], cout: usize, cin: usize, flip: bool, u: &mut [f32]) {
-    let coefs = filter_coefs(tile);
+    filter_transform_on(crate::cpu::avx2::available(), tile, w, cout, cin, flip, u)
+}
+
+/// [`filter_transform`] with the build chosen by the caller (`true` needs AVX2).
+fn filter_transform_on(
+    use_avx2: bool,
+    tile: Tile,
+    w: &[f32],
+    cout: usize,
+    cin: usize,
+    flip: bool,
+    u: &mut [f32],
+) {
+    let (coefs, al) = (filter_coefs(tile), tile.alpha());
     let pairs = cout * cin;
     assert!(w.len() >= pairs * 9 && u.len() >= coefs.len() * pairs);
-    crate::cpu::for_each_chunk(&mut u[..coefs.len() * pairs], pairs, |t, ut| {
-        let c = &coefs[t];
-        for (idx, d) in ut.iter_mut().enumerate() {
-            // Destination (row, col) is (co, ci), or (ci, co) when flipped.
-            let (co, ci) = if flip {
-                (idx % cout, idx / cout)
-            } else {
-                (idx / cin, idx % cin)
-            };
-            let g = &w[(co * cin + ci) * 9..][..9];
-            let mut acc = 0.0f32;
-            for ab in 0..9 {
-                let tap = if flip { g[8 - ab] } else { g[ab] };
-                acc += c[ab] * tap;
+    if pairs == 0 {
+        return;
+    }
+    let ld = pairs + TAP_PAD;
+    conv::with_scratch(9 * ld, |wt| {
+        // wt[ab·ld + idx] = tap ab of the destination's pair idx = row·cols + col, where
+        // (row, col) is (co, ci), or (ci, co) when flipped.
+        let (rows, cols) = if flip { (cin, cout) } else { (cout, cin) };
+        for r in 0..rows {
+            for c in 0..cols {
+                let (co, ci) = if flip { (c, r) } else { (r, c) };
+                let g = &w[(co * cin + ci) * 9..][..9];
+                for ab in 0..9 {
+                    wt[ab * ld + r * cols + c] = if flip { g[8 - ab] } else { g[ab] };
+                }
             }
-            *d = acc;
         }
+        let wt = &*wt;
+        crate::cpu::for_each_chunk(&mut u[..coefs.len() * pairs], al * pairs, |i, ui| {
+            points_from_taps(use_avx2, &coefs[i * al..][..al], wt, ld, ui)
+        });
     });
 }
 
-/// Adjoint of [`filter_transform`] (not flipped): `dw[co][ci] = Gᵀ du[·][co][ci] G` for
-/// `du[α²][Cout][Cin]`, `dw[Cout][Cin][3][3]`; each tap a sum over the points in order.
-pub fn filter_adjoint(tile: Tile, du: &[f32], cout: usize, cin: usize, dw: &mut [f32]) {
-    let coefs = filter_coefs(tile);
-    let pairs = cout * cin;
-    assert!(du.len() >= coefs.len() * pairs && dw.len() >= pairs * 9);
-    crate::cpu::for_each_chunk(&mut dw[..pairs * 9], cin * 9, |co, row| {
-        for (ci, g) in row.chunks_exact_mut(9).enumerate() {
-            let mut acc = [0.0f32; 9];
-            for (t, c) in coefs.iter().enumerate() {
-                let v = du[t * pairs + co * cin + ci];
-                for ab in 0..9 {
-                    acc[ab] += c[ab] * v;
+/// `ui[p·n + k] = Σ_ab cs[p][ab] · wt[ab·ld + k]` (in `ab` order) for `n = ui.len() / cs.len()`:
+/// a row of points' planes of [`filter_transform`], AVX2 where `use_avx2`.
+fn points_from_taps(use_avx2: bool, cs: &[[f32; 9]], wt: &[f32], ld: usize, ui: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn fast(cs: &[[f32; 9]], wt: &[f32], ld: usize, ui: &mut [f32]) {
+        points_from_taps_body(cs, wt, ld, ui)
+    }
+    #[cfg(target_arch = "x86_64")]
+    if use_avx2 {
+        assert!(
+            crate::cpu::avx2::available(),
+            "AVX2 build asked for on a CPU without it"
+        );
+        // SAFETY: `fast` only needs AVX2, which this CPU has (asserted above).
+        return unsafe { fast(cs, wt, ld, ui) };
+    }
+    let _ = use_avx2;
+    points_from_taps_body(cs, wt, ld, ui)
+}
+
+/// The body of [`points_from_taps`], inlined into each build.
+#[inline(always)]
+fn points_from_taps_body(cs: &[[f32; 9]], wt: &[f32], ld: usize, ui: &mut [f32]) {
+    let n = ui.len() / cs.len();
+    let taps: [&[f32]; 9] = std::array::from_fn(|ab| &wt[ab * ld..][..n]);
+    let full = n - n % PAIR_LANES;
+    for k in (0..full).step_by(PAIR_LANES) {
+        let x: [[f32; PAIR_LANES]; 9] =
+            std::array::from_fn(|ab| taps[ab][k..k + PAIR_LANES].try_into().expect("8 floats"));
+        for (c, plane) in cs.iter().zip(ui.chunks_exact_mut(n)) {
+            let mut acc = [0.0f32; PAIR_LANES];
+            for (xab, &cab) in x.iter().zip(c) {
+                for (a, &v) in acc.iter_mut().zip(xab) {
+                    *a += cab * v;
                 }
             }
-            g.copy_from_slice(&acc);
+            plane[k..k + PAIR_LANES].copy_from_slice(&acc);
         }
+    }
+    for k in full..n {
+        for (c, plane) in cs.iter().zip(ui.chunks_exact_mut(n)) {
+            let mut acc = 0.0f32;
+            for (tap, &cab) in taps.iter().zip(c) {
+                acc += cab * tap[k];
+            }
+            plane[k] = acc;
+        }
+    }
+}
+
+/// Adjoint of [`filter_transform`] (not flipped): `dw[co][ci] = Gᵀ du[·][co][ci] G` for
+/// `dw[Cout][Cin][3][3]`; each tap a sum over the points in order (multiply, then add).
+///
+/// `du` holds the `α²` planes `du[t][Cout][Cin]` `plane` floats apart (`plane ≥ Cout·Cin`):
+/// the weight gradient pads them by a cache line ([`conv`]'s `PLANE_PAD`), because this
+/// function reads all `α²` planes at once, and planes exactly `2ᵏ` floats apart (64 KiB
+/// at 128×128 channels) would all map to one cache set of L1 and L2: 36 streams for
+/// `F(4,3)` exceed the ways, and every line would be fetched again for each of its floats.
+/// Output rows (`co`) are spread over the rayon pool; within a row, 8 input channels per
+/// vector.
+pub fn filter_adjoint(
+    tile: Tile,
+    du: &[f32],
+    plane: usize,
+    cout: usize,
+    cin: usize,
+    dw: &mut [f32],
+) {
+    filter_adjoint_on(
+        crate::cpu::avx2::available(),
+        tile,
+        du,
+        plane,
+        cout,
+        cin,
+        dw,
+    )
+}
+
+/// [`filter_adjoint`] with the build chosen by the caller (`true` needs AVX2).
+fn filter_adjoint_on(
+    use_avx2: bool,
+    tile: Tile,
+    du: &[f32],
+    plane: usize,
+    cout: usize,
+    cin: usize,
+    dw: &mut [f32],
+) {
+    let coefs = filter_coefs(tile);
+    let pairs = cout * cin;
+    assert!(plane >= pairs && dw.len() >= pairs * 9);
+    assert!(pairs == 0 || du.len() >= (coefs.len() - 1) * plane + pairs);
+    crate::cpu::for_each_chunk(&mut dw[..pairs * 9], cin * 9, |co, row| {
+        adjoint_row(use_avx2, &coefs, &du[co * cin..], plane, row)
     });
+}
+
+/// One output row of [`filter_adjoint`]: `row[ci][ab] = Σ_t coefs[t][ab] · du[t·plane + ci]`
+/// for `ci < row.len() / 9`, AVX2 where `use_avx2`.
+fn adjoint_row(use_avx2: bool, coefs: &[[f32; 9]], du: &[f32], plane: usize, row: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn fast(coefs: &[[f32; 9]], du: &[f32], plane: usize, row: &mut [f32]) {
+        adjoint_row_body(coefs, du, plane, row)
+    }
+    #[cfg(target_arch = "x86_64")]
+    if use_avx2 {
+        assert!(
+            crate::cpu::avx2::available(),
+            "AVX2 build asked for on a CPU without it"
+        );
+        // SAFETY: `fast` only needs AVX2, which this CPU has (asserted above).
+        return unsafe { fast(coefs, du, plane, row) };
+    }
+    let _ = use_avx2;
+    adjoint_row_body(coefs, du, plane, row)
+}
+
+/// The body of [`adjoint_row`], inlined into each build.
+#[inline(always)]
+fn adjoint_row_body(coefs: &[[f32; 9]], du: &[f32], plane: usize, row: &mut [f32]) {
+    let cin = row.len() / 9;
+    let full = cin - cin % PAIR_LANES;
+    for (k, out) in row[..full * 9].chunks_exact_mut(PAIR_LANES * 9).enumerate() {
+        let ci = k * PAIR_LANES;
+        // acc[ab][l]: tap ab of channel ci + l.
+        let mut acc = [[0.0f32; PAIR_LANES]; 9];
+        for (t, c) in coefs.iter().enumerate() {
+            let x: &[f32; PAIR_LANES] = du[t * plane + ci..][..PAIR_LANES]
+                .try_into()
+                .expect("8 floats");
+            for (accab, &cab) in acc.iter_mut().zip(c) {
+                for (a, &v) in accab.iter_mut().zip(x) {
+                    *a += cab * v;
+                }
+            }
+        }
+        for (l, g) in out.chunks_exact_mut(9).enumerate() {
+            for (ab, d) in g.iter_mut().enumerate() {
+                *d = acc[ab][l];
+            }
+        }
+    }
+    for (ci, g) in row.chunks_exact_mut(9).enumerate().skip(full) {
+        let mut acc = [0.0f32; 9];
+        for (t, c) in coefs.iter().enumerate() {
+            let v = du[t * plane + ci];
+            for (a, &cab) in acc.iter_mut().zip(c) {
+                *a += cab * v;
+            }
+        }
+        g.copy_from_slice(&acc);
+    }
 }
 
 #[cfg(test)]
@@ -323,6 +495,79 @@ mod tests {
         }
     }
 
+    /// The plain scalar loops the vectorised [`filter_transform`] and [`filter_adjoint`]
+    /// replaced (one pair at a time, taps or points in order): both builds must write the
+    /// same bits as these, for channel counts with and without a multiple of 8, flipped or
+    /// not, and with padded `dU` planes.
+    #[test]
+    fn filter_transforms_match_scalar_loops_bit_for_bit() {
+        let builds: Vec<bool> = if crate::cpu::avx2::available() {
+            vec![false, true]
+        } else {
+            vec![false]
+        };
+        for (cout, cin) in [(3, 5), (16, 13), (8, 24), (1, 1), (17, 8)] {
+            let pairs = cout * cin;
+            let w: Vec<f32> = (0..pairs * 9)
+                .map(|i| ((i as f32) * 0.377).sin() * 1.7)
+                .collect();
+            for tile in [Tile::F2, Tile::F4] {
+                let coefs = filter_coefs(tile);
+                let pts = coefs.len();
+                for flip in [false, true] {
+                    let mut want = vec![0.0f32; pts * pairs];
+                    for (t, c) in coefs.iter().enumerate() {
+                        for idx in 0..pairs {
+                            let (co, ci) = if flip {
+                                (idx % cout, idx / cout)
+                            } else {
+                                (idx / cin, idx % cin)
+                            };
+                            let g = &w[(co * cin + ci) * 9..][..9];
+                            let mut acc = 0.0f32;
+                            for ab in 0..9 {
+                                acc += c[ab] * if flip { g[8 - ab] } else { g[ab] };
+                            }
+                            want[t * pairs + idx] = acc;
+                        }
+                    }
+                    for &b in &builds {
+                        let mut u = vec![f32::NAN; pts * pairs];
+                        filter_transform_on(b, tile, &w, cout, cin, flip, &mut u);
+                        let same = u.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(same, "{tile:?} {cout}x{cin} flip {flip} avx2 {b}");
+                    }
+                }
+                for pad in [0, 16] {
+                    let plane = pairs + pad;
+                    let du: Vec<f32> = (0..pts * plane)
+                        .map(|i| ((i as f32) * 0.619).cos())
+                        .collect();
+                    let mut want = vec![0.0f32; pairs * 9];
+                    for idx in 0..pairs {
+                        let mut acc = [0.0f32; 9];
+                        for (t, c) in coefs.iter().enumerate() {
+                            let v = du[t * plane + idx];
+                            for ab in 0..9 {
+                                acc[ab] += c[ab] * v;
+                            }
+                        }
+                        want[idx * 9..][..9].copy_from_slice(&acc);
+                    }
+                    for &b in &builds {
+                        let mut dw = vec![f32::NAN; pairs * 9];
+                        filter_adjoint_on(b, tile, &du, plane, cout, cin, &mut dw);
+                        let same = dw
+                            .iter()
+                            .zip(&want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(same, "{tile:?} {cout}x{cin} pad {pad} adjoint avx2 {b}");
+                    }
+                }
+            }
+        }
+    }
+
     /// The layer-wide filter transform (plain and flipped) and its adjoint against the
     /// per-tile references.
     #[test]
@@ -338,7 +583,7 @@ mod tests {
             filter_transform(tile, &w, cout, cin, false, &mut u);
             filter_transform(tile, &w, cout, cin, true, &mut uf);
             let mut dw = vec![0.0; cout * cin * 9];
-            filter_adjoint(tile, &u, cout, cin, &mut dw);
+            filter_adjoint(tile, &u, cout * cin, cout, cin, &mut dw);
             for co in 0..cout {
                 for ci in 0..cin {
                     let g: Vec<f64> = w[(co * cin + ci) * 9..][..9]
