@@ -8,6 +8,7 @@ pub use crate::cpu::direct::{
     Q_ALIGN as DIRECT_Q_ALIGN, shifted_gemm as direct_shifted_gemm,
     shifted_gemm_bt as direct_shifted_gemm_bt,
     shifted_gemm_bt_lanes as direct_shifted_gemm_bt_lanes,
+    shifted_scatter as direct_shifted_scatter,
 };
 pub use crate::cpu::elementwise::{
     AdamStep, adam_update, add, add_bias_cols, add_bias_rows, add_relu, bias_act_rows, relu,

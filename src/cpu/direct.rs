@@ -12,18 +12,20 @@
 //!
 //! a GEMM whose right matrix `B[r][q] = x[off(r) + q]` is im2col's column matrix (widened
 //! by the junk columns) read where it lies instead of written out. [`shifted_gemm`]
-//! computes that product for any table of offsets, so it also runs the input gradient, a
-//! "full" correlation of the zero-padded output gradient with the transposed, flipped
-//! kernel; [`shifted_gemm_bt`] computes `G · Bᵀ`, the weight gradient
+//! computes that product for any table of offsets. Its transpose, [`shifted_scatter`],
+//! runs the input gradient: each tap's row of `Wᵀ · dyw` is added into `dx` at the tap's
+//! offset (`dx[off(r) + q] += Σ_co W[co][r] · dyw[co][q]`, col2im's sum without the
+//! column matrix). [`shifted_gemm_bt`] computes `G · Bᵀ`, the weight gradient
 //! `dW[co][r] = Σ_n Σ_q dyw[n][co][q] · x[n][off(r) + q]` (with `dyw` zero in the junk
-//! columns, so they add nothing).
+//! columns, so they add nothing); [`shifted_gemm_bt_lanes`] computes the same with the
+//! output channels in the vector lanes, for layers with many of them.
 //!
 //! Against im2col + GEMM this never writes the `C·KH·KW × OH·OW` matrix (25 times the
 //! image for a 5×5 kernel) nor packs it, and pays `W/OW` more multiply-adds on the junk
 //! columns. It wins for layers with few channels (the article's network), whose GEMMs are
 //! thin and whose time went into building that matrix.
 //!
-//! Both kernels work on vectors of [`Q_ALIGN`] positions: a row of `q` positions is
+//! The kernels work on vectors of [`Q_ALIGN`] positions: a row of `q` positions is
 //! computed up to `q.next_multiple_of(Q_ALIGN)`, so the sources need that much (plus the
 //! largest offset) readable. The per-element arithmetic does not depend on how the work
 //! is blocked or split, so the results are the same bit for bit whatever the thread count;
@@ -227,6 +229,8 @@ trait Lanes {
     unsafe fn zero() -> Self::V;
     unsafe fn load(p: *const f32) -> Self::V;
     unsafe fn splat(x: f32) -> Self::V;
+    /// `a + b`.
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     /// `c + a·b` (fused where the instruction set has FMA).
     unsafe fn madd(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     unsafe fn store(p: *mut f32, v: Self::V);
@@ -256,6 +260,11 @@ impl Lanes for Avx512 {
     unsafe fn splat(x: f32) -> Self::V {
         // SAFETY: AVX-512F as above.
         unsafe { std::arch::x86_64::_mm512_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V {
+        // SAFETY: AVX-512F as above.
+        unsafe { std::arch::x86_64::_mm512_add_ps(a, b) }
     }
     #[inline(always)]
     unsafe fn madd(a: Self::V, b: Self::V, c: Self::V) -> Self::V {
@@ -303,6 +312,11 @@ impl Lanes for Avx2 {
         unsafe { std::arch::x86_64::_mm256_set1_ps(x) }
     }
     #[inline(always)]
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V {
+        // SAFETY: AVX2 as above.
+        unsafe { std::arch::x86_64::_mm256_add_ps(a, b) }
+    }
+    #[inline(always)]
     unsafe fn madd(a: Self::V, b: Self::V, c: Self::V) -> Self::V {
         // SAFETY: FMA as above.
         unsafe { std::arch::x86_64::_mm256_fmadd_ps(a, b, c) }
@@ -343,6 +357,13 @@ impl Lanes for Portable {
     #[inline(always)]
     unsafe fn splat(x: f32) -> Self::V {
         [x; 8]
+    }
+    #[inline(always)]
+    unsafe fn add(mut a: Self::V, b: Self::V) -> Self::V {
+        for l in 0..8 {
+            a[l] += b[l];
+        }
+        a
     }
     #[inline(always)]
     unsafe fn madd(a: Self::V, b: Self::V, mut c: Self::V) -> Self::V {
@@ -758,6 +779,194 @@ unsafe fn grad_block<S: Lanes, const MB: usize, const RB: usize>(
     }
 }
 
+/// Reference for [`shifted_scatter`]: `out[offs[r] + q] += Σ_k wt[r][k] · g[k·g_ld + q]`,
+/// tap by tap, one element at a time.
+pub fn shifted_scatter_naive(
+    wt: &[f32],
+    offs: &[usize],
+    (g, g_ld): (&[f32], usize),
+    q_len: usize,
+    out: &mut [f32],
+) {
+    let m = wt.len() / offs.len().max(1);
+    for (r, &off) in offs.iter().enumerate() {
+        for q in 0..q_len {
+            let mut s = 0.0f32;
+            for k in 0..m {
+                s += wt[r * m + k] * g[k * g_ld + q];
+            }
+            out[off + q] += s;
+        }
+    }
+}
+
+/// The transpose of [`shifted_gemm`]: `out[offs[r] + q] += Σ_k wt[r][k] · g[k·g_ld + q]`
+/// for every tap `r < R` and `q < q_len.next_multiple_of(Q_ALIGN)`, `K = wt.len() / R`.
+/// Each tap's row of the product `wt · G` (`[R, K]·[K, Q]`) is added into `out` at the
+/// tap's offset: the input gradient of a convolution, `dx[c][ky·W + kx + q] += Σ_co
+/// W[co][c][ky][kx] · dyw[co][q]`, without a column matrix (col2im's adds done as the
+/// rows are made). The rows of `g` from `q_len` to the vector's end are added too (keep
+/// them zero, as the junk columns of a widened gradient are).
+///
+/// Taps are taken in blocks of consecutive `r` (give taps that write to different places
+/// next to each other, e.g. the channels of one kernel position: the adds of a block
+/// then never touch a vector another tap of the block has just stored). Every element's
+/// sum is made in the same order whatever the caller's split over images.
+///
+/// # Panics
+/// If `g` or `out` is too short for the shapes given, `g_ld` is less than the rounded
+/// `q_len`, or `wt` is not `R·K` floats.
+pub fn shifted_scatter(
+    wt: &[f32],
+    offs: &[usize],
+    g: (&[f32], usize),
+    q_len: usize,
+    out: &mut [f32],
+) {
+    shifted_scatter_with(Build::best(), wt, offs, g, q_len, out)
+}
+
+/// [`shifted_scatter`] by the given build.
+///
+/// # Panics
+/// As [`shifted_scatter`], and if this CPU cannot run `build`.
+pub fn shifted_scatter_with(
+    build: Build,
+    wt: &[f32],
+    offs: &[usize],
+    (g, g_ld): (&[f32], usize),
+    q_len: usize,
+    out: &mut [f32],
+) {
+    let r_len = offs.len();
+    if r_len == 0 || q_len == 0 {
+        return;
+    }
+    let k = wt.len() / r_len;
+    let qp = q_len.next_multiple_of(Q_ALIGN);
+    assert_eq!(wt.len(), r_len * k, "shifted_scatter: wt is not R·K floats");
+    if k == 0 {
+        return;
+    }
+    assert!(g_ld >= qp, "shifted_scatter: g_ld {g_ld} < {qp}");
+    assert!(
+        g.len() >= (k - 1) * g_ld + qp,
+        "shifted_scatter: g too short"
+    );
+    let top = offs.iter().max().copied().unwrap_or(0);
+    assert!(out.len() >= top + qp, "shifted_scatter: out too short");
+    assert!(
+        Build::available().contains(&build),
+        "{build:?} asked for on a CPU without it"
+    );
+    let job = ScatterJob {
+        wt,
+        offs,
+        g,
+        g_ld,
+        k,
+        vectors: qp,
+    };
+    let job = &job;
+    on_build!(
+        build,
+        scatter_taps(job: &ScatterJob<'_>, out: &mut [f32]),
+        avx512: <Avx512, 6, 4>,
+        avx2: <Avx2, 4, 2>,
+        portable: <Portable, 4, 2>
+    )
+}
+
+/// The operands of one [`shifted_scatter`] call.
+struct ScatterJob<'a> {
+    /// `[R][K]`
+    wt: &'a [f32],
+    offs: &'a [usize],
+    g: &'a [f32],
+    g_ld: usize,
+    k: usize,
+    /// Positions per row, a multiple of [`Q_ALIGN`].
+    vectors: usize,
+}
+
+/// All of [`shifted_scatter`]: taps in blocks of `TB` (the last one padded with repeats
+/// of its first tap, computed but not added), each across the row's vectors `QB` at a
+/// time (24 accumulators of 32 AVX-512 registers with 6 × 4, 8 of 16 AVX2 ones).
+///
+/// # Safety
+/// The CPU has `S`'s instruction set; [`shifted_scatter`]'s bounds checks passed.
+#[inline(always)]
+unsafe fn scatter_taps<S: Lanes, const TB: usize, const QB: usize>(
+    job: &ScatterJob<'_>,
+    out: &mut [f32],
+) {
+    let (r_len, vectors) = (job.offs.len(), job.vectors / S::L);
+    let mut r0 = 0;
+    while r0 < r_len {
+        let n = (r_len - r0).min(TB);
+        let taps: [usize; TB] = std::array::from_fn(|t| if t < n { r0 + t } else { r0 });
+        let mut v0 = 0;
+        while v0 < vectors {
+            let q0 = v0 * S::L;
+            let left = vectors - v0;
+            // SAFETY: passed on from the caller.
+            unsafe {
+                match left.min(QB) {
+                    4 => scatter_block::<S, TB, 4>(job, &taps, n, q0, out),
+                    3 => scatter_block::<S, TB, 3>(job, &taps, n, q0, out),
+                    2 => scatter_block::<S, TB, 2>(job, &taps, n, q0, out),
+                    _ => scatter_block::<S, TB, 1>(job, &taps, n, q0, out),
+                }
+            }
+            v0 += left.min(QB);
+        }
+        r0 += n;
+    }
+}
+
+/// The register block: `acc[t][j] = Σ_k wt[taps[t]][k] · g[k][q0 + j·L ..]` for `t < TB`,
+/// `j < NV`, then `out[offs[taps[t]] + q0 + j·L ..] += acc[t][j]` for the first `n` taps.
+///
+/// # Safety
+/// As for [`scatter_taps`].
+#[inline(always)]
+unsafe fn scatter_block<S: Lanes, const TB: usize, const NV: usize>(
+    job: &ScatterJob<'_>,
+    taps: &[usize; TB],
+    n: usize,
+    q0: usize,
+    out: &mut [f32],
+) {
+    // SAFETY: the CPU has `S`'s instruction set, and [`shifted_scatter`] checked that `g`
+    // holds `K` rows of `vectors` floats `g_ld` apart, `wt` `R·K` floats and `out`
+    // `max(offs) + vectors` floats; `q0 + NV·L ≤ vectors`.
+    unsafe {
+        let mut acc = [[S::zero(); NV]; TB];
+        let (wt, g) = (job.wt.as_ptr(), job.g.as_ptr());
+        for k in 0..job.k {
+            let gk = g.add(k * job.g_ld + q0);
+            let mut gv = [S::zero(); NV];
+            for (j, v) in gv.iter_mut().enumerate() {
+                *v = S::load(gk.add(j * S::L));
+            }
+            for (row, &r) in acc.iter_mut().zip(taps) {
+                let w = S::splat(*wt.add(r * job.k + k));
+                for (a, &v) in row.iter_mut().zip(&gv) {
+                    *a = S::madd(w, v, *a);
+                }
+            }
+        }
+        let o = out.as_mut_ptr();
+        for (row, &r) in acc.iter().zip(taps).take(n) {
+            let dst = o.add(job.offs[r] + q0);
+            for (j, &v) in row.iter().enumerate() {
+                let p = dst.add(j * S::L);
+                S::store(p, S::add(S::load(p), v));
+            }
+        }
+    }
+}
+
 /// Reference for [`shifted_gemm_bt_lanes`]: `dw[m][r] (+)= Σ_i Σ_t gt[i][t][m] ·
 /// src[i][pos[t] + offs[r]]`, one element at a time.
 pub fn shifted_gemm_bt_lanes_naive(
@@ -998,6 +1207,36 @@ mod tests {
     }
 
     #[test]
+    fn scatter_matches_reference_for_every_block_shape() {
+        for k in [1usize, 3, 16] {
+            for r in [1usize, 4, 6, 7, 13, 25] {
+                for q_len in [1usize, 16, 40, 100, 140] {
+                    let qp = q_len.next_multiple_of(Q_ALIGN);
+                    let g_ld = qp + 16;
+                    let mut g = fill(k * g_ld, 9);
+                    for row in g.chunks_mut(g_ld) {
+                        row[q_len..].fill(0.0);
+                    }
+                    let wt = fill(r * k, 10);
+                    // Taps that overlap one another (shifts by 1 and by a row).
+                    let offs: Vec<usize> = (0..r).map(|i| (i % 5) + 20 * (i / 5)).collect();
+                    let len = offs.iter().max().unwrap() + qp;
+                    let mut slow = fill(len, 11);
+                    shifted_scatter_naive(&wt, &offs, (&g, g_ld), q_len, &mut slow);
+                    for build in Build::available() {
+                        let mut fast = fill(len, 11);
+                        shifted_scatter_with(build, &wt, &offs, (&g, g_ld), q_len, &mut fast);
+                        for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
+                            let at = format!("{build:?} k {k} r {r} q_len {q_len} at {i}");
+                            assert!((a - b).abs() <= 1e-4, "{at}: {a} vs {b}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn every_build_runs_here() {
         let builds = Build::available();
         println!("direct convolution builds on this CPU: {builds:?}");
@@ -1032,27 +1271,30 @@ mod tests {
 
     #[test]
     fn weight_grad_matches_reference_for_every_block_shape() {
-        for m in [1, 2, 3, 4, 5, 6, 9, 16] {
-            for r in [1, 5, 6, 11, 25] {
-                let q_len = 48;
-                let offs: Vec<usize> = (0..r).map(|i| (i * 7) % 40).collect();
-                let (g_ld, g_image) = (64, 64 * m + 8);
-                let g = fill(3 * g_image, 3);
-                let src_image = 100;
-                let src = fill(3 * src_image + 40, 4);
-                let mut slow = fill(m * r, 5);
-                let args = (&src[..], src_image, 3, &offs[..], q_len);
-                let at = (g_ld, g_image);
-                shifted_gemm_bt_naive(&g, at, &src, src_image, 3, &offs, q_len, &mut slow, true);
-                for build in Build::available() {
-                    let mut fast = fill(m * r, 5);
-                    shifted_gemm_bt_with(build, &g, at, args, &mut fast, true);
-                    for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
-                        assert!(
-                            (a - b).abs() <= 1e-4,
-                            "{build:?} m {m} r {r} at {i}: {a} vs {b}"
-                        );
-                    }
+        // 90 taps: more than one group of blocks; q_len 400: chunks that end mid-image.
+        for (m, r, q_len) in [1usize, 2, 3, 4, 5, 6, 9, 16]
+            .into_iter()
+            .flat_map(|m| [1, 5, 6, 11, 25, 90].map(move |r| (m, r)))
+            .flat_map(|(m, r)| [48usize, 400].map(move |q| (m, r, q)))
+        {
+            let offs: Vec<usize> = (0..r).map(|i| (i * 7) % 40).collect();
+            let g_ld = q_len.next_multiple_of(Q_ALIGN) + 16;
+            let g_image = g_ld * m + 8;
+            let g = fill(3 * g_image, 3);
+            let src_image = q_len + 52;
+            let src = fill(3 * src_image + 40, 4);
+            let mut slow = fill(m * r, 5);
+            let args = (&src[..], src_image, 3, &offs[..], q_len);
+            let at = (g_ld, g_image);
+            shifted_gemm_bt_naive(&g, at, &src, src_image, 3, &offs, q_len, &mut slow, true);
+            for build in Build::available() {
+                let mut fast = fill(m * r, 5);
+                shifted_gemm_bt_with(build, &g, at, args, &mut fast, true);
+                for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-4,
+                        "{build:?} m {m} r {r} at {i}: {a} vs {b}"
+                    );
                 }
             }
         }

@@ -6,16 +6,17 @@
 //! - forward:  `xp[n] = pad(x[n])` kept for backward              `[N][C][Hp·Wp]` + slack
 //!   `Yw = W · B(xp[n])`, `B[r][q] = xp[n][off(r) + q]`          `[Cout, R]·[R, Q]`
 //!   `y[n][co][oy][ox] = Yw[co][oy·Wp + ox] + b[co]`             (junk columns dropped)
-//! - backward: `dyp[n][co] = [0 … 0 | dy[n][co] widened, junk columns 0 | 0 …]`
+//! - backward: `dyw[n][co] = dy[n][co]` widened, junk columns 0      `[N][Cout][Q]`
 //!   `dW = Σ_n dyw[n] · B(xp[n])ᵀ`                               `[Cout, Q]·[Q, R]`
-//!   `dxp[n] = Wᶠ · B'(dyp[n])`, `B'[(co,ky,kx)][i] = dyp[n][co][F + i − ky·Wp − kx]`
-//!   `dx[n] = crop(dxp[n])`                                      `[C, Cout·KH·KW]·[…, Hp·Wp]`
+//!   `dxp[n][off(r) + q] += (Wᵀ · dyw[n])[r][q]` for every tap `r`  `[R, Cout]·[Cout, Q]`
+//!   `dx[n] = crop(dxp[n])`
 //!
-//! where `F = (KH−1)·Wp + KW − 1` zeros sit in front of each `dyp` row, so that every
-//! tap of the full correlation that falls outside `dy` reads a zero. Images are
-//! independent in forward and in the input gradient (they run in parallel when worth
-//! it); `dW` sums over all images inside one kernel call per block of rows, so the
-//! result does not depend on the thread count.
+//! The input gradient is the forward's product transposed: each tap's row of `Wᵀ·dyw` is
+//! added into the padded input gradient where that tap read the input (col2im's sum, done
+//! as the rows are made, with no column matrix). Images are independent in forward and in
+//! the input gradient (they run in parallel when worth it); `dW` sums over all images
+//! inside one kernel call per block of rows, so the result does not depend on the thread
+//! count.
 
 use super::Mode;
 use super::conv2d::with_scratch;
@@ -70,19 +71,9 @@ impl Shape {
     fn q(&self) -> usize {
         self.g.out_h() * self.wp()
     }
-    /// Zeros in front of each `dyp` row: at least `F = (KH−1)·Wp + KW − 1`, rounded up to
-    /// whole vectors so that the rows of `dy` start on a 64-byte boundary.
-    fn front(&self) -> usize {
-        ((self.g.kernel_h - 1) * self.wp() + self.g.kernel_w - 1)
-            .next_multiple_of(k::DIRECT_Q_ALIGN)
-    }
     /// Padded input positions per channel, rounded up to whole vectors.
     fn plane(&self) -> usize {
         (self.hp() * self.wp()).next_multiple_of(k::DIRECT_Q_ALIGN)
-    }
-    /// Floats of one `dyp` row: `F` zeros, then room for the input gradient's reads.
-    fn dy_row(&self) -> usize {
-        self.front() + self.plane()
     }
     /// Offsets of the taps `(c, ky, kx)` in a padded image.
     fn taps(&self) -> impl Iterator<Item = usize> + '_ {
@@ -107,11 +98,11 @@ pub(crate) struct Direct {
     wt: Vec<f32>,
     /// Offsets of the `R` taps in a padded image.
     offs: Vec<usize>,
-    /// `[N][Cout][F + plane]`: the widened, zero-framed output gradient.
+    /// `[N][Cout][Q rounded up]`: the widened output gradient, junk columns zero.
     dyp: Vec<f32>,
-    /// `[Cout·KH·KW][C]`: the weights as the input gradient's matrix.
+    /// `[KH·KW·C][Cout]`: the weights as the input gradient's matrix, taps `(ky, kx, c)`.
     wt_dx: Vec<f32>,
-    /// Offsets of the input gradient's taps `(co, ky, kx)` in one image's `dyp`.
+    /// Offsets of the input gradient's taps `(ky, kx, c)` in one image's padded input.
     offs_dx: Vec<usize>,
     /// `[N][OH·OW][Cout rounded up]`: the output gradient transposed, for the weight
     /// gradient with many channels.
@@ -222,12 +213,8 @@ impl Direct {
         );
         let (g, n, cout) = (s.g, s.n, s.cout);
         let (oh, ow, wp) = (g.out_h(), g.out_w(), s.wp());
-        // Without the input gradient, dyp needs no zeros in front, only the wide rows.
-        let (front, row) = if need_input_grad {
-            (s.front(), s.dy_row())
-        } else {
-            (0, s.q().next_multiple_of(k::DIRECT_Q_ALIGN))
-        };
+        // dyp's rows: the wide rows of dy, rounded up to whole vectors.
+        let row = s.q().next_multiple_of(k::DIRECT_Q_ALIGN);
         let dy = dy.data();
         // db = Σ_n rowsums(dy[n]), in image order.
         if !grad_bias.is_empty() {
@@ -235,14 +222,14 @@ impl Direct {
                 k::sum_rows(dyi, oh * ow, grad_bias, i > 0);
             }
         }
-        // dyp: each row of dy at width Wp after F zeros; zeros everywhere else (for the
-        // input gradient, and for the weight gradient with few channels).
+        // dyp: each row of dy at width Wp, zeros in the junk columns (for the input
+        // gradient, and for the weight gradient with few channels).
         if need_input_grad || cout < LANES_MIN_COUT {
             self.dyp.clear();
             self.dyp.resize(n * cout * row + k::DIRECT_Q_ALIGN, 0.0);
             let dyp = aligned(&mut self.dyp);
             for (src, dst) in dy.chunks_exact(oh * ow).zip(dyp.chunks_exact_mut(row)) {
-                for (sr, dr) in src.chunks_exact(ow).zip(dst[front..].chunks_mut(wp)) {
+                for (sr, dr) in src.chunks_exact(ow).zip(dst.chunks_mut(wp)) {
                     dr[..ow].copy_from_slice(sr);
                 }
             }
@@ -286,7 +273,7 @@ impl Direct {
                     k::direct_shifted_gemm_bt_lanes(&gt[i0 * oh * ow * mp..], mp, sources, dw, acc);
                 } else {
                     // dW += Σ_n dyw[n]·B(xp[n])ᵀ over the valid columns (junk columns are 0).
-                    let g = &dyp[front + i0 * cout * row..];
+                    let g = &dyp[i0 * cout * row..];
                     let args = (row, cout * row);
                     k::direct_shifted_gemm_bt(g, args, xs, frame, images, offs, s.q(), dw, acc);
                 }
@@ -315,29 +302,34 @@ impl Direct {
         if !need_input_grad {
             return;
         }
-        // dxp[n][c][i] = Σ_(co,ky,kx) W[co][c][ky][kx] · dyp[n][co][F + i − ky·Wp − kx].
+        // dxp[n][c][ky·Wp + kx + q] += Σ_co W[co][c][ky][kx] · dyw[n][co][q], the taps
+        // (ky, kx, c) with the channels innermost, so that the taps of a block add into
+        // different planes.
         let (c_in, kh, kw) = (g.channels, g.kernel_h, g.kernel_w);
+        let plane = s.plane();
         self.wt_dx.resize(cout * kh * kw * c_in, 0.0);
         self.offs_dx.clear();
-        for co in 0..cout {
-            for ky in 0..kh {
-                for kx in 0..kw {
-                    let r = (co * kh + ky) * kw + kx;
-                    for c in 0..c_in {
-                        self.wt_dx[r * c_in + c] = weight[((co * c_in + c) * kh + ky) * kw + kx];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                for c in 0..c_in {
+                    let r = self.offs_dx.len();
+                    for co in 0..cout {
+                        self.wt_dx[r * cout + co] = weight[((co * c_in + c) * kh + ky) * kw + kx];
                     }
-                    self.offs_dx.push(co * row + front - ky * wp - kx);
+                    self.offs_dx.push(c * plane + ky * wp + kx);
                 }
             }
         }
         let (h, w, p) = (g.height, g.width, g.padding);
         grad_input.reshape_to(&[n, c_in, h, w]);
-        let plane = s.plane();
+        // The last tap's rows reach past the planes by up to a row and a vector.
+        let dxp_len = (c_in * plane).max(self.offs_dx.iter().max().map_or(0, |&o| o + row));
         let (wt_dx, offs_dx, dyp) = (&self.wt_dx, &self.offs_dx, aligned(&mut self.dyp));
         let image = |i: usize, dx: &mut [f32]| {
-            with_scratch(c_in * plane, |dxp| {
-                let src = &dyp[i * cout * row..][..cout * row];
-                k::direct_shifted_gemm(wt_dx, offs_dx, src, s.hp() * wp, dxp, plane);
+            with_scratch(dxp_len, |dxp| {
+                dxp.fill(0.0);
+                let dyw = (&dyp[i * cout * row..][..cout * row], row);
+                k::direct_shifted_scatter(wt_dx, offs_dx, dyw, s.q(), dxp);
                 for (dc, pc) in dx.chunks_exact_mut(h * w).zip(dxp.chunks(plane)) {
                     for (dr, pr) in dc.chunks_exact_mut(w).zip(pc[p * wp..].chunks(wp)) {
                         dr.copy_from_slice(&pr[p..p + w]);
@@ -347,7 +339,7 @@ impl Direct {
         };
         let per = c_in * h * w;
         let dxs = grad_input.data_mut().par_chunks_mut(per).enumerate();
-        if parallel(n, n * c_in * cout * kh * kw * s.hp() * wp) {
+        if parallel(n, n * c_in * cout * kh * kw * s.q()) {
             dxs.for_each(|(i, dx)| image(i, dx));
         } else {
             dxs.with_min_len(usize::MAX)
