@@ -357,6 +357,8 @@ fn main() {
         (150, 16, 100, true, false),
         (120, 4, 400, true, false),
         (4, 10, 84, false, true),
+        (4, 84, 120, false, false),
+        (4, 120, 400, false, false),
         // Small outputs with deep k (`A·Bᵀ`): first-layer weight gradients per image
         // (tfcnn 3→32 3×3 at 30×30, ResNet-9's 3→64 3×3 at 32×32, airbench's 3→24 2×2
         // stem at 31×31), and a dense layer's `x·Wᵀ` at batch 64 (tfcnn's 1024→64).

@@ -268,26 +268,37 @@ fn filter_transform_on(
     });
 }
 
-/// `ui[p·n + k] = Σ_ab cs[p][ab] · wt[ab·ld + k]` (in `ab` order) for `n = ui.len() / cs.len()`:
-/// a row of points' planes of [`filter_transform`], AVX2 where `use_avx2`.
-fn points_from_taps(use_avx2: bool, cs: &[[f32; 9]], wt: &[f32], ld: usize, ui: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn fast(cs: &[[f32; 9]], wt: &[f32], ld: usize, ui: &mut [f32]) {
-        points_from_taps_body(cs, wt, ld, ui)
-    }
-    #[cfg(target_arch = "x86_64")]
-    if use_avx2 {
-        assert!(
-            crate::cpu::avx2::available(),
-            "AVX2 build asked for on a CPU without it"
-        );
-        // SAFETY: `fast` only needs AVX2, which this CPU has (asserted above).
-        return unsafe { fast(cs, wt, ld, ui) };
-    }
-    let _ = use_avx2;
-    points_from_taps_body(cs, wt, ld, ui)
+/// Defines `fn $name(use_avx2: bool, args…)`, which runs `$body(args…)` compiled for AVX2
+/// when `use_avx2` (the CPU must have it) and portably otherwise: the same arithmetic,
+/// so the same results either way.
+macro_rules! avx2_or_portable {
+    ($(#[$doc:meta])* $name:ident => $body:ident($($arg:ident: $ty:ty),*)) => {
+        $(#[$doc])*
+        fn $name(use_avx2: bool, $($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2")]
+            fn fast($($arg: $ty),*) {
+                $body($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            if use_avx2 {
+                assert!(
+                    crate::cpu::avx2::available(),
+                    "AVX2 build asked for on a CPU without it"
+                );
+                // SAFETY: `fast` only needs AVX2, which this CPU has (asserted above).
+                return unsafe { fast($($arg),*) };
+            }
+            let _ = use_avx2;
+            $body($($arg),*)
+        }
+    };
 }
+
+avx2_or_portable!(
+    /// `ui[p·n + k] = Σ_ab cs[p][ab] · wt[ab·ld + k]` (in `ab` order) for `n = ui.len() / cs.len()`:
+    /// a row of points' planes of [`filter_transform`], AVX2 where `use_avx2`.
+    points_from_taps => points_from_taps_body(cs: &[[f32; 9]], wt: &[f32], ld: usize, ui: &mut [f32]));
 
 /// The body of [`points_from_taps`], inlined into each build.
 #[inline(always)]
@@ -367,26 +378,10 @@ fn filter_adjoint_on(
     });
 }
 
-/// One output row of [`filter_adjoint`]: `row[ci][ab] = Σ_t coefs[t][ab] · du[t·plane + ci]`
-/// for `ci < row.len() / 9`, AVX2 where `use_avx2`.
-fn adjoint_row(use_avx2: bool, coefs: &[[f32; 9]], du: &[f32], plane: usize, row: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn fast(coefs: &[[f32; 9]], du: &[f32], plane: usize, row: &mut [f32]) {
-        adjoint_row_body(coefs, du, plane, row)
-    }
-    #[cfg(target_arch = "x86_64")]
-    if use_avx2 {
-        assert!(
-            crate::cpu::avx2::available(),
-            "AVX2 build asked for on a CPU without it"
-        );
-        // SAFETY: `fast` only needs AVX2, which this CPU has (asserted above).
-        return unsafe { fast(coefs, du, plane, row) };
-    }
-    let _ = use_avx2;
-    adjoint_row_body(coefs, du, plane, row)
-}
+avx2_or_portable!(
+    /// One output row of [`filter_adjoint`]: `row[ci][ab] = Σ_t coefs[t][ab] · du[t·plane + ci]`
+    /// for `ci < row.len() / 9`, AVX2 where `use_avx2`.
+    adjoint_row => adjoint_row_body(coefs: &[[f32; 9]], du: &[f32], plane: usize, row: &mut [f32]));
 
 /// The body of [`adjoint_row`], inlined into each build.
 #[inline(always)]
