@@ -132,17 +132,21 @@ pub fn train_epoch(
     plan.check(data, epoch)?;
     let start = Instant::now();
     let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+    let mut tuner = crate::cpu::spin::SplitTuner::default();
     let mut epoch_loop = || {
         for_each_batch(data, plan, epoch, &mut |batch| {
             opt.set_lr_scale(plan.lr_scale_at(opt.steps()));
             model.set_step(opt.steps());
-            let logits = model.forward(&batch.images, Mode::Train)?;
-            let stats = loss.forward(logits, &batch.labels)?;
-            // A diverged step stops the run before the update, so the weights (and any
-            // checkpoint written from them) stay finite.
-            check_loss(stats.loss, epoch, opt.steps() + 1)?;
-            model.backward(loss.grad())?;
-            opt.step(model);
+            let stats = tuner.step(|| -> Result<_> {
+                let logits = model.forward(&batch.images, Mode::Train)?;
+                let stats = loss.forward(logits, &batch.labels)?;
+                // A diverged step stops the run before the update, so the weights (and any
+                // checkpoint written from them) stay finite.
+                check_loss(stats.loss, epoch, opt.steps() + 1)?;
+                model.backward(loss.grad())?;
+                opt.step(model);
+                Ok(stats)
+            })?;
             let n = batch.labels.len();
             loss_sum += stats.loss * n as f64;
             correct += stats.correct;
