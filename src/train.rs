@@ -132,12 +132,17 @@ pub fn train_epoch(
     plan.check(data, epoch)?;
     let start = Instant::now();
     let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-    let mut tuner = crate::cpu::spin::SplitTuner::default();
+    // Small steps read from memory: keep the pool's other workers polling for jobs, so
+    // that the convolutions can split even 4 images between cores (`cpu::spin`), while a
+    // tuner finds that faster than one core.
+    let hot =
+        plan.batch_size <= HOT_MAX_BATCH && plan.augment.is_identity() && data.fills_from_memory();
+    let mut tuner = hot.then(crate::cpu::spin::SplitTuner::default);
     let mut epoch_loop = || {
         for_each_batch(data, plan, epoch, &mut |batch| {
             opt.set_lr_scale(plan.lr_scale_at(opt.steps()));
             model.set_step(opt.steps());
-            let stats = tuner.step(|| -> Result<_> {
+            let mut step = || -> Result<_> {
                 let logits = model.forward(&batch.images, Mode::Train)?;
                 let stats = loss.forward(logits, &batch.labels)?;
                 // A diverged step stops the run before the update, so the weights (and any
@@ -146,7 +151,11 @@ pub fn train_epoch(
                 model.backward(loss.grad())?;
                 opt.step(model);
                 Ok(stats)
-            })?;
+            };
+            let stats = match tuner.as_mut() {
+                Some(tuner) => tuner.step(step)?,
+                None => step()?,
+            };
             let n = batch.labels.len();
             loss_sum += stats.loss * n as f64;
             correct += stats.correct;
@@ -163,9 +172,7 @@ pub fn train_epoch(
             Ok(())
         })
     };
-    // Small steps read from memory: keep the pool's other workers polling for jobs, so
-    // that the convolutions can split even 4 images between cores (`cpu::spin`).
-    if plan.batch_size <= HOT_MAX_BATCH && plan.augment.is_identity() && data.fills_from_memory() {
+    if hot {
         crate::cpu::spin::with_hot_pool(epoch_loop)?;
     } else {
         epoch_loop()?;
