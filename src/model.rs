@@ -1,5 +1,7 @@
 //! `Sequential`: a list of named layers run in order, shape-checked when built.
 
+mod shards;
+
 use crate::checkpoint;
 use crate::data::Normalize;
 use crate::error::{Error, Result};
@@ -47,6 +49,12 @@ pub struct Sequential {
     /// Per layer: a ReLU whose work the layer before it does ([`Layer::fuse_next_relu`]),
     /// skipped by forward and backward.
     skipped: Vec<bool>,
+    /// Shards per training step ([`Sequential::set_shards`]); 1: none.
+    shard_count: usize,
+    /// The sharded layers' copies, built at the first sharded forward.
+    shards: Option<shards::Shards>,
+    /// Whether the last forward ran sharded (backward follows it).
+    sharded: bool,
 }
 
 impl Sequential {
@@ -123,6 +131,9 @@ impl Sequential {
             lr_factors: Vec::new(),
             first_trainable: 0,
             skipped: Vec::new(),
+            shard_count: 1,
+            shards: None,
+            sharded: false,
         };
         model.reinit(seed)?;
         model.fuse_relus();
@@ -251,6 +262,8 @@ impl Sequential {
     }
 
     fn fold(&mut self, relu: bool) -> usize {
+        self.shards = None;
+        self.sharded = false;
         for layer in &mut self.layers {
             layer.fuse_next_relu(false);
         }
@@ -385,14 +398,56 @@ impl Sequential {
         }
         self.batch_shape = x.shape().to_vec();
         self.last_mode = Some(mode);
-        let (first, rest) = self.layers.split_first_mut().expect("at least one layer");
-        let mut cur = first.forward(x, mode);
-        for (layer, &skip) in rest.iter_mut().zip(&self.skipped[1..]) {
+        self.sharded = mode == Mode::Train && self.shard_count > 1 && x.batch() >= self.shard_count;
+        if self.sharded
+            && self
+                .shards
+                .as_ref()
+                .is_none_or(|s| s.count() != self.shard_count)
+        {
+            self.shards = shards::Shards::build(self.shard_count, &self.layers, &self.skipped);
+        }
+        self.sharded &= self.shards.is_some();
+        let shards = self.shards.as_mut().filter(|_| self.sharded);
+        let from = shards.as_ref().map_or(1, |s| s.end());
+        let (head, tail) = self.layers.split_at_mut(from);
+        let mut cur = match shards {
+            Some(shards) => shards.forward(head, &self.skipped, x, &self.shapes[from - 1]),
+            None => head[0].forward(x, mode),
+        };
+        for (layer, &skip) in tail.iter_mut().zip(&self.skipped[from..]) {
             if !skip {
                 cur = layer.forward(cur, mode);
             }
         }
         Ok(cur)
+    }
+
+    /// Cuts each training step's batch into `shards` slices of whole items for the leading
+    /// layers that treat each item on their own ([`Layer::replicate`]: convolutions,
+    /// max-pooling, ReLU, flatten), and runs each slice through its own copy of those
+    /// layers, forward and backward: side by side, one per core, inside
+    /// [`crate::cpu::spin::with_hot_pool`], one after the other elsewhere. Each parameter's
+    /// gradient is then the slices' gradients added in slice order. At small batches this
+    /// splits the step between cores with little traffic between them (see
+    /// `src/model/shards.rs`). 1, the default, runs every batch whole; evaluation passes
+    /// and batches smaller than `shards` always run whole.
+    ///
+    /// The results depend on the number of shards (the gradients are summed in another
+    /// order), never on the number of threads. [`crate::train::train_epoch`] uses 2 where
+    /// it keeps the pool's workers polling (batches of at most
+    /// [`crate::train::HOT_MAX_BATCH`] read from memory). 0 is an error.
+    pub fn set_shards(&mut self, shards: usize) -> Result<()> {
+        if shards == 0 {
+            return Err(Error::Invalid("Sequential::set_shards: 0 shards".into()));
+        }
+        self.shard_count = shards;
+        Ok(())
+    }
+
+    /// Shards per training step ([`Sequential::set_shards`]).
+    pub fn shards(&self) -> usize {
+        self.shard_count
     }
 
     /// Backpropagates `∂L/∂output` through every layer, setting all parameter gradients.
@@ -420,14 +475,21 @@ impl Sequential {
         // Layers before the first one with a trainable parameter need no gradient: their
         // parameters are frozen, and nothing feeds them.
         let start = self.first_trainable;
+        let shards = self.shards.as_mut().filter(|_| self.sharded);
+        let end = shards.as_ref().map_or(0, |s| s.end());
+        let (head, tail) = self.layers.split_at_mut(end);
         let mut g = grad;
-        for (i, layer) in self.layers.iter_mut().enumerate().rev() {
+        for (i, layer) in tail.iter_mut().enumerate().rev() {
+            let i = end + i;
             if i < start {
                 break;
             }
             if !self.skipped[i] {
                 g = layer.backward(g, i > start);
             }
+        }
+        if let Some(shards) = shards {
+            shards.backward(head, &self.skipped, g, start);
         }
         Ok(())
     }

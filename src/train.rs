@@ -112,6 +112,11 @@ pub type Progress<'a> = &'a mut (dyn FnMut(&StepReport) + Send);
 /// convolutions split between cores. Larger steps are long enough to wake a worker.
 pub const HOT_MAX_BATCH: usize = 16;
 
+/// Shards of each step of [`train_epoch`] at batches of at most [`HOT_MAX_BATCH`] read
+/// from memory ([`Sequential::set_shards`]): one per core of the two-core machines this
+/// crate is measured on.
+pub const STEP_SHARDS: usize = 2;
+
 /// Batches kept in flight between the loader thread and the training loop.
 const PREFETCH: usize = 3;
 
@@ -138,6 +143,12 @@ pub fn train_epoch(
     let hot =
         plan.batch_size <= HOT_MAX_BATCH && plan.augment.is_identity() && data.fills_from_memory();
     let mut tuner = hot.then(crate::cpu::spin::SplitTuner::default);
+    // And cut those steps in two for the leading convolutional layers, one half per core
+    // (`Sequential::set_shards`): a choice made by the plan, so the same on any thread count.
+    let shards_before = model.shards();
+    if hot {
+        model.set_shards(STEP_SHARDS)?;
+    }
     let mut epoch_loop = || {
         for_each_batch(data, plan, epoch, &mut |batch| {
             opt.set_lr_scale(plan.lr_scale_at(opt.steps()));
@@ -172,11 +183,13 @@ pub fn train_epoch(
             Ok(())
         })
     };
-    if hot {
-        crate::cpu::spin::with_hot_pool(epoch_loop)?;
+    let ran = if hot {
+        crate::cpu::spin::with_hot_pool(epoch_loop)
     } else {
-        epoch_loop()?;
-    }
+        epoch_loop()
+    };
+    model.set_shards(shards_before)?;
+    ran?;
     Ok(EpochStats::new(
         loss_sum,
         correct,

@@ -51,13 +51,17 @@ fn training_is_bit_identical_for_any_thread_count() {
     let Some(dir) = data_dir() else { return };
     let mut data = Cifar10::load(&dir, Split::Test).unwrap();
     data.truncate(1_000);
-    let run = |threads: usize, batch: usize| {
+    let run = |threads: usize, batch: usize, augment: bool| {
         common::on_threads(threads, || {
             let mut model = ferroconv::models::seed_net(7).unwrap();
             let mut loss = SoftmaxCrossEntropy::new();
             let mut opt = Sgd::new(0.01, 0.9).weight_decay(5e-4);
             let plan = Plan {
-                augment: Augment::standard(),
+                augment: if augment {
+                    Augment::standard()
+                } else {
+                    Augment::default()
+                },
                 ..Plan::constant(batch, 7)
             };
             train_epoch(
@@ -73,9 +77,11 @@ fn training_is_bit_identical_for_any_thread_count() {
             weights(&mut model)
         })
     };
-    for batch in [4, 64] {
-        let one = run(1, batch);
-        assert_eq!(one, run(2, batch), "1 vs 2 threads, batch {batch}");
-        assert_eq!(one, run(3, batch), "1 vs 3 threads, batch {batch}");
+    // Batch 4 unaugmented is the hot path: polling workers, steps cut into shards.
+    for (batch, augment) in [(4, true), (4, false), (64, true)] {
+        let one = run(1, batch, augment);
+        let what = format!("batch {batch}, augment {augment}");
+        assert_eq!(one, run(2, batch, augment), "1 vs 2 threads, {what}");
+        assert_eq!(one, run(3, batch, augment), "1 vs 3 threads, {what}");
     }
 }

@@ -8,6 +8,7 @@
 //! small work pays. Which kernel splits how never changes a result (every split in this
 //! crate gives the same bits), so this changes timings only.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Loops inside [`with_hot_pool`] now.
@@ -16,10 +17,31 @@ static HOT: AtomicUsize = AtomicUsize::new(0);
 /// Set while a hot loop runs its steps on its own thread ([`SplitTuner`]).
 static SERIAL: AtomicBool = AtomicBool::new(false);
 
+thread_local! {
+    /// Set on a thread while it runs work that already has a core to itself ([`alone`]).
+    static ALONE: Cell<bool> = const { Cell::new(false) };
+}
+
 /// Whether a [`with_hot_pool`] loop is running (in any thread) and splitting its steps:
 /// the pool's workers are polling for jobs, so even small work is worth splitting.
+/// Always false inside [`alone`].
 pub fn hot() -> bool {
-    HOT.load(Ordering::Relaxed) > 0 && !SERIAL.load(Ordering::Relaxed)
+    HOT.load(Ordering::Relaxed) > 0 && !SERIAL.load(Ordering::Relaxed) && !ALONE.with(Cell::get)
+}
+
+/// Runs `f` on this thread with [`hot`] false, so the kernels it calls do not split small
+/// work: for one of several pieces of a step that run side by side, one per core (the
+/// shards of `crate::model`'s sharded layers). Returns what `f` returns.
+pub fn alone<R>(f: impl FnOnce() -> R) -> R {
+    /// Puts the flag back when dropped, also on a panic.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ALONE.with(|a| a.set(self.0));
+        }
+    }
+    let _restore = Restore(ALONE.with(|a| a.replace(true)));
+    f()
 }
 
 /// Chooses, period by period, whether the steps of a [`with_hot_pool`] loop split their
@@ -149,6 +171,24 @@ mod tests {
         }));
         assert!(caught.is_err());
         assert!(!hot(), "a panic left the section open");
+    }
+
+    #[test]
+    fn alone_turns_hot_off_on_its_thread_only_and_restores_it() {
+        let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let seen = pool.install(|| {
+            with_hot_pool(|| {
+                let inside = alone(|| (hot(), alone(hot), hot()));
+                let after = hot();
+                let caught = std::panic::catch_unwind(|| alone(|| panic!("inside alone")));
+                (inside, after, caught.is_err(), hot())
+            })
+        });
+        assert_eq!(seen, ((false, false, false), true, true, true));
     }
 
     #[test]

@@ -855,6 +855,26 @@ impl Layer for Conv2d {
         self.fused_relu
     }
 
+    fn replicate(&self) -> Option<Box<dyn Layer>> {
+        let mut copy = Conv2d::rect(
+            self.in_channels,
+            self.out_channels,
+            (self.kernel, self.kernel_w),
+        )
+        .stride(self.stride)
+        .padding2((self.padding, self.pad_w))
+        .algorithm(self.algo);
+        copy.has_bias = self.has_bias;
+        copy.relu = self.relu;
+        copy.fused_relu = self.fused_relu;
+        copy.keep_cols_max = self.keep_cols_max;
+        copy.weight = self.weight.clone();
+        copy.bias = self.bias.clone();
+        copy.grad_weight = vec![0.0; self.grad_weight.len()];
+        copy.grad_bias = vec![0.0; self.grad_bias.len()];
+        Some(Box::new(copy))
+    }
+
     fn visit_values(&self, prefix: &mut String, f: &mut ValueVisitor<'_>) {
         let (cout, cin, k) = (self.out_channels, self.in_channels, self.kernel);
         emit_value(

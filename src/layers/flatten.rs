@@ -31,6 +31,10 @@ impl Layer for Flatten {
         "Flatten".into()
     }
 
+    fn replicate(&self) -> Option<Box<dyn Layer>> {
+        Some(Box::new(Flatten::new()))
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
         Ok(vec![input.iter().product()])
     }

@@ -111,6 +111,11 @@ impl Layer for MaxPool2d {
         }
     }
 
+    fn replicate(&self) -> Option<Box<dyn Layer>> {
+        let pool = MaxPool2d::new(self.kernel, self.stride);
+        Some(Box::new(pool.padding(self.padding).ceil_mode(self.ceil)))
+    }
+
     fn describe(&self) -> String {
         let mut extra = String::new();
         if self.padding > 0 {

@@ -347,6 +347,16 @@ pub trait Layer: Send {
     fn fold_children(&mut self, _relu: bool) -> usize {
         0
     }
+
+    /// A copy of this layer with the same settings and parameter values but none of its
+    /// activations, to run a slice of a training batch on another core
+    /// ([`crate::Sequential::set_shards`]). Only layers that treat each item of a batch on
+    /// its own and keep no state from step to step (no running statistics, no random
+    /// draws) give one: [`Conv2d`], [`MaxPool2d`], [`ReLU`] and [`Flatten`]. `None`, the
+    /// default, keeps this layer and every one after it unsharded.
+    fn replicate(&self) -> Option<Box<dyn Layer>> {
+        None
+    }
 }
 
 /// Folds batch norms (and, with `relu`, ReLUs) into the convolutions before them, in a

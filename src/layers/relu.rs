@@ -31,6 +31,10 @@ impl Layer for ReLU {
         "ReLU".into()
     }
 
+    fn replicate(&self) -> Option<Box<dyn Layer>> {
+        Some(Box::new(ReLU::new()))
+    }
+
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
         Ok(input.to_vec())
     }
