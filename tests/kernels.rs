@@ -416,3 +416,33 @@ proptest! {
         }
     }
 }
+
+/// `(v/255 − 0.5)/0.5` as the loader computed it before it was vectorised: a table filled
+/// by compile-time (IEEE) arithmetic.
+const CIFAR_TABLE: [f32; 256] = {
+    let mut t = [0.0f32; 256];
+    let mut v = 0;
+    while v < 256 {
+        t[v] = (v as f32 / 255.0 - 0.5) / 0.5;
+        v += 1;
+    }
+    t
+};
+
+#[test]
+fn bytes_to_floats_gives_the_scalar_formula_bit_for_bit() {
+    use ferroconv::cpu::elementwise::bytes_to_floats;
+    // Every byte, at lengths that leave vector tails, from unaligned starts.
+    let bytes: Vec<u8> = (0..1000u32).map(|i| (i * 37 % 256) as u8).collect();
+    for (start, len) in [(0, 1000), (3, 17), (1, 256), (5, 0)] {
+        let src = &bytes[start..start + len];
+        let mut dst = vec![f32::NAN; len];
+        bytes_to_floats(src, &mut dst, 0.5, 0.5);
+        for (&b, &d) in src.iter().zip(&dst) {
+            assert_eq!(d.to_bits(), CIFAR_TABLE[b as usize].to_bits(), "byte {b}");
+        }
+    }
+    let mut one = [0.0f32];
+    bytes_to_floats(&[200], &mut one, 0.4914, 0.247);
+    assert_eq!(one[0], (200.0f32 / 255.0 - 0.4914) / 0.247);
+}

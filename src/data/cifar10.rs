@@ -26,22 +26,9 @@ pub const CLASSES: [&str; 10] = [
     "truck",
 ];
 
-/// Byte → normalised float: `(v/255 − 0.5)/0.5`.
-static NORMALISE: [f32; 256] = {
-    let mut t = [0.0f32; 256];
-    let mut v = 0;
-    while v < 256 {
-        t[v] = (v as f32 / 255.0 - 0.5) / 0.5;
-        v += 1;
-    }
-    t
-};
-
 /// Writes `(v/255 − 0.5)/0.5` of each byte of `src` into `dst`.
 fn normalise(src: &[u8], dst: &mut [f32]) {
-    for (d, &b) in dst.iter_mut().zip(src) {
-        *d = NORMALISE[b as usize];
-    }
+    crate::cpu::elementwise::bytes_to_floats(src, dst, 0.5, 0.5);
 }
 
 /// Which half of the data set.
