@@ -114,15 +114,10 @@ impl Shards {
             }
         }
         let sizes = self.sizes(x.batch());
-        let (item_in, item_out) = (x.item_len(), out_item.iter().product::<usize>());
+        let item_out = out_item.iter().product::<usize>();
         let mut at = 0;
         for (part, &n) in self.parts.iter_mut().zip(&sizes) {
-            let mut shape = x.shape().to_vec();
-            shape[0] = n;
-            part.input.reshape_to(&shape);
-            part.input
-                .data_mut()
-                .copy_from_slice(&x.data()[at * item_in..(at + n) * item_in]);
+            copy_rows(x, at, n, &mut part.input);
             at += n;
         }
         let mut shape = vec![x.batch()];
@@ -165,15 +160,9 @@ impl Shards {
             return;
         }
         let sizes = self.sizes(grad.batch());
-        let item = grad.item_len();
         let mut at = 0;
         for (part, &n) in self.parts.iter_mut().zip(&sizes) {
-            let mut shape = grad.shape().to_vec();
-            shape[0] = n;
-            part.grad.reshape_to(&shape);
-            part.grad
-                .data_mut()
-                .copy_from_slice(&grad.data()[at * item..(at + n) * item]);
+            copy_rows(grad, at, n, &mut part.grad);
             at += n;
         }
         let run = |part: &mut Part| {
@@ -214,6 +203,16 @@ impl Shards {
             });
         }
     }
+}
+
+/// `dst[n, ...]` ← items `at..at + n` of `src[N, ...]`.
+fn copy_rows(src: &Tensor, at: usize, n: usize, dst: &mut Tensor) {
+    let mut shape = src.shape().to_vec();
+    shape[0] = n;
+    dst.reshape_to(&shape);
+    let item = src.item_len();
+    dst.data_mut()
+        .copy_from_slice(&src.data()[at * item..(at + n) * item]);
 }
 
 /// `data` cut into consecutive pieces of `sizes[i] · item` floats.
