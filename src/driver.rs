@@ -311,10 +311,15 @@ fn run_ranked(
     });
     let mut epochs = Vec::new();
     // On the CPU, each epoch's evaluation runs on its own thread, on a copy of the weights
-    // taken at the end of the epoch, while the next epoch trains: at small batches
-    // training keeps one core busy and the other free. Results are the same.
+    // taken at the end of the epoch, while the next epoch trains: it fills the cores' idle
+    // moments of large steps, or a core that training leaves free (fewer threads than
+    // cores). Small steps with a thread per core keep every core polling
+    // (`train::runs_hot`), and a third busy thread would only slow them down: there the
+    // evaluation runs after the epoch, on every thread. Results are the same.
+    let spare_core = rayon::current_num_threads() < crate::cores();
+    let hot = shards <= 1 && crate::train::runs_hot(&plan, train);
     let mut snapshot = match engine {
-        Engine::Cpu(_) if !root => None,
+        Engine::Cpu(_) if !root || (hot && !spare_core) => None,
         Engine::Cpu(_) => Some(Sequential::from_specs(
             model.input_shape(),
             &model.specs(),

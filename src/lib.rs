@@ -77,7 +77,7 @@ pub fn set_threads(threads: usize) -> Result<()> {
 }
 
 /// Cores this process may use.
-fn cores() -> usize {
+pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 

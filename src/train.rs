@@ -117,6 +117,12 @@ pub const HOT_MAX_BATCH: usize = 16;
 /// crate is measured on.
 pub const STEP_SHARDS: usize = 2;
 
+/// Whether [`train_epoch`] runs the steps of `plan` over `data` with the pool's workers
+/// polling (small unaugmented batches read from memory), so that they keep every core busy.
+pub(crate) fn runs_hot(plan: &Plan, data: &dyn Dataset) -> bool {
+    plan.batch_size <= HOT_MAX_BATCH && plan.augment.is_identity() && data.fills_from_memory()
+}
+
 /// Batches kept in flight between the loader thread and the training loop.
 const PREFETCH: usize = 3;
 
@@ -140,8 +146,7 @@ pub fn train_epoch(
     // Small steps read from memory: keep the pool's other workers polling for jobs, so
     // that the convolutions can split even 4 images between cores (`cpu::spin`), while a
     // tuner finds that faster than one core.
-    let hot =
-        plan.batch_size <= HOT_MAX_BATCH && plan.augment.is_identity() && data.fills_from_memory();
+    let hot = runs_hot(plan, data);
     let mut tuner = hot.then(crate::cpu::spin::SplitTuner::default);
     // And cut those steps in two for the leading convolutional layers, one half per core
     // (`Sequential::set_shards`): a choice made by the plan, so the same on any thread count.

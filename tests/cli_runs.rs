@@ -125,3 +125,43 @@ fn a_diverging_run_stops_and_keeps_the_last_good_checkpoint() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn evaluation_beside_or_after_training_reports_the_same() {
+    // With one thread on a machine of several cores, each epoch's evaluation runs beside
+    // the next epoch's training; with a thread per core it runs after the epoch.
+    let Some(data) = data_dir() else { return };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 {
+        eprintln!("one core here: both runs evaluate after each epoch");
+    }
+    let table = |threads: &str| {
+        let out = Command::new(example_binary("cifar10"))
+            .args(["--data", data.to_str().unwrap()])
+            .args(["--limit-train", "64", "--limit-test", "32", "--epochs", "3"])
+            .args(["--batch-size", "16", "--threads", threads])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // epoch, train loss, train accuracy, test accuracy (not the times).
+        let rows: Vec<String> = text
+            .lines()
+            .filter(|l| {
+                l.split_whitespace()
+                    .next()
+                    .is_some_and(|w| w.parse::<u64>().is_ok())
+            })
+            .filter(|l| l.contains('%'))
+            .map(|l| l.split_whitespace().take(4).collect::<Vec<_>>().join(" "))
+            .collect();
+        assert_eq!(rows.len(), 3, "{text}");
+        rows
+    };
+    let threads = cores.clamp(2, 4).to_string();
+    assert_eq!(table("1"), table(&threads));
+}
