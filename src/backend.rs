@@ -11,8 +11,8 @@ pub use crate::cpu::direct::{
     shifted_scatter as direct_shifted_scatter,
 };
 pub use crate::cpu::elementwise::{
-    AdamStep, adam_update, add, add_bias_cols, add_bias_rows, add_relu, bias_act_rows, relu,
-    relu_backward, relu_forward, sgd_update, sum_cols, sum_rows,
+    AdamStep, adam_update, add, add_bias_cols, add_bias_rows, add_relu, bias_act_rows,
+    crop_bias_act, relu, relu_backward, relu_forward, sgd_update, sum_cols, sum_rows,
 };
 pub use crate::cpu::gelu::{gelu_backward, gelu_forward};
 pub use crate::cpu::gemm::{PackedA, gemm, gemm_packed_a, gemm_packed_a_made};

@@ -73,7 +73,7 @@ fn bits(r: &[Vec<f32>; 4]) -> Vec<Vec<u32>> {
         .collect()
 }
 
-const CASES: [Case; 6] = [
+const CASES: [Case; 7] = [
     // The article's conv1 at batch 64 (enough work for the images to run in parallel)
     // and conv2 at batch 4.
     ((64, 3, 32, 32), 6, (5, 5), (0, 0)),
@@ -85,6 +85,9 @@ const CASES: [Case; 6] = [
     // A 1-wide output and a 2×2 window.
     ((2, 2, 6, 5), 3, (2, 5), (0, 0)),
     ((5, 7, 4, 4), 1, (2, 2), (1, 1)),
+    // Images smaller than the zero tail after the last one: evaluation reads the first
+    // four in place and copies the last two.
+    ((6, 1, 3, 4), 2, (2, 2), (0, 0)),
 ];
 
 #[test]

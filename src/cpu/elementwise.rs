@@ -102,6 +102,66 @@ pub fn bias_act_rows(y: &mut [f32], bias: &[f32], cols: usize, relu: bool) {
     }
 }
 
+/// A wide convolution output cropped and finished: plane `c` of `y[C][rows][w]` takes the
+/// first `w` floats of each of `rows` rows of `src`, which are `wp` floats apart from
+/// `src[c·ld]` on, plus `bias[c]` (0 when `bias` is empty), through [`relu`] with `relu`.
+/// Also compiled for AVX-512F, where the CPU has it.
+pub fn crop_bias_act(
+    src: &[f32],
+    (ld, wp): (usize, usize),
+    (rows, w): (usize, usize),
+    bias: &[f32],
+    relu: bool,
+    y: &mut [f32],
+) {
+    #[inline(always)]
+    fn body(
+        src: &[f32],
+        (ld, wp): (usize, usize),
+        w: usize,
+        bias: &[f32],
+        relu: bool,
+        y: &mut [f32],
+        plane: usize,
+    ) {
+        for (c, (yc, sc)) in y.chunks_exact_mut(plane).zip(src.chunks(ld)).enumerate() {
+            let b = bias.get(c).copied().unwrap_or(0.0);
+            for (yr, sr) in yc.chunks_exact_mut(w).zip(sc.chunks(wp)) {
+                let sr = &sr[..w];
+                if relu {
+                    yr.iter_mut()
+                        .zip(sr)
+                        .for_each(|(d, &v)| *d = self::relu(v + b));
+                } else {
+                    yr.iter_mut().zip(sr).for_each(|(d, &v)| *d = v + b);
+                }
+            }
+        }
+    }
+    let plane = rows * w;
+    if plane == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        #[target_feature(enable = "avx512f")]
+        fn build(
+            src: &[f32],
+            s: (usize, usize),
+            w: usize,
+            bias: &[f32],
+            relu: bool,
+            y: &mut [f32],
+            plane: usize,
+        ) {
+            body(src, s, w, bias, relu, y, plane)
+        }
+        // SAFETY: this CPU has AVX-512F (checked just above).
+        return unsafe { build(src, (ld, wp), w, bias, relu, y, plane) };
+    }
+    body(src, (ld, wp), w, bias, relu, y, plane)
+}
+
 /// Adds `bias[j]` to column `j` of every row of `y[rows][cols]` (dense: rows are samples).
 pub fn add_bias_cols(y: &mut [f32], bias: &[f32]) {
     for row in y.chunks_exact_mut(bias.len()) {

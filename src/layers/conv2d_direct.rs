@@ -149,8 +149,15 @@ impl Direct {
         let tail = g.kernel_w + k::DIRECT_Q_ALIGN;
         self.input.clear();
         let (h, w, p) = (g.height, g.width, g.padding);
+        // Evaluation keeps nothing for backward, so unpadded images are read in place:
+        // all but the last few, whose reads would run past the batch (copied below).
+        let in_place = if p == 0 && mode == Mode::Eval {
+            s.n.saturating_sub(tail.div_ceil(frame.max(1)))
+        } else {
+            0
+        };
         if p == 0 {
-            self.input.extend_from_slice(x.data());
+            self.input.extend_from_slice(&x.data()[in_place * frame..]);
         } else {
             self.input.resize(s.n * frame, 0.0);
             for (src, dst) in x.data().chunks_exact(w).zip(
@@ -161,7 +168,7 @@ impl Direct {
                 dst[p..p + w].copy_from_slice(src);
             }
         }
-        self.input.resize(s.n * frame + tail, 0.0);
+        self.input.resize((s.n - in_place) * frame + tail, 0.0);
         let r_len = g.col_rows();
         self.wt.resize(r_len * cout, 0.0);
         for (co, row) in weight.chunks_exact(r_len).enumerate() {
@@ -173,18 +180,15 @@ impl Direct {
         self.offs.extend(s.taps());
         let (q, ld) = (s.q(), s.q().next_multiple_of(k::DIRECT_Q_ALIGN));
         let (wt, offs, input) = (&self.wt, &self.offs, &self.input);
+        let image_at = |i: usize| match i.checked_sub(in_place) {
+            Some(j) => &input[j * frame..],
+            None => &x.data()[i * frame..],
+        };
         // One image: Yw = W·B(xp[n]) in scratch, then its valid columns + bias (+ ReLU).
         let image = |i: usize, y: &mut [f32]| {
             with_scratch(cout * ld, |yw| {
-                k::direct_shifted_gemm(wt, offs, &input[i * frame..], q, yw, ld);
-                for (co, (yc, ywc)) in y.chunks_exact_mut(oh * ow).zip(yw.chunks(ld)).enumerate() {
-                    let b = bias.get(co).copied().unwrap_or(0.0);
-                    for (yr, ywr) in yc.chunks_exact_mut(ow).zip(ywc.chunks(wp)) {
-                        for (d, &v) in yr.iter_mut().zip(ywr) {
-                            *d = if relu { k::relu(v + b) } else { v + b };
-                        }
-                    }
-                }
+                k::direct_shifted_gemm(wt, offs, image_at(i), q, yw, ld);
+                k::crop_bias_act(yw, (ld, wp), (oh, ow), bias, relu, y);
             })
         };
         let per = cout * oh * ow;
